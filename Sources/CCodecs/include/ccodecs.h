@@ -1,0 +1,3 @@
+#ifndef VINSPECT_CCODECS_H
+#define VINSPECT_CCODECS_H
+#endif

@@ -1,0 +1,1 @@
+// Placeholder: the image type lands with the codec commit.

@@ -1,0 +1,1 @@
+// Placeholder: the tensor type lands with the tensor-core commit.

@@ -1,0 +1,2 @@
+import VisualInspection
+print("vinspect")
