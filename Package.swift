@@ -7,13 +7,17 @@
 // slower). The build therefore passes `-march` to the Clang importer, which sets the
 // target features that Swift's code generator uses. Choose it with VINSPECT_CPU:
 //
-//   (unset)            x86-64-v4 (AVX-512) on x86-64; nothing on other architectures
-//   VINSPECT_CPU=native        the build machine's own CPU
-//   VINSPECT_CPU=x86-64-v3     AVX2 + FMA machines without AVX-512
+//   (unset)                    the build machine's own CPU (-march=native) on x86-64;
+//                              nothing on other architectures
+//   VINSPECT_CPU=x86-64-v4     any AVX-512 machine (a binary to copy to such machines)
+//   VINSPECT_CPU=x86-64-v3     any AVX2 + FMA machine
 //   VINSPECT_CPU=portable      no CPU flags at all: runs anywhere, kernels are slow
 //
-// The executable checks at start-up that the running CPU has what the build assumed
-// (see `CPUFeatures`) and stops with a clear message instead of an illegal instruction.
+// The default is the build machine because machines of "the same kind" differ: some have
+// AVX-512, some only AVX2, and a binary built for one level crashes on a lower one. The
+// kernels pick their register blocking from the features the build has (see
+// `CPUFeatures`), and the executable checks at start-up that the running CPU has what the
+// build assumed, stopping with a clear message instead of an illegal instruction.
 import Foundation
 import PackageDescription
 
@@ -25,7 +29,7 @@ let march: String? = {
     case "portable", "none": return nil
     case "default":
         #if arch(x86_64)
-        return "x86-64-v4"
+        return "native"
         #else
         return nil
         #endif

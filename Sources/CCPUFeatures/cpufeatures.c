@@ -11,6 +11,8 @@ typedef struct { const char *name; int required; } feature;
 
 #if defined(__x86_64__) || defined(__i386__)
 static int cpu_has(const char *name) {
+    // The feature table is filled by a constructor that not every link includes: fill it.
+    __builtin_cpu_init();
     // __builtin_cpu_supports needs a literal argument, hence the chain.
     if (!strcmp(name, "sse4.2")) return __builtin_cpu_supports("sse4.2");
     if (!strcmp(name, "avx")) return __builtin_cpu_supports("avx");

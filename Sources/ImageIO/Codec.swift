@@ -177,8 +177,9 @@ public var codecVersions: String {
 /// and it keeps a mistaken path (a video, a disk image) from filling memory.
 let maximumFileBytes = 1 << 31
 
-/// Reads a whole file with POSIX calls, turning each failure into an ``ImageError``.
-func readFile(_ path: String) throws(ImageError) -> [UInt8] {
+/// Reads a whole file with POSIX calls, turning each failure into an ``ImageError``
+/// that names it (missing, a folder, unreadable, empty, larger than 2 GiB).
+public func readFile(_ path: String) throws(ImageError) -> [UInt8] {
     let descriptor = open(path, O_RDONLY | O_CLOEXEC)
     if descriptor < 0 {
         let code = errno

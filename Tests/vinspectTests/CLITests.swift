@@ -1,1 +1,89 @@
+import Foundation
 import Testing
+
+/// The repository root, found from this source file's location.
+let repositoryRoot = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// The built `vinspect` executable, next to the test bundle.
+let vinspectExecutable: URL = {
+    var directory = Bundle.main.bundleURL
+    for _ in 0..<3 {
+        let candidate = directory.appendingPathComponent("vinspect")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        directory = directory.deletingLastPathComponent()
+    }
+    return directory.appendingPathComponent("vinspect")
+}()
+
+struct RunResult {
+    var status: Int32
+    var output: String
+    var error: String
+}
+
+/// Runs `vinspect` with the arguments, from the repository root.
+func vinspect(_ arguments: [String]) throws -> RunResult {
+    let process = Process()
+    process.executableURL = vinspectExecutable
+    process.arguments = arguments
+    process.currentDirectoryURL = repositoryRoot
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read before waiting so that a full pipe cannot block the child.
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return RunResult(status: process.terminationStatus,
+                     output: String(decoding: outData, as: UTF8.self),
+                     error: String(decoding: errData, as: UTF8.self))
+}
+
+@Test func helpListsTheSubcommandsAndExitCodes() throws {
+    let result = try vinspect(["--help"])
+    #expect(result.status == 0)
+    #expect(result.output.contains("images"))
+    #expect(result.output.contains("could not run"))
+}
+
+@Test func imagesDescribesAFolderOfGoodImages() throws {
+    let result = try vinspect(["images", "Fixtures/codec/rgb8.png", "Fixtures/codec/grey16.png"])
+    #expect(result.status == 0, "\(result.error)")
+    #expect(result.output.contains("Fixtures/codec/rgb8.png: 37x29 RGB 8-bit, PNG"))
+    #expect(result.output.contains("Fixtures/codec/grey16.png: 37x29 grey 16-bit, PNG"))
+    #expect(result.output.contains("2 files: 2 decoded, 0 unreadable"))
+}
+
+@Test func imagesReportsEveryBrokenFileAndGoesOn() throws {
+    let result = try vinspect(["images", "Fixtures/broken", "Fixtures/codec/rgb8.png"])
+    #expect(result.status == 2)
+    let lines = result.output.split(separator: "\n")
+    // Folder entries come sorted, joined with the folder as given.
+    #expect(lines.first?.hasPrefix("Fixtures/broken/bad-crc.png: error: Fixtures/broken/bad-crc.png: damaged PNG") == true)
+    #expect(result.output.contains("Fixtures/broken/document.png: error: Fixtures/broken/document.png: not a PNG or JPEG image (it is a PDF document)"))
+    #expect(result.output.contains("Fixtures/codec/rgb8.png: 37x29 RGB"))
+    let summary = String(lines.last ?? "")
+    #expect(summary.hasPrefix("14 files: 1 decoded, 13 unreadable; mean decode time "))
+}
+
+@Test func badOptionsGiveTheCouldNotRunCode() throws {
+    let missing = try vinspect(["images"])
+    #expect(missing.status == 3)
+    #expect(missing.error.contains("Missing expected argument"))
+    let invalid = try vinspect(["images", "--max-pixels", "0", "Fixtures/codec"])
+    #expect(invalid.status == 3)
+    #expect(invalid.error.contains("--max-pixels must be positive"))
+    let unknown = try vinspect(["frobnicate"])
+    #expect(unknown.status == 3)
+}
+
+@Test func anEmptyFolderCannotRun() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("vinspect-empty-\(getpid())")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let result = try vinspect(["images", folder.path])
+    #expect(result.status == 3)
+    #expect(result.error.contains("no files found"))
+}

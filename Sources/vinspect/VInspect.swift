@@ -1,0 +1,70 @@
+import ArgumentParser
+import VisualInspection
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The `vinspect` command-line tool.
+@main
+struct VInspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vinspect",
+        abstract: "Industrial visual inspection: learn good parts and defect types from a few images, then check every image from the line.",
+        discussion: """
+            Exit status:
+              0  completed
+              1  completed and defects were found (only with --fail-on-defect)
+              2  completed, but some inputs could not be read (see the error records)
+              3  could not run (bad options, unreadable model, unsupported CPU)
+            """,
+        version: VisualInspectionVersion.string,
+        subcommands: [Images.self])
+
+    /// Parses, checks the CPU, runs, and maps every outcome to the documented exit codes.
+    static func main() {
+        do {
+            try CPUFeatures.check()
+        } catch {
+            printError("vinspect: \(error)")
+            Glibc.exit(ExitStatus.couldNotRun.rawValue)
+        }
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let status as ExitStatus {
+            Glibc.exit(status.rawValue)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                exit(withError: error)  // --help, --version: ArgumentParser prints them
+            }
+            printError(fullMessage(for: error))
+            Glibc.exit(ExitStatus.couldNotRun.rawValue)
+        }
+    }
+}
+
+/// The documented exit codes.
+enum ExitStatus: Int32, Error {
+    case completed = 0
+    case defectsFound = 1
+    case someInputsUnreadable = 2
+    case couldNotRun = 3
+}
+
+/// Writes a line to standard error.
+func printError(_ message: String) {
+    var text = message
+    if !text.hasSuffix("\n") { text += "\n" }
+    text.withUTF8 { bytes in
+        var done = 0
+        while done < bytes.count {
+            let count = write(2, bytes.baseAddress! + done, bytes.count - done)
+            if count <= 0 { return }
+            done += count
+        }
+    }
+}

@@ -1,2 +1,0 @@
-import VisualInspection
-print("vinspect")
