@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes Fixtures/codec/golden.json: what a reference decoder (Pillow, built on libpng and
+"""Writes Fixtures/golden/codec.json: what a reference decoder (Pillow, built on libpng and
 libjpeg-turbo like ours) gives for every codec fixture, as a checksum of the pixels.
 
     python3 Fixtures/Scripts/golden.py
@@ -63,7 +63,7 @@ def main():
                         "height": int(pixels.shape[0]), "fnv1a64": fnv1a64(pixels.tobytes())})
     document = {"generator": f"Fixtures/Scripts/golden.py with Pillow {PIL.__version__}, numpy {np.__version__}",
                 "entries": entries}
-    with open(os.path.join(CODEC, "golden.json"), "w") as handle:
+    with open(os.path.join(CODEC, "..", "golden", "codec.json"), "w") as handle:
         json.dump(document, handle, indent=1)
         handle.write("\n")
     print(f"{len(entries)} golden entries", file=sys.stderr)

@@ -2,7 +2,7 @@ import Foundation
 import ImageIO
 import Testing
 
-/// One line of Fixtures/codec/golden.json (written by Fixtures/Scripts/golden.py).
+/// One line of Fixtures/golden/codec.json (written by Fixtures/Scripts/golden.py).
 struct GoldenEntry: Decodable, Sendable, CustomTestStringConvertible {
     let file: String
     let mode: String
@@ -18,7 +18,7 @@ struct GoldenDocument: Decodable {
 }
 
 let goldenEntries: [GoldenEntry] = {
-    guard let data = FileManager.default.contents(atPath: fixture("codec/golden.json")),
+    guard let data = FileManager.default.contents(atPath: fixture("golden/codec.json")),
           let document = try? JSONDecoder().decode(GoldenDocument.self, from: data) else { return [] }
     return document.entries
 }()
