@@ -71,8 +71,9 @@ let package = Package(
         .target(name: "CCPUFeatures", cSettings: cpuCheckCSettings),
         .target(name: "ImageIO", dependencies: ["CCodecs"], swiftSettings: simdSwiftSettings),
         .target(name: "TensorCore", dependencies: ["CCPUFeatures"], swiftSettings: simdSwiftSettings),
+        .target(name: "NeuralNet", dependencies: ["TensorCore"], swiftSettings: simdSwiftSettings),
         .target(
-            name: "VisualInspection", dependencies: ["ImageIO", "TensorCore"],
+            name: "VisualInspection", dependencies: ["ImageIO", "TensorCore", "NeuralNet"],
             swiftSettings: simdSwiftSettings),
         .executableTarget(
             name: "vinspect",
@@ -83,6 +84,7 @@ let package = Package(
             swiftSettings: simdSwiftSettings),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: simdSwiftSettings),
+        .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"], swiftSettings: simdSwiftSettings),
         .testTarget(
             name: "vinspectTests", dependencies: ["vinspect", "VisualInspection"],
             swiftSettings: simdSwiftSettings),

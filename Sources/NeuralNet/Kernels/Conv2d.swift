@@ -1,0 +1,443 @@
+// 2-D convolution kernels, NHWC.
+//
+// Layouts:
+//   input    [N, H, W, Cin]
+//   weight   [KH, KW, Cin / groups, Cout]    (HWIO; PyTorch's OIHW is transposed at import)
+//   bias     [Cout]
+//   output   [N, OH, OW, Cout]
+//
+// Why NHWC: a 1x1 convolution is then a plain GEMM over [N*H*W, Cin] x [Cin, Cout] with
+// no data movement at all, depthwise convolutions vectorise over the contiguous channel
+// axis, and im2col copies whole runs of Cin floats per kernel tap. EfficientNet-Lite0 is
+// mostly 1x1 and depthwise convolutions, ResNet-18 mostly 3x3 with 64-512 channels: both
+// favour channel-contiguous storage.
+//
+// General convolutions are im2col + GEMM: the patch matrix [N*OH*OW, KH*KW*Cg] (Cg =
+// Cin / groups; column (ky * KW + kx) * Cg + ci) times the weight [KH*KW*Cg, Cout].
+// Depthwise convolutions (groups == Cin == Cout) use a direct kernel. Every kernel has a
+// plain reference in ReferenceConv2d.swift that the tests compare against.
+import TensorCore
+
+/// The geometry of one 2-D convolution (or pooling window): sizes, stride, padding,
+/// dilation and groups, with the output size derived from them.
+public struct ConvGeometry: Sendable, Equatable, CustomStringConvertible {
+    public var batch: Int, height: Int, width: Int, inChannels: Int, outChannels: Int
+    public var kernelHeight: Int, kernelWidth: Int
+    public var strideY: Int, strideX: Int
+    public var padTop: Int, padLeft: Int, padBottom: Int, padRight: Int
+    public var dilationY: Int, dilationX: Int
+    public var groups: Int
+
+    /// Output height: `(H + padTop + padBottom - dilation*(KH-1) - 1) / stride + 1`.
+    public var outHeight: Int { (height + padTop + padBottom - dilationY * (kernelHeight - 1) - 1) / strideY + 1 }
+    /// Output width, as ``outHeight``.
+    public var outWidth: Int { (width + padLeft + padRight - dilationX * (kernelWidth - 1) - 1) / strideX + 1 }
+    /// Input channels per group.
+    public var groupInChannels: Int { inChannels / groups }
+    /// Output channels per group.
+    public var groupOutChannels: Int { outChannels / groups }
+    /// Whether this is a depthwise convolution with one filter per channel.
+    public var isDepthwise: Bool { groups == inChannels && groups == outChannels && groups > 1 }
+    /// Whether the convolution is a pointwise GEMM with no patch extraction.
+    public var isPointwise: Bool {
+        kernelHeight == 1 && kernelWidth == 1 && strideY == 1 && strideX == 1
+            && padTop == 0 && padLeft == 0 && padBottom == 0 && padRight == 0 && groups == 1
+    }
+
+    public init(
+        batch: Int, height: Int, width: Int, inChannels: Int, outChannels: Int,
+        kernelHeight: Int, kernelWidth: Int, stride: (Int, Int) = (1, 1),
+        padding: Padding = .valid, dilation: (Int, Int) = (1, 1), groups: Int = 1
+    ) {
+        precondition(groups >= 1 && inChannels % groups == 0 && outChannels % groups == 0,
+                     "ConvGeometry: channels \(inChannels) -> \(outChannels) not divisible by groups \(groups)")
+        precondition(kernelHeight >= 1 && kernelWidth >= 1 && stride.0 >= 1 && stride.1 >= 1
+                     && dilation.0 >= 1 && dilation.1 >= 1, "ConvGeometry: invalid kernel, stride or dilation")
+        self.batch = batch; self.height = height; self.width = width
+        self.inChannels = inChannels; self.outChannels = outChannels
+        self.kernelHeight = kernelHeight; self.kernelWidth = kernelWidth
+        self.strideY = stride.0; self.strideX = stride.1
+        self.dilationY = dilation.0; self.dilationX = dilation.1
+        self.groups = groups
+        let pads = padding.resolve(height: height, width: width, kernel: (kernelHeight, kernelWidth),
+                                   stride: stride, dilation: dilation)
+        (padTop, padLeft, padBottom, padRight) = pads
+        precondition(outHeight >= 1 && outWidth >= 1,
+                     "ConvGeometry: \(height)x\(width) input too small for kernel \(kernelHeight)x\(kernelWidth)")
+    }
+
+    public var description: String {
+        "conv \(batch)x\(height)x\(width)x\(inChannels) -> \(outChannels), kernel \(kernelHeight)x\(kernelWidth), "
+            + "stride \(strideY)x\(strideX), pad (\(padTop),\(padLeft),\(padBottom),\(padRight)), "
+            + "dilation \(dilationY)x\(dilationX), groups \(groups)"
+    }
+}
+
+/// How a convolution or pooling window pads its input.
+public enum Padding: Sendable, Equatable, Hashable {
+    /// No padding.
+    case valid
+    /// The same padding on every side.
+    case symmetric(Int)
+    /// Explicit padding per side.
+    case explicit(top: Int, left: Int, bottom: Int, right: Int)
+    /// TensorFlow's "SAME": output size `ceil(input / stride)`; when the total padding is
+    /// odd, the extra row/column goes at the bottom/right (what EfficientNet-Lite expects).
+    case same
+
+    /// The padding of each side for an input of the given size.
+    public func resolve(height: Int, width: Int, kernel: (Int, Int), stride: (Int, Int),
+                        dilation: (Int, Int) = (1, 1)) -> (Int, Int, Int, Int) {
+        switch self {
+        case .valid: return (0, 0, 0, 0)
+        case .symmetric(let p): return (p, p, p, p)
+        case .explicit(let t, let l, let b, let r): return (t, l, b, r)
+        case .same:
+            func total(_ size: Int, _ k: Int, _ s: Int, _ d: Int) -> Int {
+                let out = (size + s - 1) / s
+                return Swift.max(0, (out - 1) * s + (k - 1) * d + 1 - size)
+            }
+            let ph = total(height, kernel.0, stride.0, dilation.0)
+            let pw = total(width, kernel.1, stride.1, dilation.1)
+            return (ph / 2, pw / 2, ph - ph / 2, pw - pw / 2)
+        }
+    }
+}
+
+// MARK: - Forward
+
+/// Convolution forward with the epilogue fused: `act(conv(x) + bias + residual)`.
+///
+/// - Parameters:
+///   - input: `[N, H, W, Cin]`.
+///   - weight: `[KH, KW, Cin/groups, Cout]`.
+///   - bias: `[Cout]` or nil.
+///   - geometry: sizes, stride, padding, dilation and groups; must match the tensors.
+///   - activation: applied last.
+///   - residual: `[N, OH, OW, Cout]` added before the activation, or nil.
+///   - pool: threads for the GEMM and the patch extraction.
+/// - Returns: `[N, OH, OW, Cout]`.
+public func conv2dForward(
+    _ input: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry,
+    activation: Activation = .none, residual: Tensor? = nil, pool: ThreadPool? = .shared
+) -> Tensor {
+    precondition(input.shape == [g.batch, g.height, g.width, g.inChannels],
+                 "conv2dForward: input \(input.shape) does not match \(g)")
+    precondition(weight.shape == [g.kernelHeight, g.kernelWidth, g.groupInChannels, g.outChannels],
+                 "conv2dForward: weight \(weight.shape) does not match \(g)")
+    precondition(bias == nil || bias!.shape == [g.outChannels], "conv2dForward: bias \(bias!.shape) for \(g.outChannels) channels")
+    let outShape = [g.batch, g.outHeight, g.outWidth, g.outChannels]
+    precondition(residual == nil || residual!.shape == outShape,
+                 "conv2dForward: residual \(residual!.shape) does not match output \(outShape)")
+    var output = Tensor(zeros: outShape)
+    let m = g.batch * g.outHeight * g.outWidth
+    output.withUnsafeMutableBufferPointer { out in
+        input.withUnsafeBufferPointer { x in
+            weight.withUnsafeBufferPointer { w in
+                if g.isDepthwise {
+                    depthwiseForward(x.baseAddress!, w.baseAddress!, out.baseAddress!, g, pool: pool)
+                } else if g.isPointwise {
+                    sgemm(transposeA: false, transposeB: false, m: m, n: g.outChannels, k: g.inChannels,
+                          alpha: 1, a: x.baseAddress, lda: g.inChannels, b: w.baseAddress, ldb: g.outChannels,
+                          beta: 0, c: out.baseAddress, ldc: g.outChannels, pool: pool)
+                } else {
+                    let k = g.kernelHeight * g.kernelWidth * g.groupInChannels
+                    var columns = [Float](repeating: 0, count: m * k)
+                    columns.withUnsafeMutableBufferPointer { col in
+                        for group in 0..<g.groups {
+                            im2col(x.baseAddress!, col.baseAddress!, g, group: group, pool: pool)
+                            sgemm(transposeA: false, transposeB: false, m: m, n: g.groupOutChannels, k: k,
+                                  alpha: 1, a: col.baseAddress, lda: k,
+                                  b: w.baseAddress! + group * g.groupOutChannels, ldb: g.outChannels,
+                                  beta: 0, c: out.baseAddress! + group * g.groupOutChannels, ldc: g.outChannels,
+                                  pool: pool)
+                        }
+                    }
+                }
+            }
+        }
+        applyEpilogue(out.baseAddress!, rows: m, channels: g.outChannels, bias: bias,
+                      residual: residual, activation: activation, pool: pool)
+    }
+    return output
+}
+
+/// `out[r, c] = act(out[r, c] + bias[c] + residual[r, c])` over `[rows, channels]`.
+func applyEpilogue(
+    _ out: UnsafeMutablePointer<Float>, rows: Int, channels: Int, bias: Tensor?, residual: Tensor?,
+    activation: Activation, pool: ThreadPool?
+) {
+    if bias == nil && residual == nil && activation == .none { return }
+    let biasValues = bias?.scalars
+    let residualTensor = residual
+    let target = UnsafeSharedPointer(out)
+    let body: @Sendable (Range<Int>) -> Void = { range in
+        let add: (UnsafeBufferPointer<Float>?) -> Void = { res in
+            for r in range {
+                let row = target.pointer + r * channels
+                if let biasValues {
+                    biasValues.withUnsafeBufferPointer { b in
+                        for c in 0..<channels { row[c] += b[c] }
+                    }
+                }
+                if let res {
+                    let source = res.baseAddress! + r * channels
+                    for c in 0..<channels { row[c] += source[c] }
+                }
+                activation.apply(row, count: channels)
+            }
+        }
+        if let residualTensor { residualTensor.withUnsafeBufferPointer { add($0) } } else { add(nil) }
+    }
+    if let pool { pool.parallelRanges(rows, body) } else { body(0..<rows) }
+}
+
+/// Writes the patch matrix of one group: `columns[m, (ky*KW + kx)*Cg + ci]`, zero where the
+/// window falls in the padding. Rows are independent, so the work splits by output row.
+func im2col(_ x: UnsafePointer<Float>, _ columns: UnsafeMutablePointer<Float>, _ g: ConvGeometry,
+            group: Int, pool: ThreadPool?) {
+    let cg = g.groupInChannels
+    let k = g.kernelHeight * g.kernelWidth * cg
+    let rows = g.batch * g.outHeight
+    let source = UnsafeSharedPointer(readOnly: x), target = UnsafeSharedPointer(columns)
+    let body: @Sendable (Range<Int>) -> Void = { range in
+        let x = source.pointer, col = target.pointer
+        for rowIndex in range {
+            let n = rowIndex / g.outHeight, oy = rowIndex % g.outHeight
+            for ox in 0..<g.outWidth {
+                let m = rowIndex * g.outWidth + ox
+                var dst = col + m * k
+                for ky in 0..<g.kernelHeight {
+                    let iy = oy * g.strideY - g.padTop + ky * g.dilationY
+                    for kx in 0..<g.kernelWidth {
+                        let ix = ox * g.strideX - g.padLeft + kx * g.dilationX
+                        if iy < 0 || iy >= g.height || ix < 0 || ix >= g.width {
+                            dst.update(repeating: 0, count: cg)
+                        } else {
+                            let src = x + ((n * g.height + iy) * g.width + ix) * g.inChannels + group * cg
+                            dst.update(from: src, count: cg)
+                        }
+                        dst += cg
+                    }
+                }
+            }
+        }
+    }
+    if let pool { pool.parallelRanges(rows, body) } else { body(0..<rows) }
+}
+
+/// Depthwise convolution, direct: each output pixel accumulates KH*KW taps of a channel
+/// vector, 16 channels per SIMD register. Split by output row (one writer per row).
+func depthwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                      _ g: ConvGeometry, pool: ThreadPool?) {
+    let c = g.inChannels
+    let rows = g.batch * g.outHeight
+    let source = UnsafeSharedPointer(readOnly: x), weights = UnsafeSharedPointer(readOnly: w)
+    let target = UnsafeSharedPointer(y)
+    let body: @Sendable (Range<Int>) -> Void = { range in
+        let x = source.pointer, w = weights.pointer, y = target.pointer
+        for rowIndex in range {
+            let n = rowIndex / g.outHeight, oy = rowIndex % g.outHeight
+            for ox in 0..<g.outWidth {
+                let out = y + (rowIndex * g.outWidth + ox) * c
+                // Channel blocks of 16 in registers, then the leftovers one by one.
+                var c0 = 0
+                while c0 + 16 <= c {
+                    var acc = SIMD16<Float>(repeating: 0)
+                    for ky in 0..<g.kernelHeight {
+                        let iy = oy * g.strideY - g.padTop + ky * g.dilationY
+                        if iy < 0 || iy >= g.height { continue }
+                        for kx in 0..<g.kernelWidth {
+                            let ix = ox * g.strideX - g.padLeft + kx * g.dilationX
+                            if ix < 0 || ix >= g.width { continue }
+                            let src = UnsafeRawPointer(x + ((n * g.height + iy) * g.width + ix) * c + c0)
+                            let wt = UnsafeRawPointer(w + (ky * g.kernelWidth + kx) * c + c0)
+                            acc = acc.addingProduct(src.loadUnaligned(as: SIMD16<Float>.self),
+                                                    wt.loadUnaligned(as: SIMD16<Float>.self))
+                        }
+                    }
+                    UnsafeMutableRawPointer(out + c0).storeBytes(of: acc, as: SIMD16<Float>.self)
+                    c0 += 16
+                }
+                // leftovers
+                while c0 < c {
+                    var acc: Float = 0
+                    for ky in 0..<g.kernelHeight {
+                        let iy = oy * g.strideY - g.padTop + ky * g.dilationY
+                        if iy < 0 || iy >= g.height { continue }
+                        for kx in 0..<g.kernelWidth {
+                            let ix = ox * g.strideX - g.padLeft + kx * g.dilationX
+                            if ix < 0 || ix >= g.width { continue }
+                            acc = acc.addingProduct(x[((n * g.height + iy) * g.width + ix) * c + c0],
+                                                    w[(ky * g.kernelWidth + kx) * c + c0])
+                        }
+                    }
+                    out[c0] = acc
+                    c0 += 1
+                }
+            }
+        }
+    }
+    if let pool { pool.parallelRanges(rows, body) } else { body(0..<rows) }
+}
+
+// MARK: - Backward
+
+/// Gradients of a convolution (without epilogue) with respect to its input, weight and bias.
+///
+/// - Parameters:
+///   - input: the forward input `[N, H, W, Cin]`.
+///   - weight: `[KH, KW, Cin/groups, Cout]`.
+///   - gradOutput: `[N, OH, OW, Cout]`, the gradient of the convolution's output (after
+///     the caller has taken the activation's derivative).
+/// - Returns: the input gradient (`[N, H, W, Cin]`), weight gradient (weight's shape) and
+///   bias gradient (`[Cout]`).
+public func conv2dBackward(
+    _ input: Tensor, weight: Tensor, gradOutput: Tensor, geometry g: ConvGeometry, pool: ThreadPool? = .shared
+) -> (input: Tensor, weight: Tensor, bias: Tensor) {
+    precondition(gradOutput.shape == [g.batch, g.outHeight, g.outWidth, g.outChannels],
+                 "conv2dBackward: gradient \(gradOutput.shape) does not match \(g)")
+    let m = g.batch * g.outHeight * g.outWidth
+    var gradInput = Tensor(zeros: input.shape)
+    var gradWeight = Tensor(zeros: weight.shape)
+    let gradBias = gradOutput.reshaped([m, g.outChannels]).sum(alongAxis: 0)
+    input.withUnsafeBufferPointer { x in
+        weight.withUnsafeBufferPointer { w in
+            gradOutput.withUnsafeBufferPointer { dy in
+                gradInput.withUnsafeMutableBufferPointer { dx in
+                    gradWeight.withUnsafeMutableBufferPointer { dw in
+                        if g.isDepthwise {
+                            depthwiseBackward(x.baseAddress!, w.baseAddress!, dy.baseAddress!,
+                                              dx.baseAddress!, dw.baseAddress!, g, pool: pool)
+                        } else if g.isPointwise {
+                            // dW [Cin, Cout] = X^T [Cin, M] x dY [M, Cout]; dX [M, Cin] = dY x W^T.
+                            sgemm(transposeA: true, transposeB: false, m: g.inChannels, n: g.outChannels, k: m,
+                                  alpha: 1, a: x.baseAddress, lda: g.inChannels, b: dy.baseAddress, ldb: g.outChannels,
+                                  beta: 0, c: dw.baseAddress, ldc: g.outChannels, pool: pool)
+                            sgemm(transposeA: false, transposeB: true, m: m, n: g.inChannels, k: g.outChannels,
+                                  alpha: 1, a: dy.baseAddress, lda: g.outChannels, b: w.baseAddress, ldb: g.outChannels,
+                                  beta: 0, c: dx.baseAddress, ldc: g.inChannels, pool: pool)
+                        } else {
+                            let k = g.kernelHeight * g.kernelWidth * g.groupInChannels
+                            var columns = [Float](repeating: 0, count: m * k)
+                            columns.withUnsafeMutableBufferPointer { col in
+                                for group in 0..<g.groups {
+                                    let co = group * g.groupOutChannels
+                                    im2col(x.baseAddress!, col.baseAddress!, g, group: group, pool: pool)
+                                    // dW_g [K, Cout_g] = col^T [K, M] x dY_g [M, Cout_g]
+                                    sgemm(transposeA: true, transposeB: false, m: k, n: g.groupOutChannels, k: m,
+                                          alpha: 1, a: col.baseAddress, lda: k, b: dy.baseAddress! + co, ldb: g.outChannels,
+                                          beta: 0, c: dw.baseAddress! + co, ldc: g.outChannels, pool: pool)
+                                    // dcol [M, K] = dY_g [M, Cout_g] x W_g^T [Cout_g, K]
+                                    sgemm(transposeA: false, transposeB: true, m: m, n: k, k: g.groupOutChannels,
+                                          alpha: 1, a: dy.baseAddress! + co, lda: g.outChannels,
+                                          b: w.baseAddress! + co, ldb: g.outChannels,
+                                          beta: 0, c: col.baseAddress, ldc: k, pool: pool)
+                                    col2im(col.baseAddress!, dx.baseAddress!, g, group: group, pool: pool)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return (gradInput, gradWeight, gradBias)
+}
+
+/// Adds the patch-matrix gradient back onto the input gradient of one group. Written as a
+/// gather (each input pixel sums the patch entries that read it), so that every input
+/// element has one writer and the work splits by input row.
+func col2im(_ columns: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ g: ConvGeometry,
+            group: Int, pool: ThreadPool?) {
+    let cg = g.groupInChannels
+    let k = g.kernelHeight * g.kernelWidth * cg
+    let rows = g.batch * g.height
+    let source = UnsafeSharedPointer(readOnly: columns), target = UnsafeSharedPointer(dx)
+    let body: @Sendable (Range<Int>) -> Void = { range in
+        let col = source.pointer, dx = target.pointer
+        for rowIndex in range {
+            let n = rowIndex / g.height, iy = rowIndex % g.height
+            for ky in 0..<g.kernelHeight {
+                let ty = iy + g.padTop - ky * g.dilationY
+                if ty < 0 || ty % g.strideY != 0 { continue }
+                let oy = ty / g.strideY
+                if oy >= g.outHeight { continue }
+                for ix in 0..<g.width {
+                    let dst = dx + ((n * g.height + iy) * g.width + ix) * g.inChannels + group * cg
+                    for kx in 0..<g.kernelWidth {
+                        let tx = ix + g.padLeft - kx * g.dilationX
+                        if tx < 0 || tx % g.strideX != 0 { continue }
+                        let ox = tx / g.strideX
+                        if ox >= g.outWidth { continue }
+                        let src = col + ((n * g.outHeight + oy) * g.outWidth + ox) * k + (ky * g.kernelWidth + kx) * cg
+                        for c in 0..<cg { dst[c] += src[c] }
+                    }
+                }
+            }
+        }
+    }
+    if let pool { pool.parallelRanges(rows, body) } else { body(0..<rows) }
+}
+
+/// Depthwise backward: the input gradient as a gather (one writer per input pixel, split
+/// by input row), the weight gradient split by channel (one writer per channel).
+func depthwiseBackward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                       _ dx: UnsafeMutablePointer<Float>, _ dw: UnsafeMutablePointer<Float>,
+                       _ g: ConvGeometry, pool: ThreadPool?) {
+    let c = g.inChannels
+    let xs = UnsafeSharedPointer(readOnly: x), ws = UnsafeSharedPointer(readOnly: w)
+    let dys = UnsafeSharedPointer(readOnly: dy), dxs = UnsafeSharedPointer(dx), dws = UnsafeSharedPointer(dw)
+    let inputBody: @Sendable (Range<Int>) -> Void = { range in
+        let w = ws.pointer, dy = dys.pointer, dx = dxs.pointer
+        for rowIndex in range {
+            let n = rowIndex / g.height, iy = rowIndex % g.height
+            for ky in 0..<g.kernelHeight {
+                let ty = iy + g.padTop - ky * g.dilationY
+                if ty < 0 || ty % g.strideY != 0 { continue }
+                let oy = ty / g.strideY
+                if oy >= g.outHeight { continue }
+                for ix in 0..<g.width {
+                    let dst = dx + ((n * g.height + iy) * g.width + ix) * c
+                    for kx in 0..<g.kernelWidth {
+                        let tx = ix + g.padLeft - kx * g.dilationX
+                        if tx < 0 || tx % g.strideX != 0 { continue }
+                        let ox = tx / g.strideX
+                        if ox >= g.outWidth { continue }
+                        let grad = dy + ((n * g.outHeight + oy) * g.outWidth + ox) * c
+                        let wt = w + (ky * g.kernelWidth + kx) * c
+                        for ch in 0..<c { dst[ch] = dst[ch].addingProduct(grad[ch], wt[ch]) }
+                    }
+                }
+            }
+        }
+    }
+    let weightBody: @Sendable (Range<Int>) -> Void = { channels in
+        let x = xs.pointer, dy = dys.pointer, dw = dws.pointer
+        for ky in 0..<g.kernelHeight {
+            for kx in 0..<g.kernelWidth {
+                let target = dw + (ky * g.kernelWidth + kx) * c
+                for n in 0..<g.batch {
+                    for oy in 0..<g.outHeight {
+                        let iy = oy * g.strideY - g.padTop + ky * g.dilationY
+                        if iy < 0 || iy >= g.height { continue }
+                        for ox in 0..<g.outWidth {
+                            let ix = ox * g.strideX - g.padLeft + kx * g.dilationX
+                            if ix < 0 || ix >= g.width { continue }
+                            let src = x + ((n * g.height + iy) * g.width + ix) * c
+                            let grad = dy + ((n * g.outHeight + oy) * g.outWidth + ox) * c
+                            for ch in channels { target[ch] = target[ch].addingProduct(src[ch], grad[ch]) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let pool {
+        pool.parallelRanges(g.batch * g.height, inputBody)
+        pool.parallelRanges(c, weightBody)
+    } else {
+        inputBody(0..<(g.batch * g.height))
+        weightBody(0..<c)
+    }
+}
