@@ -37,17 +37,20 @@ public func conv2d(
 }
 
 /// Running statistics of a batch-norm layer, updated in training mode.
+///
+/// Held as non-trainable ``Variable``s so that they are saved, loaded and named like the
+/// parameters.
 public final class BatchNormStatistics {
     /// The running mean, `[C]`.
-    public var mean: Tensor
+    public let mean: Variable
     /// The running (unbiased) variance, `[C]`.
-    public var variance: Tensor
+    public let variance: Variable
     /// The weight of the current batch in the running average (PyTorch's `momentum`).
     public var momentum: Float
 
     public init(channels: Int, momentum: Float = 0.1) {
-        mean = Tensor(zeros: [channels])
-        variance = Tensor(ones: [channels])
+        mean = Variable(Tensor(zeros: [channels]))
+        variance = Variable(Tensor(ones: [channels]))
         self.momentum = momentum
     }
 }
@@ -71,8 +74,10 @@ public func batchNorm(
         let rows = Double(input.value.count / Swift.max(c, 1))
         let correction = rows > 1 ? rows / (rows - 1) : 1
         let m = Double(statistics.momentum)
-        statistics.mean = Tensor(zip(statistics.mean.scalars, forward.batchMean).map { Float((1 - m) * Double($0) + m * $1) }, shape: [c])
-        statistics.variance = Tensor(zip(statistics.variance.scalars, forward.batchVariance).map {
+        statistics.mean.value = Tensor(zip(statistics.mean.value.scalars, forward.batchMean).map {
+            Float((1 - m) * Double($0) + m * $1)
+        }, shape: [c])
+        statistics.variance.value = Tensor(zip(statistics.variance.value.scalars, forward.batchVariance).map {
             Float((1 - m) * Double($0) + m * $1 * correction)
         }, shape: [c])
         let g = gamma.value
@@ -81,11 +86,11 @@ public func batchNorm(
             return [dx, dg, db]
         }
     }
-    let (scale, shift) = batchNormAffine(gamma: gamma.value, beta: beta.value, runningMean: statistics.mean,
-                                          runningVariance: statistics.variance, epsilon: epsilon)
+    let (scale, shift) = batchNormAffine(gamma: gamma.value, beta: beta.value, runningMean: statistics.mean.value,
+                                          runningVariance: statistics.variance.value, epsilon: epsilon)
     let x = input.value
-    let inverseStd = statistics.variance.scalars.map { 1 / ($0 + epsilon).squareRoot() }
-    let mean = statistics.mean.scalars
+    let inverseStd = statistics.variance.value.scalars.map { 1 / ($0 + epsilon).squareRoot() }
+    let mean = statistics.mean.value.scalars
     return Variable(channelAffine(x, scale: scale, shift: shift), parents: [input, gamma, beta]) { grad in
         let dx = channelAffine(grad, scale: scale, shift: [Float](repeating: 0, count: c))
         let normalized = channelAffine(x, scale: inverseStd, shift: zip(mean, inverseStd).map { -$0 * $1 })

@@ -41,8 +41,8 @@ func conv2dGradients(_ c: ConvCase) {
     checkGradients("batchNorm training", inputs: inputs) { v in
         batchNorm(v[0], gamma: v[1], beta: v[2], statistics: stats, training: true)
     }
-    stats.mean = randomTensor([3], seed: 7)
-    stats.variance = Tensor([0.5, 1.5, 2.0], shape: [3])
+    stats.mean.value = randomTensor([3], seed: 7)
+    stats.variance.value = Tensor([0.5, 1.5, 2.0], shape: [3])
     checkGradients("batchNorm inference", inputs: inputs) { v in
         batchNorm(v[0], gamma: v[1], beta: v[2], statistics: stats, training: false)
     }

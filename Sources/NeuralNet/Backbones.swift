@@ -1,0 +1,336 @@
+// The backbones: ResNet-18 and EfficientNet-Lite0 exactly as their PyTorch definitions
+// (same layer structure and state names, weights stored HWIO instead of OIHW), and a
+// compact network of our own. Each exposes feature maps at strides 4, 8 and 16 and a
+// pooled embedding, in training form (Variables) and frozen form (FrozenBackbone).
+import TensorCore
+
+/// A backbone network: trainable, and freezable into a ``FrozenBackbone``.
+public protocol Backbone: Module {
+    /// The architecture name, e.g. `resnet18`.
+    var architecture: String { get }
+    /// Channels of the feature maps at strides 4, 8 and 16.
+    var featureChannels: [Int] { get }
+    /// Width of the pooled embedding.
+    var embeddingChannels: Int { get }
+    /// How images are normalised before the network: `(x / 255 - mean) / std` per channel.
+    var inputNormalization: (mean: [Float], std: [Float]) { get }
+    /// The differentiable forward pass on `[N, H, W, 3]`: feature maps, embedding, logits.
+    func forward(_ x: Variable, training: Bool) -> (maps: [Variable], embedding: Variable, logits: Variable?)
+    /// The inference form, with batch norms folded.
+    func frozen() -> FrozenBackbone
+}
+
+/// The architectures this build knows.
+public enum BackboneArchitecture: String, Sendable, CaseIterable {
+    case resnet18 = "resnet18"
+    case efficientNetLite0 = "efficientnet-lite0"
+    case compact = "compact"
+
+    /// A freshly initialised network of this architecture.
+    public func make(classes: Int = 1000, seed: UInt64 = 0) -> any Backbone {
+        var generator = Xoshiro256(seed: seed)
+        switch self {
+        case .resnet18: return ResNet18(classes: classes, using: &generator)
+        case .efficientNetLite0: return EfficientNetLite0(classes: classes, using: &generator)
+        case .compact: return CompactNet(classes: classes, using: &generator)
+        }
+    }
+}
+
+// MARK: - Blocks
+
+/// torchvision's ResNet BasicBlock: two 3x3 conv-bn units and a shortcut (1x1 conv + bn
+/// when the shape changes), ReLU after the addition.
+public final class BasicBlock: Module {
+    let first: ConvBNAct, second: ConvBNAct, downsample: ConvBNAct?
+
+    init<G: RandomNumberGenerator>(_ inChannels: Int, _ outChannels: Int, stride: Int, using generator: inout G) {
+        first = ConvBNAct(inChannels, outChannels, kernel: 3, stride: stride, padding: .symmetric(1), activation: .relu,
+                          names: ("conv1", "bn1"), using: &generator)
+        second = ConvBNAct(outChannels, outChannels, kernel: 3, padding: .symmetric(1), activation: .relu,
+                           names: ("conv2", "bn2"), using: &generator)
+        downsample = stride != 1 || inChannels != outChannels
+            ? ConvBNAct(inChannels, outChannels, kernel: 1, stride: stride, padding: .valid, activation: .none,
+                        names: ("downsample.0", "downsample.1"), using: &generator)
+            : nil
+    }
+
+    func callAsFunction(_ x: Variable, training: Bool) -> Variable {
+        let shortcut = downsample.map { $0(x, training: training) } ?? x
+        return second(first(x, training: training), training: training, residual: shortcut)
+    }
+
+    func frozen() -> FrozenBlock {
+        FrozenBlock([first.frozen(), second.frozen()],
+                    shortcut: downsample.map { .projection($0.frozen()) } ?? .identity)
+    }
+
+    public func collectState(into state: inout [(name: String, variable: Variable)], prefix: String) {
+        first.collectState(into: &state, prefix: prefix)
+        second.collectState(into: &state, prefix: prefix)
+        downsample?.collectState(into: &state, prefix: prefix)
+    }
+}
+
+/// An inverted-residual (MBConv) block without squeeze-excite: 1x1 expansion (skipped
+/// when the ratio is 1), depthwise kxk, 1x1 projection without activation, and the input
+/// added when stride is 1 and the channel count is unchanged.
+public final class InvertedResidual: Module {
+    let expand: ConvBNAct?, depthwise: ConvBNAct, project: ConvBNAct
+    let skip: Bool
+
+    init<G: RandomNumberGenerator>(
+        _ inChannels: Int, _ outChannels: Int, expansion: Int, kernel: Int, stride: Int, padding: Padding,
+        activation: Activation, epsilon: Float, names: InvertedResidualNames, using generator: inout G
+    ) {
+        let hidden = inChannels * expansion
+        expand = expansion == 1 ? nil
+            : ConvBNAct(inChannels, hidden, kernel: 1, padding: .valid, activation: activation, epsilon: epsilon,
+                        names: names.expand, using: &generator)
+        depthwise = ConvBNAct(hidden, hidden, kernel: kernel, stride: stride, padding: padding, groups: hidden,
+                              activation: activation, epsilon: epsilon, names: names.depthwise, using: &generator)
+        project = ConvBNAct(hidden, outChannels, kernel: 1, padding: .valid, activation: .none, epsilon: epsilon,
+                            names: names.project, using: &generator)
+        skip = stride == 1 && inChannels == outChannels
+    }
+
+    func callAsFunction(_ x: Variable, training: Bool) -> Variable {
+        var h = x
+        if let expand { h = expand(h, training: training) }
+        h = depthwise(h, training: training)
+        return project(h, training: training, residual: skip ? x : nil)
+    }
+
+    func frozen() -> FrozenBlock {
+        FrozenBlock((expand.map { [$0.frozen()] } ?? []) + [depthwise.frozen(), project.frozen()],
+                    shortcut: skip ? .identity : .none)
+    }
+
+    public func collectState(into state: inout [(name: String, variable: Variable)], prefix: String) {
+        expand?.collectState(into: &state, prefix: prefix)
+        depthwise.collectState(into: &state, prefix: prefix)
+        project.collectState(into: &state, prefix: prefix)
+    }
+}
+
+/// State names of the three units of an ``InvertedResidual``.
+struct InvertedResidualNames {
+    var expand: (conv: String, norm: String)
+    var depthwise: (conv: String, norm: String)
+    var project: (conv: String, norm: String)
+
+    /// EfficientNet-PyTorch's names.
+    static let efficientNet = InvertedResidualNames(
+        expand: ("_expand_conv", "_bn0"), depthwise: ("_depthwise_conv", "_bn1"), project: ("_project_conv", "_bn2"))
+    /// Short names for the project's own network.
+    static let compact = InvertedResidualNames(
+        expand: ("expand", "expand_bn"), depthwise: ("dw", "dw_bn"), project: ("project", "project_bn"))
+}
+
+// MARK: - ResNet-18
+
+/// ResNet-18 as torchvision defines it; state names are torchvision's.
+///
+/// Feature maps: `layer1` (stride 4, 64 channels), `layer2` (stride 8, 128), `layer3`
+/// (stride 16, 256); embedding: the pooled `layer4` output (512).
+public final class ResNet18: Backbone {
+    let stem: ConvBNAct
+    let stages: [[BasicBlock]]
+    let fc: Linear
+
+    public init<G: RandomNumberGenerator>(classes: Int = 1000, using generator: inout G) {
+        stem = ConvBNAct(3, 64, kernel: 7, stride: 2, padding: .symmetric(3), activation: .relu,
+                         names: ("conv1", "bn1"), using: &generator)
+        var stages: [[BasicBlock]] = []
+        var channels = 64
+        for (index, width) in [64, 128, 256, 512].enumerated() {
+            let stride = index == 0 ? 1 : 2
+            stages.append([BasicBlock(channels, width, stride: stride, using: &generator),
+                           BasicBlock(width, width, stride: 1, using: &generator)])
+            channels = width
+        }
+        self.stages = stages
+        fc = Linear(512, classes, using: &generator)
+    }
+
+    public var architecture: String { BackboneArchitecture.resnet18.rawValue }
+    public var featureChannels: [Int] { [64, 128, 256] }
+    public var embeddingChannels: Int { 512 }
+    /// torchvision's ImageNet statistics.
+    public var inputNormalization: (mean: [Float], std: [Float]) { ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]) }
+
+    public func forward(_ x: Variable, training: Bool) -> (maps: [Variable], embedding: Variable, logits: Variable?) {
+        var h = maxPool2d(stem(x, training: training), kernel: (3, 3), stride: (2, 2), padding: .symmetric(1))
+        var maps: [Variable] = []
+        for (index, stage) in stages.enumerated() {
+            for block in stage { h = block(h, training: training) }
+            if index < 3 { maps.append(h) }
+        }
+        let embedding = globalAvgPool(h)
+        return (maps, embedding, fc(embedding))
+    }
+
+    public func frozen() -> FrozenBackbone {
+        var layers: [FrozenLayer] = [.block(FrozenBlock([stem.frozen()])), .maxPool(kernel: 3, stride: 2, padding: .symmetric(1))]
+        var taps: [Int] = []
+        for (index, stage) in stages.enumerated() {
+            for block in stage { layers.append(.block(block.frozen())) }
+            if index < 3 { taps.append(layers.count - 1) }
+        }
+        return FrozenBackbone(architecture: architecture, layers: layers, taps: taps,
+                              classifier: (fc.weight.value, fc.bias!.value))
+    }
+
+    public func collectState(into state: inout [(name: String, variable: Variable)], prefix: String) {
+        stem.collectState(into: &state, prefix: prefix)
+        for (s, stage) in stages.enumerated() {
+            for (b, block) in stage.enumerated() { block.collectState(into: &state, prefix: prefix + "layer\(s + 1).\(b).") }
+        }
+        fc.collectState(into: &state, prefix: prefix + "fc.")
+    }
+}
+
+// MARK: - EfficientNet-Lite0
+
+/// EfficientNet-Lite0 as EfficientNet-PyTorch defines it (TF "SAME" padding, batch-norm
+/// epsilon 1e-3, ReLU6, no squeeze-excite, fixed stem and head); state names are
+/// EfficientNet-PyTorch's (`_conv_stem`, `_blocks.N._depthwise_conv`, ...).
+///
+/// Feature maps: the ends of the 24-channel stage (stride 4), the 40-channel stage
+/// (stride 8) and the 112-channel stage (stride 16); embedding: the pooled 1280-channel head.
+public final class EfficientNetLite0: Backbone {
+    /// (expansion, kernel, stride, output channels, repeats) per stage.
+    static let stages: [(Int, Int, Int, Int, Int)] = [
+        (1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
+        (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1),
+    ]
+    /// Stage indices whose last block output is a feature map (strides 4, 8, 16).
+    static let tappedStages = [1, 2, 4]
+
+    let stem: ConvBNAct
+    let blocks: [InvertedResidual]
+    let tapBlocks: [Int]
+    let head: ConvBNAct
+    let fc: Linear
+
+    public init<G: RandomNumberGenerator>(classes: Int = 1000, using generator: inout G) {
+        let epsilon: Float = 1e-3
+        stem = ConvBNAct(3, 32, kernel: 3, stride: 2, padding: .same, activation: .relu6, epsilon: epsilon,
+                         names: ("_conv_stem", "_bn0"), using: &generator)
+        var blocks: [InvertedResidual] = []
+        var taps: [Int] = []
+        var channels = 32
+        for (index, (expansion, kernel, stride, width, repeats)) in Self.stages.enumerated() {
+            for r in 0..<repeats {
+                blocks.append(InvertedResidual(channels, width, expansion: expansion, kernel: kernel,
+                                               stride: r == 0 ? stride : 1, padding: .same, activation: .relu6,
+                                               epsilon: epsilon, names: .efficientNet, using: &generator))
+                channels = width
+            }
+            if Self.tappedStages.contains(index) { taps.append(blocks.count - 1) }
+        }
+        self.blocks = blocks
+        tapBlocks = taps
+        head = ConvBNAct(320, 1280, kernel: 1, padding: .valid, activation: .relu6, epsilon: epsilon,
+                         names: ("_conv_head", "_bn1"), using: &generator)
+        fc = Linear(1280, classes, using: &generator)
+    }
+
+    public var architecture: String { BackboneArchitecture.efficientNetLite0.rawValue }
+    public var featureChannels: [Int] { [24, 40, 112] }
+    public var embeddingChannels: Int { 1280 }
+    /// `(x / 255 - 0.5) / 0.5`, what the Lite checkpoints were trained with.
+    public var inputNormalization: (mean: [Float], std: [Float]) { ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]) }
+
+    public func forward(_ x: Variable, training: Bool) -> (maps: [Variable], embedding: Variable, logits: Variable?) {
+        var h = stem(x, training: training)
+        var maps: [Variable] = []
+        for (index, block) in blocks.enumerated() {
+            h = block(h, training: training)
+            if tapBlocks.contains(index) { maps.append(h) }
+        }
+        let embedding = globalAvgPool(head(h, training: training))
+        return (maps, embedding, fc(embedding))
+    }
+
+    public func frozen() -> FrozenBackbone {
+        // Layer 0 is the stem, so block i is layer i + 1.
+        let layers: [FrozenLayer] = [.block(FrozenBlock([stem.frozen()]))] + blocks.map { .block($0.frozen()) }
+            + [.block(FrozenBlock([head.frozen()]))]
+        return FrozenBackbone(architecture: architecture, layers: layers, taps: tapBlocks.map { $0 + 1 },
+                              classifier: (fc.weight.value, fc.bias!.value))
+    }
+
+    public func collectState(into state: inout [(name: String, variable: Variable)], prefix: String) {
+        stem.collectState(into: &state, prefix: prefix)
+        for (index, block) in blocks.enumerated() { block.collectState(into: &state, prefix: prefix + "_blocks.\(index).") }
+        head.collectState(into: &state, prefix: prefix)
+        fc.collectState(into: &state, prefix: prefix + "_fc.")
+    }
+}
+
+// MARK: - The compact network
+
+/// The project's own backbone, built for speed on a CPU and trainable from scratch:
+/// a 3x3 stem and inverted-residual blocks (expansion 3, ReLU6, symmetric padding),
+/// about 0.7 M parameters.
+///
+/// Feature maps at stride 4 (32 channels), 8 (64) and 16 (128); embedding: the pooled
+/// 256-channel stride-32 output.
+public final class CompactNet: Backbone {
+    /// (output channels, stride, repeats) per stage, after a stride-2 stem of 24 channels.
+    static let stages: [(Int, Int, Int)] = [(32, 2, 2), (64, 2, 2), (128, 2, 3), (256, 2, 1)]
+
+    let stem: ConvBNAct
+    let blocks: [InvertedResidual]
+    let tapBlocks: [Int]
+    let fc: Linear
+
+    public init<G: RandomNumberGenerator>(classes: Int = 1000, using generator: inout G) {
+        stem = ConvBNAct(3, 24, kernel: 3, stride: 2, padding: .symmetric(1), activation: .relu6,
+                         names: ("stem", "stem_bn"), using: &generator)
+        var blocks: [InvertedResidual] = []
+        var taps: [Int] = []
+        var channels = 24
+        for (index, (width, stride, repeats)) in Self.stages.enumerated() {
+            for r in 0..<repeats {
+                blocks.append(InvertedResidual(channels, width, expansion: 3, kernel: 3, stride: r == 0 ? stride : 1,
+                                               padding: .symmetric(1), activation: .relu6, epsilon: 1e-5,
+                                               names: .compact, using: &generator))
+                channels = width
+            }
+            if index < 3 { taps.append(blocks.count - 1) }
+        }
+        self.blocks = blocks
+        tapBlocks = taps
+        fc = Linear(256, classes, using: &generator)
+    }
+
+    public var architecture: String { BackboneArchitecture.compact.rawValue }
+    public var featureChannels: [Int] { [32, 64, 128] }
+    public var embeddingChannels: Int { 256 }
+    public var inputNormalization: (mean: [Float], std: [Float]) { ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]) }
+
+    public func forward(_ x: Variable, training: Bool) -> (maps: [Variable], embedding: Variable, logits: Variable?) {
+        var h = stem(x, training: training)
+        var maps: [Variable] = []
+        for (index, block) in blocks.enumerated() {
+            h = block(h, training: training)
+            if tapBlocks.contains(index) { maps.append(h) }
+        }
+        let embedding = globalAvgPool(h)
+        return (maps, embedding, fc(embedding))
+    }
+
+    public func frozen() -> FrozenBackbone {
+        let layers: [FrozenLayer] = [.block(FrozenBlock([stem.frozen()]))] + blocks.map { .block($0.frozen()) }
+        return FrozenBackbone(architecture: architecture, layers: layers, taps: tapBlocks.map { $0 + 1 },
+                              classifier: (fc.weight.value, fc.bias!.value))
+    }
+
+    public func collectState(into state: inout [(name: String, variable: Variable)], prefix: String) {
+        stem.collectState(into: &state, prefix: prefix)
+        for (index, block) in blocks.enumerated() { block.collectState(into: &state, prefix: prefix + "blocks.\(index).") }
+        fc.collectState(into: &state, prefix: prefix + "fc.")
+    }
+}

@@ -1,0 +1,89 @@
+import NeuralNet
+import TensorCore
+import Testing
+
+/// Gives every batch norm non-trivial running statistics and affine parameters, so that
+/// folding them into the convolutions is really exercised.
+func randomizeNormalization(_ network: any Backbone, seed: UInt64) {
+    var rng = Xoshiro256(seed: seed)
+    for (name, variable) in network.namedState where variable.shape.count == 1 {
+        let n = variable.shape[0]
+        if name.hasSuffix("running_var") {
+            variable.value = Tensor((0..<n).map { _ in Float.random(in: 0.5..<2, using: &rng) }, shape: [n])
+        } else if name.hasSuffix("running_mean") || name.hasSuffix("bias") {
+            variable.value = Tensor((0..<n).map { _ in Float.random(in: -0.2..<0.2, using: &rng) }, shape: [n])
+        } else {
+            variable.value = Tensor((0..<n).map { _ in Float.random(in: 0.6..<1.4, using: &rng) }, shape: [n])
+        }
+    }
+}
+
+@Test(arguments: BackboneArchitecture.allCases)
+func frozenNetworkMatchesTheTrainingGraphInInferenceMode(_ architecture: BackboneArchitecture) {
+    let network = architecture.make(classes: 10, seed: 1)
+    randomizeNormalization(network, seed: 2)
+    let input = randomTensor([2, 64, 48, 3], seed: 3)
+    let graph = network.forward(Variable(input), training: false)
+    let frozen = network.frozen().features(input)
+    #expect(frozen.maps.count == 3)
+    for (a, b) in zip(graph.maps, frozen.maps) {
+        #expect(a.shape == b.shape)
+        let scale = a.value.scalars.map { abs($0) }.max() ?? 1
+        let error = zip(a.value.scalars, b.scalars).map { abs($0 - $1) }.max() ?? 0
+        #expect(error <= 1e-4 * max(scale, 1), "\(architecture): folded map differs by \(error) (scale \(scale))")
+    }
+    let error = zip(graph.logits!.value.scalars, frozen.logits!.scalars).map { abs($0 - $1) }.max() ?? 0
+    #expect(error < 1e-3, "\(architecture): logits differ by \(error)")
+    #expect(frozen.embedding.shape == [2, network.embeddingChannels])
+}
+
+@Test(arguments: BackboneArchitecture.allCases)
+func featureMapsHaveStrides4816(_ architecture: BackboneArchitecture) {
+    let network = architecture.make(classes: 5, seed: 1)
+    let features = network.frozen().features(randomTensor([1, 64, 96, 3], seed: 4))
+    let expected = zip([4, 8, 16], network.featureChannels).map { [1, 64 / $0.0, 96 / $0.0, $0.1] }
+    #expect(features.maps.map(\.shape) == expected)
+    #expect(features.logits?.shape == [1, 5])
+}
+
+@Test func parameterCountsMatchThePyTorchDefinitions() {
+    // torchvision's resnet18 has 11 689 512 parameters, EfficientNet-Lite0 4 652 008 in
+    // 247 float tensors (296 entries in the checkpoint with the batch counters).
+    let resnet = BackboneArchitecture.resnet18.make()
+    #expect(resnet.parameterCount == 11_689_512)
+    let lite = BackboneArchitecture.efficientNetLite0.make()
+    #expect(lite.parameterCount == 4_652_008)
+    #expect(lite.namedState.count == 247)
+    let compact = BackboneArchitecture.compact.make()
+    #expect(compact.parameterCount < 1_000_000)
+}
+
+@Test func stateNamesFollowThePyTorchDefinitions() {
+    let resnet = Set(BackboneArchitecture.resnet18.make().namedState.map(\.name))
+    for name in ["conv1.weight", "bn1.running_var", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight",
+                 "layer2.0.downsample.1.running_mean", "layer4.1.bn2.bias", "fc.weight", "fc.bias"] {
+        #expect(resnet.contains(name), "resnet18 lacks \(name)")
+    }
+    #expect(!resnet.contains("layer1.0.downsample.0.weight"))
+    let lite = Set(BackboneArchitecture.efficientNetLite0.make().namedState.map(\.name))
+    for name in ["_conv_stem.weight", "_bn0.running_mean", "_blocks.0._depthwise_conv.weight", "_blocks.0._bn2.bias",
+                 "_blocks.1._expand_conv.weight", "_blocks.15._project_conv.weight", "_conv_head.weight", "_bn1.weight",
+                 "_fc.weight"] {
+        #expect(lite.contains(name), "efficientnet-lite0 lacks \(name)")
+    }
+    #expect(!lite.contains("_blocks.0._expand_conv.weight"))
+}
+
+@Test func loadingStateChecksNamesAndShapes() throws {
+    let a = BackboneArchitecture.compact.make(seed: 1), b = BackboneArchitecture.compact.make(seed: 2)
+    try b.loadState(a.stateDictionary())
+    #expect(a.stateDictionary()["stem.weight"] == b.stateDictionary()["stem.weight"])
+    var broken = a.stateDictionary()
+    broken["stem.weight"] = Tensor(zeros: [1, 1, 1, 1])
+    broken.removeValue(forKey: "fc.bias")
+    #expect(throws: StateLoadingError.self) { try b.loadState(broken) }
+    do { try b.loadState(broken) } catch {
+        #expect(error.description.contains("stem.weight has shape [1, 1, 1, 1]"))
+        #expect(error.description.contains("fc.bias is missing"))
+    }
+}
