@@ -69,6 +69,9 @@ let package = Package(
         .target(name: "CCPUFeatures", cSettings: cpuCheckCSettings),
         .target(name: "ImageIO", dependencies: ["CCodecs"], swiftSettings: simdSwiftSettings),
         .target(name: "TensorCore", dependencies: ["CCPUFeatures"], swiftSettings: simdSwiftSettings),
+        // The model file format and the weight importers (safetensors, PyTorch); standard
+        // library and Glibc only, so loading weights never depends on the compute engine.
+        .target(name: "ModelFile"),
         .target(
             name: "VisualInspection", dependencies: ["ImageIO", "TensorCore"],
             swiftSettings: simdSwiftSettings),
@@ -80,6 +83,7 @@ let package = Package(
             ],
             swiftSettings: simdSwiftSettings),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], swiftSettings: simdSwiftSettings),
+        .testTarget(name: "ModelFileTests", dependencies: ["ModelFile"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: simdSwiftSettings),
         .testTarget(
             name: "vinspectTests", dependencies: ["vinspect", "VisualInspection"],
