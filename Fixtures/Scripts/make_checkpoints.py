@@ -278,6 +278,7 @@ def main():
     save_zip("hostile_storage_offset.pt", with_tensor(10, (2,), (1,)))
     save_zip("hostile_negative_shape.pt", with_tensor(0, (-1, 4), (4, 1)))
     save_zip("hostile_stride_overrun.pt", with_tensor(0, (2, 2), (1, 3)))
+    save_zip("hostile_broadcast_bomb.pt", with_tensor(0, (1 << 40,), (0,)))
     save_legacy("hostile_storage_offset_legacy.pt", with_tensor(3, (2, 2), (2, 1)))
 
     with open(os.path.join(OUT, "expected.json"), "w") as f:

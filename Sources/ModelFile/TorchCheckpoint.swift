@@ -135,6 +135,12 @@ enum TorchCheckpointReader {
         guard stride.allSatisfy({ $0 >= 0 }), tensor.offset >= 0 else { throw corrupt("negative stride \(stride) or storage offset \(tensor.offset)") }
         guard let count = checkedElementCount(size) else { throw corrupt("size \(size) overflows") }
         if count == 0 { return NamedTensor(name: name, shape: size, scalars: [], sourceType: storage.type) }
+        // Stride-0 (broadcast) views can describe any number of elements with a few bytes
+        // of storage; refuse more elements than the storage holds, or a hostile size such
+        // as [2^40] with stride [0] would allocate terabytes.
+        if count > storage.elementCount {
+            throw .limitExceeded(path: path, format: format, detail: "tensor \"\(name)\" has \(count) elements but its storage only \(storage.elementCount) (a broadcast view); save a contiguous copy (tensor.contiguous())")
+        }
         // The largest element index the tensor touches, relative to its storage (view).
         var last = tensor.offset
         for (n, s) in zip(size, stride) {

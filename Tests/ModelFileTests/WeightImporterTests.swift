@@ -65,6 +65,7 @@ func checkpointsLoadWithTheExpectedValues(file: String) throws {
     ("hostile_storage_offset_legacy.pt", "corrupt", "past the end of its storage"),
     ("hostile_negative_shape.pt", "corrupt", "negative size"),
     ("hostile_stride_overrun.pt", "corrupt", "past the end of its storage"),
+    ("hostile_broadcast_bomb.pt", "limit-exceeded", "1099511627776 elements but its storage only 4"),
 ])
 func hostileCheckpointsAreRefused(file: String, kind: String, text: String) {
     let path = fixture("checkpoints/\(file)")
