@@ -72,6 +72,9 @@ let package = Package(
         .target(name: "ImageIO", dependencies: ["CCodecs"], swiftSettings: simdSwiftSettings),
         .target(name: "TensorCore", dependencies: ["CCPUFeatures"], swiftSettings: simdSwiftSettings),
         .target(name: "NeuralNet", dependencies: ["TensorCore"], swiftSettings: simdSwiftSettings),
+        // The model file format and the weight importers (safetensors, PyTorch); standard
+        // library and Glibc only, so loading weights never depends on the compute engine.
+        .target(name: "ModelFile"),
         .target(
             name: "VisualInspection", dependencies: ["ImageIO", "TensorCore", "NeuralNet"],
             swiftSettings: simdSwiftSettings),
@@ -83,6 +86,7 @@ let package = Package(
             ],
             swiftSettings: simdSwiftSettings),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], swiftSettings: simdSwiftSettings),
+        .testTarget(name: "ModelFileTests", dependencies: ["ModelFile"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"], swiftSettings: simdSwiftSettings),
         .testTarget(
