@@ -69,26 +69,26 @@ let package = Package(
         .target(name: "CCodecs", dependencies: ["CPNG", "CJPEG"]),
         // CPUID check: which instruction-set extensions the build assumed and the CPU lacks.
         .target(name: "CCPUFeatures", cSettings: cpuCheckCSettings),
-        .target(name: "ImageIO", dependencies: ["CCodecs"], swiftSettings: simdSwiftSettings),
+        .target(name: "ImageIO", dependencies: ["CCodecs", "TensorCore"], swiftSettings: simdSwiftSettings),
         .target(name: "TensorCore", dependencies: ["CCPUFeatures"], swiftSettings: simdSwiftSettings),
-        .target(name: "NeuralNet", dependencies: ["TensorCore"], swiftSettings: simdSwiftSettings),
+        .target(name: "NeuralNet", dependencies: ["TensorCore", "ModelFile"], swiftSettings: simdSwiftSettings),
         // The model file format and the weight importers (safetensors, PyTorch); standard
         // library and Glibc only, so loading weights never depends on the compute engine.
         .target(name: "ModelFile"),
         .target(
-            name: "VisualInspection", dependencies: ["ImageIO", "TensorCore", "NeuralNet"],
+            name: "VisualInspection", dependencies: ["ImageIO", "TensorCore", "NeuralNet", "ModelFile"],
             swiftSettings: simdSwiftSettings),
         .executableTarget(
             name: "vinspect",
             dependencies: [
-                "VisualInspection",
+                "VisualInspection", "NeuralNet", "ModelFile",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simdSwiftSettings),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "ModelFileTests", dependencies: ["ModelFile"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: simdSwiftSettings),
-        .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"], swiftSettings: simdSwiftSettings),
+        .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "ModelFile"], swiftSettings: simdSwiftSettings),
         .testTarget(
             name: "vinspectTests", dependencies: ["vinspect", "VisualInspection"],
             swiftSettings: simdSwiftSettings),

@@ -213,9 +213,18 @@ public final class EfficientNetLite0: Backbone {
     let head: ConvBNAct
     let fc: Linear
 
-    public init<G: RandomNumberGenerator>(classes: Int = 1000, using generator: inout G) {
+    /// Whether the convolutions pad like TensorFlow's "SAME" (the EfficientNet-PyTorch and
+    /// original checkpoints) or symmetrically by kernel/2 (timm's `efficientnet_lite0`).
+    public let samePadding: Bool
+
+    /// - Parameters:
+    ///   - classes: the classifier's outputs.
+    ///   - samePadding: TF "SAME" padding (true) or symmetric kernel/2 padding (false).
+    public init<G: RandomNumberGenerator>(classes: Int = 1000, samePadding: Bool = true, using generator: inout G) {
         let epsilon: Float = 1e-3
-        stem = ConvBNAct(3, 32, kernel: 3, stride: 2, padding: .same, activation: .relu6, epsilon: epsilon,
+        self.samePadding = samePadding
+        func padding(_ kernel: Int) -> Padding { samePadding ? .same : .symmetric(kernel / 2) }
+        stem = ConvBNAct(3, 32, kernel: 3, stride: 2, padding: padding(3), activation: .relu6, epsilon: epsilon,
                          names: ("_conv_stem", "_bn0"), using: &generator)
         var blocks: [InvertedResidual] = []
         var taps: [Int] = []
@@ -223,7 +232,7 @@ public final class EfficientNetLite0: Backbone {
         for (index, (expansion, kernel, stride, width, repeats)) in Self.stages.enumerated() {
             for r in 0..<repeats {
                 blocks.append(InvertedResidual(channels, width, expansion: expansion, kernel: kernel,
-                                               stride: r == 0 ? stride : 1, padding: .same, activation: .relu6,
+                                               stride: r == 0 ? stride : 1, padding: padding(kernel), activation: .relu6,
                                                epsilon: epsilon, names: .efficientNet, using: &generator))
                 channels = width
             }
