@@ -32,7 +32,7 @@ squeeze-excite, input (x/255 - 0.5)/0.5. ResNet-18: torchvision's definition, BN
 
 CLI:
   python3 reference_nets.py random --arch resnet18|efficientnet-lite0 --seed S --out W.safetensors
-  python3 reference_nets.py photos --weights efficientnet-lite0-57934424.pth
+  python3 reference_nets.py photos --weights efficientnet-lite0-57934424.pth [--save-input photos.npy]
 """
 from __future__ import annotations
 
@@ -388,14 +388,24 @@ def softmax(z):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def classify_photos(weights: str, arch: str = "efficientnet-lite0") -> List[dict]:
-    """Top-5 on scikit-image's sample photographs; prints a table, returns the rows."""
+PHOTOS = ["chelsea", "coffee", "astronaut", "rocket"]  # skimage.data sample photographs
+
+
+def photo_batch(arch: str = "efficientnet-lite0", size: int = 224) -> np.ndarray:
+    """The PHOTOS, preprocessed for `arch`, as one float32 [4, 3, size, size] batch."""
     from skimage import data
 
+    return np.concatenate([preprocess(arch, getattr(data, p)(), size) for p in PHOTOS])
+
+
+def classify_photos(weights: str, arch: str = "efficientnet-lite0", save_input: str = None) -> List[dict]:
+    """Top-5 on scikit-image's sample photographs; prints a table, returns the rows."""
     sd = torch_pickle.load_weights(weights)
     check_state_dict(arch, sd)
-    photos = ["chelsea", "coffee", "astronaut", "rocket"]
-    x = np.concatenate([preprocess(arch, getattr(data, p)()) for p in photos])
+    photos = PHOTOS
+    x = photo_batch(arch)
+    if save_input:
+        np.save(save_input, x)
     prob = softmax(forward(arch, sd, x)["logits"])
     rows = []
     for p, pr in zip(photos, prob):
@@ -417,6 +427,7 @@ def main() -> None:
     ph = sub.add_parser("photos", help="top-5 of Lite0 on scikit-image photographs")
     ph.add_argument("--weights", required=True)
     ph.add_argument("--json", action="store_true", help="also print the rows as one JSON line")
+    ph.add_argument("--save-input", metavar="NPY", help="write the preprocessed batch [4,3,224,224]")
     a = ap.parse_args()
     if a.cmd == "random":
         sd = random_weights(a.arch, a.seed, a.classes)
@@ -424,7 +435,7 @@ def main() -> None:
                                                    "generator": "reference_nets.random_weights"})
         print(f"wrote {a.out}: {len(sd)} tensors")
     else:
-        rows = classify_photos(a.weights)
+        rows = classify_photos(a.weights, save_input=a.save_input)
         if a.json:
             print(json.dumps(rows))
 
