@@ -31,8 +31,9 @@ The feature taps are the layers listed in reference_nets.py's module doc.
                     very same weights; without --random-seed FILE is read.
 
 The last line printed is one JSON object: {"arch", "cpu", "onnxruntime", "layout", "size",
-"fold_bn", "loadavg_before", "timings": [{"batch", "threads", "graph", "images_per_s", "ms_per_batch_median",
-"runs"}], "check": {output: {"max_abs", "max_rel"}}}; max_rel = max|ort - ref| / max|ref|.
+"fold_bn", "loadavg_before", "gflop_per_image", "timings": [{"batch", "threads", "graph", "images_per_s" (from the
+median), "ms_per_batch_median", "ms_per_batch_best", "cpu_ms_per_batch" (process CPU time per
+run, all threads), "gflop_per_s", "runs"}], "check": {output: {"max_abs", "max_rel"}}}; max_rel = max|ort - ref| / max|ref|.
 
 Example:
   python3 onnx_backbones.py --arch resnet18 --weights /tmp/r18.safetensors --random-seed 0 \
@@ -203,6 +204,22 @@ def build_model(arch: str, sd, size=(224, 224), outputs=("logits",), layout="nch
     return model
 
 
+def graph_flops(model: onnx.ModelProto) -> float:
+    """FLOPs per image (2 x multiply-adds of Conv and Gemm), from ONNX shape inference."""
+    inf = onnx.shape_inference.infer_shapes(model)
+    shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+              for vi in list(inf.graph.value_info) + list(inf.graph.output) + list(inf.graph.input)}
+    inits = {t.name: list(t.dims) for t in model.graph.initializer}
+    macs = 0
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "Gemm"):
+            out = shapes[node.output[0]][1:]  # drop the symbolic batch
+            w = inits[node.input[1]]
+            per_out = int(np.prod(w[1:])) if node.op_type == "Conv" else w[1]
+            macs += int(np.prod(out)) * per_out
+    return 2.0 * macs
+
+
 def session(model: onnx.ModelProto, threads: int):
     import onnxruntime as ort
 
@@ -220,13 +237,18 @@ def time_session(sess, x: np.ndarray, min_time: float, min_runs: int = 5) -> dic
     for _ in range(3):
         sess.run(None, feed)
     times = []
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     while len(times) < min_runs or time.perf_counter() - start < min_time:
         t = time.perf_counter()
         sess.run(None, feed)
         times.append(time.perf_counter() - t)
+    # Process CPU time (all ORT threads): on a shared machine the wall clock includes time
+    # spent waiting for other processes; for 1 thread CPU time is close to the uncontended
+    # latency. With 2 threads it also counts ORT's spin-waiting.
+    cpu = (time.process_time() - cpu0) / len(times)
     med = float(np.median(times))
     return {"ms_per_batch_median": round(med * 1e3, 3), "images_per_s": round(x.shape[0] / med, 2),
+            "ms_per_batch_best": round(min(times) * 1e3, 3), "cpu_ms_per_batch": round(cpu * 1e3, 3),
             "runs": len(times)}
 
 
@@ -300,8 +322,9 @@ def main() -> None:
     report = {"arch": a.arch, "cpu": cpu_name(), "cores": os.cpu_count(), "onnxruntime": ort.__version__,
               "numpy": np.__version__, "layout": a.layout, "size": a.size, "fold_bn": fold,
               "classes": classes, "weights": os.path.basename(a.weights), "seed": a.random_seed,
-              "loadavg_before": [round(v, 2) for v in os.getloadavg()], "timings": [], "check": None}
-    print(f"{a.arch} {a.size}x{a.size}, layout {a.layout}, BN {'folded' if fold else 'kept'}, "
+              "loadavg_before": [round(v, 2) for v in os.getloadavg()],
+              "gflop_per_image": round(graph_flops(m_logits) / 1e9, 4), "timings": [], "check": None}
+    print(f"{a.arch} {a.size}x{a.size} ({report['gflop_per_image']} GFLOP/image), layout {a.layout}, BN {'folded' if fold else 'kept'}, "
           f"onnxruntime {ort.__version__}, CPU {report['cpu']} ({os.cpu_count()} cores), "
           f"load average {report['loadavg_before'][0]} (other processes skew timings)")
 
@@ -310,7 +333,8 @@ def main() -> None:
     threads = [int(s) for s in a.threads.split(",") if s.strip()]
     graphs = [("logits", m_logits)] + ([("features", m_feats)] if a.time_features else [])
     if batches:
-        print(f"{'graph':9s} {'threads':>7s} {'batch':>5s} {'ms/batch':>9s} {'images/s':>9s} {'runs':>5s}")
+        print(f"{'graph':9s} {'threads':>7s} {'batch':>5s} {'ms/batch':>9s} {'images/s':>9s} "
+              f"{'best ms':>9s} {'cpu ms':>9s} {'runs':>5s}")
     rng = np.random.default_rng(1234)
     for gname, model in graphs:
         for t in threads:
@@ -318,10 +342,12 @@ def main() -> None:
             for bsz in batches:
                 x = to_layout(rng.standard_normal((bsz, 3, *size)).astype(np.float32), a.layout)
                 r = time_session(sess, x, a.min_time)
-                r.update(graph=gname, threads=t, batch=bsz)
+                r.update(graph=gname, threads=t, batch=bsz,
+                         gflop_per_s=round(report["gflop_per_image"] * r["images_per_s"], 1))
                 report["timings"].append(r)
                 print(f"{gname:9s} {t:7d} {bsz:5d} {r['ms_per_batch_median']:9.2f} "
-                      f"{r['images_per_s']:9.1f} {r['runs']:5d}")
+                      f"{r['images_per_s']:9.1f} {r['ms_per_batch_best']:9.2f} {r['cpu_ms_per_batch']:9.2f} "
+                      f"{r['runs']:5d}")
 
     # ---- check against the numpy reference, optional file exchange
     if a.input:
