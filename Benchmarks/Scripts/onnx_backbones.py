@@ -19,7 +19,8 @@ The feature taps are the layers listed in reference_nets.py's module doc.
 --input in.npy      float32 [N, 3, H, W], NCHW, already normalised network input
                     (Lite0: (x/255-0.5)/0.5; ResNet-18: ImageNet mean/std; see
                     reference_nets.preprocess). Always NCHW, whatever --layout says.
---save-outputs o.npz  keys (all float32, C order):
+--save-outputs o.npz  (or o.safetensors, same keys, "meta" in the header metadata)
+                    keys (all float32, C order):
                     input [N,3,H,W]; logits [N,K]; embedding [N,C]; feat_s4 [N,C,H/4,W/4];
                     feat_s8; feat_s16; feat_s32 (NCHW): ONNX Runtime's outputs of the
                     features graph; the same keys prefixed "ref_" from the numpy reference
@@ -380,7 +381,12 @@ def main() -> None:
             if ref is not None:
                 arrays.update({"ref_" + k: v.astype(np.float32) for k, v in ref.items()})
             meta = {k: report[k] for k in ("arch", "weights", "seed", "size", "onnxruntime", "fold_bn", "check")}
-            np.savez(a.save_outputs, meta=np.array(json.dumps(meta)), **arrays)
+            if a.save_outputs.endswith(".safetensors"):
+                # The Swift benchmark reads safetensors with the project's own importer.
+                torch_pickle.save_safetensors(a.save_outputs, {k: np.ascontiguousarray(v) for k, v in arrays.items()},
+                                              {"meta": json.dumps(meta)})
+            else:
+                np.savez(a.save_outputs, meta=np.array(json.dumps(meta)), **arrays)
             print(f"wrote {a.save_outputs}: {', '.join(arrays)}")
     print(json.dumps(report))
 
