@@ -41,9 +41,11 @@ let cpuCheckCSettings: [CSetting] = march.map { [.unsafeFlags(["-march=\($0)"])]
 
 let package = Package(
     name: "VisualInspection",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "VisualInspection", targets: ["VisualInspection"]),
+        // For the nested Benchmarks package, which measures TensorCore's kernels directly.
+        .library(name: "TensorCore", targets: ["TensorCore"]),
         .executable(name: "vinspect", targets: ["vinspect"]),
     ],
     dependencies: [
