@@ -1,0 +1,439 @@
+// Single-precision GEMM: C = alpha * op(A) * op(B) + beta * C, row-major.
+//
+// Structure (the usual Goto/BLIS scheme):
+//   for jc in N by NC          -- B block kept in L3
+//     for pc in K by KC        -- pack op(B)[pc.., jc..] into NR-column panels   [KC, NR]...
+//       for ic in M by MC      -- pack op(A)[ic.., pc..] into MR-row panels      [KC, MR]...
+//         for jr in NC by NR   -- one B micro-panel stays in L1
+//           for ir in MC by MR -- A micro-panels stream from L2
+//             micro-kernel: MR x NR tile of C in registers, KC rank-1 updates
+// Packing makes the micro-kernel's loads contiguous and pads edge panels with zeros, so
+// the kernel never branches on sizes; edge tiles of C are computed into a scratch tile
+// and copied out.
+//
+// Determinism: the K blocking depends only on K, and each C element is accumulated in the
+// same order whichever tile, block or thread computes it; the edge path rounds exactly like
+// the full-tile path (one multiply by alpha, one fused multiply-add with beta). Threads
+// split C into disjoint column (or row) ranges, so each element has one writer and the
+// result is bitwise identical for any thread count (tested).
+
+/// The register-tile shape of the GEMM micro-kernel.
+public enum GEMMKernel: Sendable, CaseIterable, CustomStringConvertible {
+    /// The best kernel for the instruction set this build targets: ``rows8x32`` when built
+    /// with AVX-512, ``rows6x16`` otherwise.
+    case automatic
+    /// A 6 x 16 tile: 6 `SIMD16<Float>` accumulators = 12 ymm registers with AVX2, the
+    /// classic shape for 16-register machines.
+    case rows6x16
+    /// An 8 x 32 tile: 16 `SIMD16<Float>` accumulators = 16 of the 32 zmm registers with
+    /// AVX-512. Correct everywhere, but spills on AVX2-only builds.
+    case rows8x32
+
+    /// The kernel ``automatic`` stands for in this build.
+    public static let preferred: GEMMKernel =
+        CPUFeatures.buildFeatures.contains("avx512f") ? .rows8x32 : .rows6x16
+
+    public var description: String {
+        switch self {
+        case .automatic: "automatic (\(GEMMKernel.preferred))"
+        case .rows6x16: "6x16"
+        case .rows8x32: "8x32"
+        }
+    }
+}
+
+/// Single-precision general matrix multiply: `C = alpha * op(A) * op(B) + beta * C`.
+///
+/// All matrices are row-major with leading dimensions (row strides, in elements):
+/// - `op(A)` is `[m, k]`: `A` is stored `[m, lda]` (`lda >= k`), or `[k, lda]` with
+///   `lda >= m` when `transposeA` (then `op(A)[i, p] = a[p * lda + i]`);
+/// - `op(B)` is `[k, n]`: `B` is stored `[k, ldb]` (`ldb >= n`), or `[n, ldb]` with
+///   `ldb >= k` when `transposeB`;
+/// - `C` is `[m, ldc]` with `ldc >= n`; only its first `n` columns are touched.
+///
+/// When `beta == 0`, `C` is not read (it may hold NaN). The work is split over `pool` by
+/// disjoint column or row ranges of `C`; the result is bitwise identical for any pool
+/// size, including `nil` (the calling thread only).
+///
+/// - Parameters:
+///   - transposeA: use `A` transposed.
+///   - transposeB: use `B` transposed.
+///   - m: rows of `op(A)` and `C`.
+///   - n: columns of `op(B)` and `C`.
+///   - k: columns of `op(A)`, rows of `op(B)`.
+///   - alpha: scale of the product.
+///   - a: the elements of `A` (may be nil when `m * k == 0`).
+///   - lda: the row stride of `A` as stored.
+///   - b: the elements of `B` (may be nil when `k * n == 0`).
+///   - ldb: the row stride of `B` as stored.
+///   - beta: scale of the previous `C`.
+///   - c: the elements of `C` (may be nil when `m * n == 0`).
+///   - ldc: the row stride of `C`.
+///   - pool: the threads to use; defaults to ``ThreadPool/shared``, `nil` for one thread.
+///   - kernel: the micro-kernel; leave at ``GEMMKernel/automatic`` except in tests.
+public func sgemm(
+    transposeA: Bool, transposeB: Bool,
+    m: Int, n: Int, k: Int,
+    alpha: Float,
+    a: UnsafePointer<Float>?, lda: Int,
+    b: UnsafePointer<Float>?, ldb: Int,
+    beta: Float,
+    c: UnsafeMutablePointer<Float>?, ldc: Int,
+    pool: ThreadPool? = .shared,
+    kernel: GEMMKernel = .automatic
+) {
+    precondition(m >= 0 && n >= 0 && k >= 0, "sgemm: negative size m=\(m) n=\(n) k=\(k)")
+    precondition(lda >= max(1, transposeA ? m : k), "sgemm: lda=\(lda) too small for op(A) [\(m), \(k)] (transposeA: \(transposeA))")
+    precondition(ldb >= max(1, transposeB ? k : n), "sgemm: ldb=\(ldb) too small for op(B) [\(k), \(n)] (transposeB: \(transposeB))")
+    precondition(ldc >= max(1, n), "sgemm: ldc=\(ldc) too small for C [\(m), \(n)]")
+    guard m > 0, n > 0 else { return }
+    guard let c else { preconditionFailure("sgemm: C is nil for C [\(m), \(n)]") }
+    if k == 0 || alpha == 0 {
+        scaleMatrix(c, rows: m, cols: n, ldc: ldc, by: beta)
+        return
+    }
+    guard let a, let b else { preconditionFailure("sgemm: A or B is nil for k=\(k)") }
+    let problem = GEMMProblem(
+        transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+        a: UnsafeSharedPointer(readOnly: a), lda: lda, b: UnsafeSharedPointer(readOnly: b), ldb: ldb,
+        beta: beta, c: UnsafeSharedPointer(c), ldc: ldc)
+    switch kernel == .automatic ? GEMMKernel.preferred : kernel {
+    case .rows8x32: problem.run(Kernel8x32.self, pool: pool)
+    default: problem.run(Kernel6x16.self, pool: pool)
+    }
+}
+
+/// `C = beta * C` over an `[rows, cols]` window; `beta == 0` stores zeros without reading.
+private func scaleMatrix(_ c: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ldc: Int, by beta: Float) {
+    for i in 0..<rows {
+        let row = c + i * ldc
+        if beta == 0 {
+            row.update(repeating: 0, count: cols)
+        } else if beta != 1 {
+            for j in 0..<cols { row[j] *= beta }
+        }
+    }
+}
+
+// MARK: - Blocking
+
+/// Cache-blocking sizes, in elements.
+struct GEMMBlocking {
+    /// Depth of a packed block (rows of the B panel, columns of the A panel). A B
+    /// micro-panel, `kc * NR` floats, should fill about half of L1.
+    var kc: Int
+    /// Rows of op(A) packed at once: `mc * kc` floats should sit in L2 with room to spare.
+    var mc: Int
+    /// Columns of op(B) packed at once: `kc * nc` floats stay in L3.
+    var nc: Int
+
+    /// The K blocks: `k` cut into equal pieces of at most `kc`, so no thin last block
+    /// (e.g. K = 576 becomes 288 + 288, not 256 + 256 + 64). Depends on `k` only, which
+    /// keeps the summation order independent of the thread count.
+    func depthBlock(for k: Int) -> Int {
+        let blocks = (k + kc - 1) / kc
+        return (k + blocks - 1) / blocks
+    }
+}
+
+// MARK: - Micro-kernels
+
+/// A register-tile kernel over packed panels.
+protocol GEMMMicroKernel: SendableMetatype {
+    /// Rows of the C tile (and of a packed A panel).
+    static var mr: Int { get }
+    /// Columns of the C tile (and of a packed B panel).
+    static var nr: Int { get }
+    /// Cache blocking measured for this kernel.
+    static var blocking: GEMMBlocking { get }
+
+    /// `C[mr, nr] = alpha * (A_panel * B_panel) + beta * C`, where the A panel is
+    /// `[kc][mr]` and the B panel `[kc][nr]` (both packed, contiguous) and C has row
+    /// stride `ldc`. `beta == 0` means C is not read.
+    static func multiply(
+        kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float)
+}
+
+/// Writes one row of 16 results: `alpha * acc (+ beta * c)`, rounded exactly like the
+/// scalar edge path (a multiply, then one fused multiply-add).
+@inline(__always)
+private func storeRow(_ acc: SIMD16<Float>, _ c: UnsafeMutablePointer<Float>, alpha: Float, beta: Float) {
+    var value = acc * alpha
+    if beta != 0 {
+        value = value.addingProduct(beta, UnsafeRawPointer(c).loadUnaligned(as: SIMD16<Float>.self))
+    }
+    UnsafeMutableRawPointer(c).storeBytes(of: value, as: SIMD16<Float>.self)
+}
+
+@inline(__always)
+private func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+}
+
+/// 6 x 16 tile: per k, one 16-wide row of B times 6 broadcast elements of A.
+/// 6 SIMD16 accumulators are 12 ymm registers on AVX2, leaving 4 for B and the broadcast.
+enum Kernel6x16: GEMMMicroKernel {
+    static var mr: Int { 6 }
+    static var nr: Int { 16 }
+    static var blocking: GEMMBlocking { GEMMBlocking(kc: 256, mc: 72, nc: 3072) }
+
+    @inline(__always)
+    static func multiply(
+        kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float
+    ) {
+        var c0 = SIMD16<Float>(), c1 = SIMD16<Float>(), c2 = SIMD16<Float>()
+        var c3 = SIMD16<Float>(), c4 = SIMD16<Float>(), c5 = SIMD16<Float>()
+        var pa = a, pb = b
+        for _ in 0..<kc {
+            let bv = load16(pb)
+            c0 = c0.addingProduct(pa[0], bv)
+            c1 = c1.addingProduct(pa[1], bv)
+            c2 = c2.addingProduct(pa[2], bv)
+            c3 = c3.addingProduct(pa[3], bv)
+            c4 = c4.addingProduct(pa[4], bv)
+            c5 = c5.addingProduct(pa[5], bv)
+            pa += 6
+            pb += 16
+        }
+        storeRow(c0, c, alpha: alpha, beta: beta)
+        storeRow(c1, c + ldc, alpha: alpha, beta: beta)
+        storeRow(c2, c + 2 * ldc, alpha: alpha, beta: beta)
+        storeRow(c3, c + 3 * ldc, alpha: alpha, beta: beta)
+        storeRow(c4, c + 4 * ldc, alpha: alpha, beta: beta)
+        storeRow(c5, c + 5 * ldc, alpha: alpha, beta: beta)
+    }
+}
+
+/// 8 x 32 tile: per k, two 16-wide halves of a B row times 8 broadcast elements of A.
+/// 16 SIMD16 accumulators are 16 zmm registers on AVX-512 (of 32). Blocking chosen for
+/// 32 KiB L1 / 1 MiB L2 AVX-512 cores; not measurable on an AVX2-only machine.
+enum Kernel8x32: GEMMMicroKernel {
+    static var mr: Int { 8 }
+    static var nr: Int { 32 }
+    static var blocking: GEMMBlocking { GEMMBlocking(kc: 256, mc: 128, nc: 2048) }
+
+    @inline(__always)
+    static func multiply(
+        kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float
+    ) {
+        var c00 = SIMD16<Float>(), c01 = SIMD16<Float>(), c10 = SIMD16<Float>(), c11 = SIMD16<Float>()
+        var c20 = SIMD16<Float>(), c21 = SIMD16<Float>(), c30 = SIMD16<Float>(), c31 = SIMD16<Float>()
+        var c40 = SIMD16<Float>(), c41 = SIMD16<Float>(), c50 = SIMD16<Float>(), c51 = SIMD16<Float>()
+        var c60 = SIMD16<Float>(), c61 = SIMD16<Float>(), c70 = SIMD16<Float>(), c71 = SIMD16<Float>()
+        var pa = a, pb = b
+        for _ in 0..<kc {
+            let b0 = load16(pb), b1 = load16(pb + 16)
+            var x = pa[0]
+            c00 = c00.addingProduct(x, b0); c01 = c01.addingProduct(x, b1)
+            x = pa[1]
+            c10 = c10.addingProduct(x, b0); c11 = c11.addingProduct(x, b1)
+            x = pa[2]
+            c20 = c20.addingProduct(x, b0); c21 = c21.addingProduct(x, b1)
+            x = pa[3]
+            c30 = c30.addingProduct(x, b0); c31 = c31.addingProduct(x, b1)
+            x = pa[4]
+            c40 = c40.addingProduct(x, b0); c41 = c41.addingProduct(x, b1)
+            x = pa[5]
+            c50 = c50.addingProduct(x, b0); c51 = c51.addingProduct(x, b1)
+            x = pa[6]
+            c60 = c60.addingProduct(x, b0); c61 = c61.addingProduct(x, b1)
+            x = pa[7]
+            c70 = c70.addingProduct(x, b0); c71 = c71.addingProduct(x, b1)
+            pa += 8
+            pb += 32
+        }
+        var row = c
+        storeRow(c00, row, alpha: alpha, beta: beta); storeRow(c01, row + 16, alpha: alpha, beta: beta)
+        row += ldc
+        storeRow(c10, row, alpha: alpha, beta: beta); storeRow(c11, row + 16, alpha: alpha, beta: beta)
+        row += ldc
+        storeRow(c20, row, alpha: alpha, beta: beta); storeRow(c21, row + 16, alpha: alpha, beta: beta)
+        row += ldc
+        storeRow(c30, row, alpha: alpha, beta: beta); storeRow(c31, row + 16, alpha: alpha, beta: beta)
+        row += ldc
+        storeRow(c40, row, alpha: alpha, beta: beta); storeRow(c41, row + 16, alpha: alpha, beta: beta)
+        row += ldc
+        storeRow(c50, row, alpha: alpha, beta: beta); storeRow(c51, row + 16, alpha: alpha, beta: beta)
+        row += ldc
+        storeRow(c60, row, alpha: alpha, beta: beta); storeRow(c61, row + 16, alpha: alpha, beta: beta)
+        row += ldc
+        storeRow(c70, row, alpha: alpha, beta: beta); storeRow(c71, row + 16, alpha: alpha, beta: beta)
+    }
+}
+
+// MARK: - Driver
+
+/// One sgemm call's arguments, shareable with pool workers (each writes its own C range).
+private struct GEMMProblem: Sendable {
+    let transposeA: Bool, transposeB: Bool
+    let m: Int, n: Int, k: Int
+    let alpha: Float
+    let a: UnsafeSharedPointer<Float>, lda: Int
+    let b: UnsafeSharedPointer<Float>, ldb: Int
+    let beta: Float
+    let c: UnsafeSharedPointer<Float>, ldc: Int
+
+    /// Splits C over the pool and runs the blocked loops on each part.
+    func run<K: GEMMMicroKernel>(_ kernel: K.Type, pool: ThreadPool?) {
+        let threads = pool?.threadCount ?? 1
+        // Below ~1 MFLOP the hand-off costs more than it saves.
+        let smallProblem = m * n * k < 1 << 19
+        guard let pool, threads > 1, !smallProblem else {
+            compute(K.self, rows: 0..<m, cols: 0..<n)
+            return
+        }
+        let columnTiles = (n + K.nr - 1) / K.nr
+        let rowTiles = (m + K.mr - 1) / K.mr
+        // Cut along N when it has enough tiles for an even split (the usual case for
+        // convolutions, where N = H * W); otherwise along M. Cuts fall on tile boundaries.
+        if columnTiles >= 4 * threads || columnTiles >= rowTiles {
+            pool.parallelRanges(columnTiles) { tiles in
+                compute(K.self, rows: 0..<m, cols: (tiles.lowerBound * K.nr)..<min(tiles.upperBound * K.nr, n))
+            }
+        } else {
+            pool.parallelRanges(rowTiles) { tiles in
+                compute(K.self, rows: (tiles.lowerBound * K.mr)..<min(tiles.upperBound * K.mr, m), cols: 0..<n)
+            }
+        }
+    }
+
+    /// The blocked loops over one rectangle of C, with this thread's own packing buffers.
+    func compute<K: GEMMMicroKernel>(_: K.Type, rows: Range<Int>, cols: Range<Int>) {
+        let mr = K.mr, nr = K.nr
+        let blocking = K.blocking
+        let kcMax = blocking.depthBlock(for: k)
+        let mcMax = min(blocking.mc, (rows.count + mr - 1) / mr * mr)
+        let ncMax = min(blocking.nc, (cols.count + nr - 1) / nr * nr)
+        // 64-byte aligned packing buffers; allocated per call (a few hundred KiB, small
+        // next to the arithmetic) so that concurrent calls never share them.
+        let packedA = UnsafeMutableRawPointer.allocate(byteCount: mcMax * kcMax * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: mcMax * kcMax)  // [mcMax / mr][kc][mr]
+        let packedB = UnsafeMutableRawPointer.allocate(byteCount: ncMax * kcMax * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: ncMax * kcMax)  // [ncMax / nr][kc][nr]
+        let edgeTile = UnsafeMutableRawPointer.allocate(byteCount: mr * nr * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: mr * nr)  // [mr][nr]
+        defer {
+            packedA.deallocate()
+            packedB.deallocate()
+            edgeTile.deallocate()
+        }
+        let cBase = c.pointer
+
+        for jc in stride(from: cols.lowerBound, to: cols.upperBound, by: blocking.nc) {
+            let nc = min(blocking.nc, cols.upperBound - jc)
+            for pc in stride(from: 0, to: k, by: kcMax) {
+                let kc = min(kcMax, k - pc)
+                // The first K block applies the caller's beta; later ones accumulate.
+                let betaHere = pc == 0 ? beta : 1
+                packB(K.self, rows: pc, depth: kc, cols: jc, width: nc, into: packedB)
+                for ic in stride(from: rows.lowerBound, to: rows.upperBound, by: blocking.mc) {
+                    let mc = min(blocking.mc, rows.upperBound - ic)
+                    packA(K.self, rows: ic, height: mc, cols: pc, depth: kc, into: packedA)
+                    for jr in stride(from: 0, to: nc, by: nr) {
+                        let bPanel = UnsafePointer(packedB + jr * kc)
+                        let width = min(nr, nc - jr)
+                        for ir in stride(from: 0, to: mc, by: mr) {
+                            let aPanel = UnsafePointer(packedA + ir * kc)
+                            let height = min(mr, mc - ir)
+                            let cTile = cBase + (ic + ir) * ldc + jc + jr
+                            if height == mr && width == nr {
+                                K.multiply(
+                                    kc: kc, a: aPanel, b: bPanel, c: cTile, ldc: ldc,
+                                    alpha: alpha, beta: betaHere)
+                            } else {
+                                // leftovers: full tile into scratch, then the valid part
+                                K.multiply(
+                                    kc: kc, a: aPanel, b: bPanel, c: edgeTile, ldc: nr,
+                                    alpha: alpha, beta: 0)
+                                for i in 0..<height {
+                                    for j in 0..<width {
+                                        let value = edgeTile[i * nr + j]
+                                        cTile[i * ldc + j] =
+                                            betaHere == 0 ? value : value.addingProduct(betaHere, cTile[i * ldc + j])
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Packs `op(A)[row0 ..< row0+height, col0 ..< col0+depth]` into MR-row panels
+    /// `[panel][depth][mr]`, padding missing rows with zeros.
+    @inline(__always)
+    func packA<K: GEMMMicroKernel>(
+        _: K.Type, rows row0: Int, height: Int, cols col0: Int, depth: Int,
+        into packed: UnsafeMutablePointer<Float>
+    ) {
+        let mr = K.mr
+        let a = UnsafePointer(self.a.pointer)
+        for panel in stride(from: 0, to: height, by: mr) {
+            let dst = packed + panel * depth  // this panel: [depth][mr]
+            let rowsHere = min(mr, height - panel)
+            if transposeA {
+                // op(A)[i, p] = a[p * lda + i]: the MR elements of one depth step are contiguous.
+                for p in 0..<depth {
+                    let src = a + (col0 + p) * lda + row0 + panel
+                    let out = dst + p * mr
+                    for r in 0..<rowsHere { out[r] = src[r] }
+                    for r in rowsHere..<mr { out[r] = 0 }
+                }
+            } else {
+                // op(A)[i, p] = a[i * lda + p]: read each row contiguously, write with stride MR.
+                for r in 0..<rowsHere {
+                    let src = a + (row0 + panel + r) * lda + col0
+                    for p in 0..<depth { dst[p * mr + r] = src[p] }
+                }
+                for r in rowsHere..<mr {
+                    for p in 0..<depth { dst[p * mr + r] = 0 }
+                }
+            }
+        }
+    }
+
+    /// Packs `op(B)[row0 ..< row0+depth, col0 ..< col0+width]` into NR-column panels
+    /// `[panel][depth][nr]`, padding missing columns with zeros.
+    @inline(__always)
+    func packB<K: GEMMMicroKernel>(
+        _: K.Type, rows row0: Int, depth: Int, cols col0: Int, width: Int,
+        into packed: UnsafeMutablePointer<Float>
+    ) {
+        let nr = K.nr
+        let b = UnsafePointer(self.b.pointer)
+        for panel in stride(from: 0, to: width, by: nr) {
+            let dst = packed + panel * depth  // this panel: [depth][nr]
+            let colsHere = min(nr, width - panel)
+            if transposeB {
+                // op(B)[p, j] = b[j * ldb + p]: read each column of op(B) contiguously.
+                for j in 0..<colsHere {
+                    let src = b + (col0 + panel + j) * ldb + row0
+                    for p in 0..<depth { dst[p * nr + j] = src[p] }
+                }
+                for j in colsHere..<nr {
+                    for p in 0..<depth { dst[p * nr + j] = 0 }
+                }
+            } else if colsHere == nr {
+                // op(B)[p, j] = b[p * ldb + j]: whole rows of NR floats, copied 16 at a time.
+                for p in 0..<depth {
+                    let src = b + (row0 + p) * ldb + col0 + panel
+                    let out = dst + p * nr
+                    for j in stride(from: 0, to: nr, by: 16) {
+                        UnsafeMutableRawPointer(out + j).storeBytes(of: load16(src + j), as: SIMD16<Float>.self)
+                    }
+                }
+            } else {
+                for p in 0..<depth {
+                    let src = b + (row0 + p) * ldb + col0 + panel
+                    let out = dst + p * nr
+                    for j in 0..<colsHere { out[j] = src[j] }
+                    for j in colsHere..<nr { out[j] = 0 }
+                }
+            }
+        }
+    }
+}
