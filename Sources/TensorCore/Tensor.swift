@@ -299,8 +299,8 @@ public struct Tensor: Sendable {
             let tile = 32
             for i0 in stride(from: 0, to: rows, by: tile) {
                 for j0 in stride(from: 0, to: cols, by: tile) {
-                    for i in i0..<min(i0 + tile, rows) {
-                        for j in j0..<min(j0 + tile, cols) { dst[j * rows + i] = src[i * cols + j] }
+                    for i in i0..<Swift.min(i0 + tile, rows) {
+                        for j in j0..<Swift.min(j0 + tile, cols) { dst[j * rows + i] = src[i * cols + j] }
                     }
                 }
             }
@@ -322,7 +322,7 @@ extension Tensor: Equatable {
 extension Tensor: CustomStringConvertible {
     /// The shape and up to the first eight elements, e.g. `Tensor([2, 3]: 1.0, 2.0, ...)`.
     public var description: String {
-        let shown = (0..<min(count, 8)).map { "\(storage.base[$0])" }.joined(separator: ", ")
+        let shown = (0..<Swift.min(count, 8)).map { "\(storage.base[$0])" }.joined(separator: ", ")
         return "Tensor(\(shape): \(shown)\(count > 8 ? ", ..." : ""))"
     }
 }
