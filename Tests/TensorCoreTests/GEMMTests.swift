@@ -161,3 +161,10 @@ func sgemmIsDeterministicAcrossThreadCounts(size: (Int, Int, Int), kernel: GEMMK
     let ct = matmul(a.transposed(), b.transposed(), transposeA: true, transposeB: true)
     #expect(ct == c)
 }
+
+@Test func tensorMatmulWithEmptyDimensions() {
+    #expect(matmul(Tensor(zeros: [0, 5]), Tensor(ones: [5, 3])).shape == [0, 3])
+    #expect(matmul(Tensor(ones: [2, 5]), Tensor(ones: [5, 0])).shape == [2, 0])
+    // K = 0: the empty sum, zeros.
+    #expect(matmul(Tensor(ones: [2, 0]), Tensor(ones: [0, 3])) == Tensor(zeros: [2, 3]))
+}
