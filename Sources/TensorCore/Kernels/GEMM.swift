@@ -34,6 +34,7 @@ public enum GEMMKernel: Sendable, CaseIterable, CustomStringConvertible {
     public static let preferred: GEMMKernel =
         CPUFeatures.buildFeatures.contains("avx512f") ? .rows8x32 : .rows6x16
 
+    /// The tile shape, e.g. `6x16`; for ``automatic``, also the kernel it stands for.
     public var description: String {
         switch self {
         case .automatic: "automatic (\(GEMMKernel.preferred))"
