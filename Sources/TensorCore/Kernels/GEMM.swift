@@ -2,9 +2,10 @@
 //
 // Structure (the usual Goto/BLIS scheme):
 //   for jc in N by NC          -- B block kept in L3
-//     for pc in K by KC        -- pack op(B)[pc.., jc..] into NR-column panels   [KC, NR]...
+//     for pc in K by KC
 //       for ic in M by MC      -- pack op(A)[ic.., pc..] into MR-row panels      [KC, MR]...
-//         for jr in NC by NR   -- one B micro-panel stays in L1
+//         for jr in NC by NR   -- one B micro-panel stays in L1; during the first ic block
+//                                 pack op(B)[pc.., jc+jr..] into it               [KC, NR]
 //           for ir in MC by MR -- A micro-panels stream from L2
 //             micro-kernel: MR x NR tile of C in registers, KC rank-1 updates
 // Packing makes the micro-kernel's loads contiguous and pads edge panels with zeros, so
@@ -376,13 +377,20 @@ private struct GEMMProblem: Sendable {
                 let kc = min(kcMax, k - pc)
                 // The first K block applies the caller's beta; later ones accumulate.
                 let betaHere = pc == 0 ? beta : 1
-                packB(K.self, rows: pc, depth: kc, cols: jc, width: nc, into: packedB)
                 for ic in stride(from: rows.lowerBound, to: rows.upperBound, by: blocking.mc) {
                     let mc = min(blocking.mc, rows.upperBound - ic)
                     packA(K.self, rows: ic, height: mc, cols: pc, depth: kc, into: packedA)
                     for jr in stride(from: 0, to: nc, by: nr) {
-                        let bPanel = UnsafePointer(packedB + jr * kc)
                         let width = min(nr, nc - jr)
+                        if ic == rows.lowerBound {
+                            // Pack each B micro-panel just before its first use rather than
+                            // the whole block up front: the reads of B from memory then
+                            // interleave with arithmetic, and the panel is still in L1 when
+                            // the kernel reads it. Matters when M is small (convolutions,
+                            // M = output channels), where packing B is a large share.
+                            packB(K.self, rows: pc, depth: kc, cols: jc + jr, width: width, into: packedB + jr * kc)
+                        }
+                        let bPanel = UnsafePointer(packedB + jr * kc)
                         for ir in stride(from: 0, to: mc, by: mr) {
                             let aPanel = UnsafePointer(packedA + ir * kc)
                             let height = min(mr, mc - ir)
