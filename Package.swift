@@ -50,6 +50,8 @@ let package = Package(
         .library(name: "VisualInspection", targets: ["VisualInspection"]),
         // For the nested Benchmarks package, which measures TensorCore's kernels directly.
         .library(name: "TensorCore", targets: ["TensorCore"]),
+        .library(name: "NeuralNet", targets: ["NeuralNet"]),
+        .library(name: "ModelFile", targets: ["ModelFile"]),
         .executable(name: "vinspect", targets: ["vinspect"]),
     ],
     dependencies: [

@@ -170,7 +170,7 @@ public struct Tensor: Sendable {
     ///
     /// Every mutating operation calls this once before its loop, never per element.
     @inlinable
-    public mutating func ensureUnique() {
+    mutating func ensureUnique() {
         if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
     }
 

@@ -12,7 +12,7 @@ struct GEMMCase: Sendable, CustomTestStringConvertible {
     }
 
     /// Awkward sizes: empty, single, around the 16-wide vector, around the tile and block
-    /// sizes (MR 6/8, NR 16/32, MC 72/128, KC 256, NC 2048/3072), and a long prime-ish side.
+    /// sizes (MR 6/8, NR 16/32, MC 72/128, KC 256/320, NC 768/2048), and a long prime-ish side.
     static let sizes: [(Int, Int, Int)] = [
         (0, 5, 7), (5, 0, 7), (5, 7, 0), (1, 1, 1), (1, 17, 33), (15, 16, 17), (16, 16, 16),
         (17, 15, 33), (33, 33, 33), (1003, 17, 15), (15, 1003, 33), (17, 33, 1003),
@@ -160,4 +160,11 @@ func sgemmIsDeterministicAcrossThreadCounts(size: (Int, Int, Int), kernel: GEMMK
     // Transposed operands through the same entry point.
     let ct = matmul(a.transposed(), b.transposed(), transposeA: true, transposeB: true)
     #expect(ct == c)
+}
+
+@Test func tensorMatmulWithEmptyDimensions() {
+    #expect(matmul(Tensor(zeros: [0, 5]), Tensor(ones: [5, 3])).shape == [0, 3])
+    #expect(matmul(Tensor(ones: [2, 5]), Tensor(ones: [5, 0])).shape == [2, 0])
+    // K = 0: the empty sum, zeros.
+    #expect(matmul(Tensor(ones: [2, 0]), Tensor(ones: [0, 3])) == Tensor(zeros: [2, 3]))
 }

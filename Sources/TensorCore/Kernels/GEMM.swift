@@ -2,9 +2,10 @@
 //
 // Structure (the usual Goto/BLIS scheme):
 //   for jc in N by NC          -- B block kept in L3
-//     for pc in K by KC        -- pack op(B)[pc.., jc..] into NR-column panels   [KC, NR]...
+//     for pc in K by KC
 //       for ic in M by MC      -- pack op(A)[ic.., pc..] into MR-row panels      [KC, MR]...
-//         for jr in NC by NR   -- one B micro-panel stays in L1
+//         for jr in NC by NR   -- one B micro-panel stays in L1; during the first ic block
+//                                 pack op(B)[pc.., jc+jr..] into it               [KC, NR]
 //           for ir in MC by MR -- A micro-panels stream from L2
 //             micro-kernel: MR x NR tile of C in registers, KC rank-1 updates
 // Packing makes the micro-kernel's loads contiguous and pads edge panels with zeros, so
@@ -16,6 +17,7 @@
 // the full-tile path (one multiply by alpha, one fused multiply-add with beta). Threads
 // split C into disjoint column (or row) ranges, so each element has one writer and the
 // result is bitwise identical for any thread count (tested).
+import Synchronization
 
 /// The register-tile shape of the GEMM micro-kernel.
 public enum GEMMKernel: Sendable, CaseIterable, CustomStringConvertible {
@@ -33,6 +35,7 @@ public enum GEMMKernel: Sendable, CaseIterable, CustomStringConvertible {
     public static let preferred: GEMMKernel =
         CPUFeatures.buildFeatures.contains("avx512f") ? .rows8x32 : .rows6x16
 
+    /// The tile shape, e.g. `6x16`; for ``automatic``, also the kernel it stands for.
     public var description: String {
         switch self {
         case .automatic: "automatic (\(GEMMKernel.preferred))"
@@ -176,7 +179,11 @@ private func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
 enum Kernel6x16: GEMMMicroKernel {
     static var mr: Int { 6 }
     static var nr: Int { 16 }
-    static var blocking: GEMMBlocking { GEMMBlocking(kc: 256, mc: 72, nc: 3072) }
+    /// Swept on a 2-core AMD EPYC (Zen, AVX2; 32 KiB L1d, 512 KiB L2 per core) over
+    /// kc 192/256/320, mc 48/72/120, nc 256/768/3072 at 512^3 and 64x3136x576: kc 256-320
+    /// and mc 48-72 were within noise at 512^3 (32-33 GFLOP/s); nc 768 beat 3072 by ~8 % on
+    /// the wide convolution shape (the packed B block then stays in L2).
+    static var blocking: GEMMBlocking { GEMMBlocking(kc: 320, mc: 72, nc: 768) }
 
     @inline(__always)
     static func multiply(
@@ -266,6 +273,43 @@ enum Kernel8x32: GEMMMicroKernel {
 
 // MARK: - Driver
 
+/// Packing buffers kept between sgemm calls, so that a call neither allocates nor
+/// page-faults: a fresh megabyte per call costs page faults, and in a multi-threaded
+/// process every `munmap` also interrupts the other cores to flush their TLBs.
+///
+/// A caller takes a buffer (or allocates one if none is large enough), uses it alone,
+/// and gives it back; at most `capacity` buffers are kept.
+private enum PackingBuffers {
+    struct Buffer: @unchecked Sendable {  // owned by exactly one user between take and give
+        let base: UnsafeMutablePointer<Float>
+        let floats: Int
+    }
+    static let capacity = 8
+    static let free = Mutex<[Buffer]>([])
+
+    static func with<R>(floats: Int, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
+        let taken = free.withLock { buffers -> Buffer? in
+            guard let index = buffers.firstIndex(where: { $0.floats >= floats }) else { return nil }
+            return buffers.remove(at: index)
+        }
+        let buffer = taken ?? Buffer(
+            base: UnsafeMutableRawPointer.allocate(byteCount: floats * 4, alignment: 64)
+                .bindMemory(to: Float.self, capacity: floats),
+            floats: floats)
+        defer {
+            let dropped = free.withLock { buffers -> Buffer? in
+                buffers.append(buffer)
+                guard buffers.count > capacity else { return nil }
+                // Drop the smallest: the large ones serve every size.
+                let smallest = buffers.indices.min { buffers[$0].floats < buffers[$1].floats }!
+                return buffers.remove(at: smallest)
+            }
+            dropped?.base.deallocate()
+        }
+        return body(buffer.base)
+    }
+}
+
 /// One sgemm call's arguments, shareable with pool workers (each writes its own C range).
 private struct GEMMProblem: Sendable {
     let transposeA: Bool, transposeB: Bool
@@ -300,26 +344,31 @@ private struct GEMMProblem: Sendable {
         }
     }
 
-    /// The blocked loops over one rectangle of C, with this thread's own packing buffers.
+    /// Computes one rectangle of C with packing buffers that no other call uses meanwhile.
     func compute<K: GEMMMicroKernel>(_: K.Type, rows: Range<Int>, cols: Range<Int>) {
         let mr = K.mr, nr = K.nr
         let blocking = K.blocking
         let kcMax = blocking.depthBlock(for: k)
         let mcMax = min(blocking.mc, (rows.count + mr - 1) / mr * mr)
         let ncMax = min(blocking.nc, (cols.count + nr - 1) / nr * nr)
-        // 64-byte aligned packing buffers; allocated per call (a few hundred KiB, small
-        // next to the arithmetic) so that concurrent calls never share them.
-        let packedA = UnsafeMutableRawPointer.allocate(byteCount: mcMax * kcMax * 4, alignment: 64)
-            .bindMemory(to: Float.self, capacity: mcMax * kcMax)  // [mcMax / mr][kc][mr]
-        let packedB = UnsafeMutableRawPointer.allocate(byteCount: ncMax * kcMax * 4, alignment: 64)
-            .bindMemory(to: Float.self, capacity: ncMax * kcMax)  // [ncMax / nr][kc][nr]
-        let edgeTile = UnsafeMutableRawPointer.allocate(byteCount: mr * nr * 4, alignment: 64)
-            .bindMemory(to: Float.self, capacity: mr * nr)  // [mr][nr]
-        defer {
-            packedA.deallocate()
-            packedB.deallocate()
-            edgeTile.deallocate()
+        // [mcMax / mr][kc][mr] | [ncMax / nr][kc][nr] | [mr][nr], each 64-byte aligned
+        let aFloats = (mcMax * kcMax + 15) / 16 * 16, bFloats = (ncMax * kcMax + 15) / 16 * 16
+        PackingBuffers.with(floats: aFloats + bFloats + mr * nr) { scratch in
+            compute(
+                K.self, rows: rows, cols: cols,
+                packedA: scratch, packedB: scratch + aFloats, edgeTile: scratch + aFloats + bFloats)
         }
+    }
+
+    /// The blocked loops over one rectangle of C.
+    func compute<K: GEMMMicroKernel>(
+        _: K.Type, rows: Range<Int>, cols: Range<Int>,
+        packedA: UnsafeMutablePointer<Float>, packedB: UnsafeMutablePointer<Float>,
+        edgeTile: UnsafeMutablePointer<Float>
+    ) {
+        let mr = K.mr, nr = K.nr
+        let blocking = K.blocking
+        let kcMax = blocking.depthBlock(for: k)
         let cBase = c.pointer
 
         for jc in stride(from: cols.lowerBound, to: cols.upperBound, by: blocking.nc) {
@@ -328,13 +377,20 @@ private struct GEMMProblem: Sendable {
                 let kc = min(kcMax, k - pc)
                 // The first K block applies the caller's beta; later ones accumulate.
                 let betaHere = pc == 0 ? beta : 1
-                packB(K.self, rows: pc, depth: kc, cols: jc, width: nc, into: packedB)
                 for ic in stride(from: rows.lowerBound, to: rows.upperBound, by: blocking.mc) {
                     let mc = min(blocking.mc, rows.upperBound - ic)
                     packA(K.self, rows: ic, height: mc, cols: pc, depth: kc, into: packedA)
                     for jr in stride(from: 0, to: nc, by: nr) {
-                        let bPanel = UnsafePointer(packedB + jr * kc)
                         let width = min(nr, nc - jr)
+                        if ic == rows.lowerBound {
+                            // Pack each B micro-panel just before its first use rather than
+                            // the whole block up front: the reads of B from memory then
+                            // interleave with arithmetic, and the panel is still in L1 when
+                            // the kernel reads it. Matters when M is small (convolutions,
+                            // M = output channels), where packing B is a large share.
+                            packB(K.self, rows: pc, depth: kc, cols: jc + jr, width: width, into: packedB + jr * kc)
+                        }
+                        let bPanel = UnsafePointer(packedB + jr * kc)
                         for ir in stride(from: 0, to: mc, by: mr) {
                             let aPanel = UnsafePointer(packedA + ir * kc)
                             let height = min(mr, mc - ir)
