@@ -15,13 +15,12 @@ func now() -> Double {
     return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }
 
-var arguments = Array(CommandLine.arguments.dropFirst())
+let arguments = Array(CommandLine.arguments.dropFirst())
 guard let root = arguments.first, !root.hasPrefix("--") else {
     print("usage: train-bench NEU_CLS_DIR [--size 64] [--epochs 12] [--train-per-class 200] [--seed 0]")
     exit(3)
 }
-arguments.removeFirst()
-func option(_ name: String, _ fallback: Int) -> Int {
+@MainActor func option(_ name: String, _ fallback: Int) -> Int {
     guard let i = arguments.firstIndex(of: name), i + 1 < arguments.count, let v = Int(arguments[i + 1]) else { return fallback }
     return v
 }

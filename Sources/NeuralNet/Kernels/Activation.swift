@@ -59,7 +59,9 @@ public enum Activation: Sendable, Equatable, Hashable, CustomStringConvertible {
             while i + 16 <= count {
                 let raw = UnsafeMutableRawPointer(values + i)
                 let v = raw.loadUnaligned(as: SIMD16<Float>.self)
-                raw.storeBytes(of: v.clamped(lowerBound: zero, upperBound: top), as: SIMD16<Float>.self)
+                // Compare-and-blend rather than `clamped`, which lowers to a scalar loop per lane.
+                let clamped = v.replacing(with: zero, where: v .< zero).replacing(with: top, where: v .> top)
+                raw.storeBytes(of: clamped, as: SIMD16<Float>.self)
                 i += 16
             }
             // leftovers

@@ -163,33 +163,71 @@ public func conv2dForward(
 }
 
 /// `out[r, c] = act(out[r, c] + bias[c] + residual[r, c])` over `[rows, channels]`.
+///
+/// One pass over the output, 16 channels per SIMD register, pointers bound once per
+/// participant: this pass runs after every convolution, so it must cost no more than a
+/// memory sweep.
 func applyEpilogue(
     _ out: UnsafeMutablePointer<Float>, rows: Int, channels: Int, bias: Tensor?, residual: Tensor?,
     activation: Activation, pool: ThreadPool?
 ) {
     if bias == nil && residual == nil && activation == .none { return }
-    let biasValues = bias?.scalars
-    let residualTensor = residual
-    let target = UnsafeSharedPointer(out)
-    let body: @Sendable (Range<Int>) -> Void = { range in
-        let add: (UnsafeBufferPointer<Float>?) -> Void = { res in
-            for r in range {
-                let row = target.pointer + r * channels
-                if let biasValues {
-                    biasValues.withUnsafeBufferPointer { b in
-                        for c in 0..<channels { row[c] += b[c] }
-                    }
-                }
-                if let res {
-                    let source = res.baseAddress! + r * channels
-                    for c in 0..<channels { row[c] += source[c] }
-                }
-                activation.apply(row, count: channels)
+    let zeros = bias == nil ? Tensor(zeros: [channels]) : nil
+    let biasTensor = bias ?? zeros!
+    biasTensor.withUnsafeBufferPointer { biasBuffer in
+        let biasPointer = UnsafeSharedPointer(readOnly: biasBuffer.baseAddress!)
+        let target = UnsafeSharedPointer(out)
+        let run = { (residualPointer: UnsafeSharedPointer<Float>?) in
+            let body: @Sendable (Range<Int>) -> Void = { range in
+                epilogueRows(target.pointer, range: range, channels: channels, bias: biasPointer.pointer,
+                             residual: residualPointer?.pointer, activation: activation)
+            }
+            if let pool { pool.parallelRanges(rows, body) } else { body(0..<rows) }
+        }
+        if let residual {
+            residual.withUnsafeBufferPointer { run(UnsafeSharedPointer(readOnly: $0.baseAddress!)) }
+        } else {
+            run(nil)
+        }
+    }
+}
+
+@inline(__always)
+private func epilogueRows(_ out: UnsafeMutablePointer<Float>, range: Range<Int>, channels: Int,
+                          bias: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>?,
+                          activation: Activation) {
+    let vectorizable: Bool
+    let lower: SIMD16<Float>, upper: SIMD16<Float>
+    switch activation {
+    case .none: (vectorizable, lower, upper) = (true, SIMD16(repeating: -.infinity), SIMD16(repeating: .infinity))
+    case .relu: (vectorizable, lower, upper) = (true, SIMD16(repeating: 0), SIMD16(repeating: .infinity))
+    case .relu6: (vectorizable, lower, upper) = (true, SIMD16(repeating: 0), SIMD16(repeating: 6))
+    default: (vectorizable, lower, upper) = (false, SIMD16(repeating: 0), SIMD16(repeating: 0))
+    }
+    for r in range {
+        let row = out + r * channels
+        let res = residual.map { $0 + r * channels }
+        var c = 0
+        if vectorizable {
+            while c + 16 <= channels {
+                var v = UnsafeRawPointer(row + c).loadUnaligned(as: SIMD16<Float>.self)
+                    + UnsafeRawPointer(bias + c).loadUnaligned(as: SIMD16<Float>.self)
+                if let res { v += UnsafeRawPointer(res + c).loadUnaligned(as: SIMD16<Float>.self) }
+                // Compare-and-blend: SIMD's `clamped` and `pointwiseMin` lower to a scalar
+                // loop per lane (they handle NaN lane by lane); this is two vector ops.
+                v = v.replacing(with: lower, where: v .< lower).replacing(with: upper, where: v .> upper)
+                UnsafeMutableRawPointer(row + c).storeBytes(of: v, as: SIMD16<Float>.self)
+                c += 16
             }
         }
-        if let residualTensor { residualTensor.withUnsafeBufferPointer { add($0) } } else { add(nil) }
+        // leftovers (and the activations without a vector form)
+        while c < channels {
+            var v = row[c] + bias[c]
+            if let res { v += res[c] }
+            row[c] = activation.apply(v)
+            c += 1
+        }
     }
-    if let pool { pool.parallelRanges(rows, body) } else { body(0..<rows) }
 }
 
 /// Writes the patch matrix of one group: `columns[m, (ky*KW + kx)*Cg + ci]`, zero where the
