@@ -78,7 +78,7 @@ public enum FrozenLayer: Sendable {
             let s = x.shape
             let g = ConvGeometry(batch: s[0], height: s[1], width: s[2], inChannels: s[3], outChannels: s[3],
                                  kernelHeight: kernel, kernelWidth: kernel, stride: (stride, stride), padding: padding)
-            return maxPoolForward(x, geometry: g).0
+            return maxPoolInference(x, geometry: g, pool: pool)
         }
     }
 }

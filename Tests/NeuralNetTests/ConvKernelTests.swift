@@ -64,3 +64,12 @@ func convolutionMatchesReference(channels: Int) {
     let two = conv2dForward(x, weight: w, bias: nil, geometry: g, pool: ThreadPool(threadCount: 2))
     #expect(one.scalars == two.scalars)
 }
+
+@Test func inferenceMaxPoolMatchesTheTrainingKernel() {
+    for channels in [1, 16, 17, 64] {
+        let x = randomTensor([2, 9, 8, channels], seed: UInt64(channels))
+        let frozen = FrozenLayer.maxPool(kernel: 3, stride: 2, padding: .symmetric(1))(x, pool: ThreadPool(threadCount: 2))
+        let reference = maxPool2d(Variable(x), kernel: (3, 3), stride: (2, 2), padding: .symmetric(1)).value
+        #expect(frozen == reference, "\(channels) channels")
+    }
+}

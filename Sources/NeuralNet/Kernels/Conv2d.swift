@@ -238,6 +238,10 @@ func im2col(_ x: UnsafePointer<Float>, _ columns: UnsafeMutablePointer<Float>, _
     let k = g.kernelHeight * g.kernelWidth * cg
     let rows = g.batch * g.outHeight
     let source = UnsafeSharedPointer(readOnly: x), target = UnsafeSharedPointer(columns)
+    // With one group and no horizontal dilation, the taps kx = 0..<KW of one kernel row
+    // read KW consecutive pixels, i.e. KW*Cin contiguous floats: copy them as one run
+    // (this matters for stems, where Cin = 3 would otherwise mean copies of 3 floats).
+    let runs = g.groups == 1 && g.dilationX == 1
     let body: @Sendable (Range<Int>) -> Void = { range in
         let x = source.pointer, col = target.pointer
         for rowIndex in range {
@@ -245,15 +249,34 @@ func im2col(_ x: UnsafePointer<Float>, _ columns: UnsafeMutablePointer<Float>, _
             for ox in 0..<g.outWidth {
                 let m = rowIndex * g.outWidth + ox
                 var dst = col + m * k
+                let ix0 = ox * g.strideX - g.padLeft
                 for ky in 0..<g.kernelHeight {
                     let iy = oy * g.strideY - g.padTop + ky * g.dilationY
+                    if iy < 0 || iy >= g.height {
+                        dst.update(repeating: 0, count: g.kernelWidth * cg)
+                        dst += g.kernelWidth * cg
+                        continue
+                    }
+                    let rowBase = x + ((n * g.height + iy) * g.width) * g.inChannels + group * cg
+                    if runs {
+                        // Taps left of the image, the in-bounds run, taps right of it.
+                        let first = Swift.max(0, -ix0), last = Swift.min(g.kernelWidth, g.width - ix0)
+                        if first > 0 { dst.update(repeating: 0, count: first * cg) }
+                        if last > first {
+                            dst.advanced(by: first * cg).update(from: rowBase + (ix0 + first) * g.inChannels,
+                                                                count: (last - first) * cg)
+                        }
+                        let tail = g.kernelWidth - Swift.max(last, first)
+                        if tail > 0 { dst.advanced(by: Swift.max(last, first) * cg).update(repeating: 0, count: tail * cg) }
+                        dst += g.kernelWidth * cg
+                        continue
+                    }
                     for kx in 0..<g.kernelWidth {
-                        let ix = ox * g.strideX - g.padLeft + kx * g.dilationX
-                        if iy < 0 || iy >= g.height || ix < 0 || ix >= g.width {
+                        let ix = ix0 + kx * g.dilationX
+                        if ix < 0 || ix >= g.width {
                             dst.update(repeating: 0, count: cg)
                         } else {
-                            let src = x + ((n * g.height + iy) * g.width + ix) * g.inChannels + group * cg
-                            dst.update(from: src, count: cg)
+                            dst.update(from: rowBase + ix * g.inChannels, count: cg)
                         }
                         dst += cg
                     }

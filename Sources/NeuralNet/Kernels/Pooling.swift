@@ -172,3 +172,52 @@ func adaptiveAvgPoolBackward(_ gradOutput: Tensor, inputShape: [Int]) -> Tensor 
     }
     return dx
 }
+
+/// Max pooling for inference: no record of the winners, 16 channels per SIMD register,
+/// split by output row. Padded taps are skipped, as in ``maxPoolForward(_:geometry:)``.
+func maxPoolInference(_ input: Tensor, geometry g: ConvGeometry, pool: ThreadPool?) -> Tensor {
+    let c = g.inChannels
+    var output = Tensor(zeros: [g.batch, g.outHeight, g.outWidth, c])
+    input.withUnsafeBufferPointer { xb in
+        output.withUnsafeMutableBufferPointer { yb in
+            let source = UnsafeSharedPointer(readOnly: xb.baseAddress!), target = UnsafeSharedPointer(yb.baseAddress!)
+            let body: @Sendable (Range<Int>) -> Void = { rows in
+                let x = source.pointer, y = target.pointer
+                for rowIndex in rows {
+                    let n = rowIndex / g.outHeight, oy = rowIndex % g.outHeight
+                    for ox in 0..<g.outWidth {
+                        let out = y + (rowIndex * g.outWidth + ox) * c
+                        var first = true
+                        for ky in 0..<g.kernelHeight {
+                            let iy = oy * g.strideY - g.padTop + ky * g.dilationY
+                            if iy < 0 || iy >= g.height { continue }
+                            for kx in 0..<g.kernelWidth {
+                                let ix = ox * g.strideX - g.padLeft + kx * g.dilationX
+                                if ix < 0 || ix >= g.width { continue }
+                                let tap = x + ((n * g.height + iy) * g.width + ix) * c
+                                if first {
+                                    out.update(from: tap, count: c)
+                                    first = false
+                                    continue
+                                }
+                                var ch = 0
+                                while ch + 16 <= c {
+                                    let a = UnsafeRawPointer(out + ch).loadUnaligned(as: SIMD16<Float>.self)
+                                    let b = UnsafeRawPointer(tap + ch).loadUnaligned(as: SIMD16<Float>.self)
+                                    UnsafeMutableRawPointer(out + ch).storeBytes(of: a.replacing(with: b, where: b .> a),
+                                                                                 as: SIMD16<Float>.self)
+                                    ch += 16
+                                }
+                                // leftovers
+                                while ch < c { if tap[ch] > out[ch] { out[ch] = tap[ch] }; ch += 1 }
+                            }
+                        }
+                    }
+                }
+            }
+            let rows = g.batch * g.outHeight
+            if let pool { pool.parallelRanges(rows, body) } else { body(0..<rows) }
+        }
+    }
+    return output
+}
