@@ -129,9 +129,17 @@ for architectureName in options.architectures {
                          "--threads", options.threads.map(String.init).joined(separator: ","),
                          "--batch", options.batches.map(String.init).joined(separator: ","),
                          "--min-time", String(options.minTime), "--check-batch", "2", "--save-outputs", outputs]
+    var photoNames: [String] = []
     if architecture == .efficientNetLite0, let real = options.lite0Weights {
+        // Real ImageNet weights: check on natural photographs (scikit-image's samples),
+        // preprocessed by the reference script, with the reference's top-5 beside ours.
         weights = real
-        peerArguments += ["--weights", real]
+        let photos = work.appendingPathComponent("photos.npy").path
+        print("  numpy reference on scikit-image photographs:")
+        _ = try run(options.python, [scripts.appendingPathComponent("reference_nets.py").path, "photos", "--weights", real,
+                                     "--save-input", photos])
+        photoNames = ["chelsea (cat)", "coffee", "astronaut", "rocket"]
+        peerArguments += ["--weights", real, "--input", photos]
     } else {
         peerArguments += ["--weights", weights, "--random-seed", "0"]
     }
@@ -150,7 +158,20 @@ for architectureName in options.architectures {
         ($0.name, Tensor($0.scalars, shape: $0.shape))
     })
     let features = frozen.features(nchwToNHWC(saved["input"]!))
-    print("  agreement with the same input (batch 2), max abs / relative to the largest value:")
+    if !photoNames.isEmpty {
+        print("  our top-5 ImageNet classes (index probability):")
+        let k = features.logits!.shape[1]
+        let logits = features.logits!.scalars
+        for (row, name) in photoNames.enumerated() {
+            let scores = Array(logits[(row * k)..<((row + 1) * k)])
+            let top = scores.max()!
+            let exps = scores.map { exp(Double($0 - top)) }
+            let total = exps.reduce(0, +)
+            let best = exps.indices.sorted { exps[$0] > exps[$1] }.prefix(5)
+            print("    \(name.padding(toLength: 14, withPad: " ", startingAt: 0)) " + best.map { String(format: "%d %.3f", $0, exps[$0] / total) }.joined(separator: ", "))
+        }
+    }
+    print("  agreement with the same input (batch \(saved["input"]!.shape[0])), max abs / relative to the largest value:")
     for (name, ours) in [("logits", features.logits!), ("embedding", features.embedding), ("feat_s4", features.maps[0]),
                          ("feat_s8", features.maps[1]), ("feat_s16", features.maps[2])] {
         func reference(_ key: String) -> Tensor { let t = saved[key]!; return t.rank == 4 ? nchwToNHWC(t) : t }
