@@ -1,0 +1,199 @@
+// The prototype-network classifier: one prototype per class, the mean of its support
+// embeddings; a query goes to the nearest prototype, or to "unknown" when it is far from
+// all of them.
+import TensorCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One class of the classifier: its name, its support embeddings and their mean.
+public struct PrototypeClass: Sendable, Equatable, Codable {
+    /// The class name, e.g. `scratch`.
+    public var name: String
+    /// The support embeddings, each already transformed (see ``EmbeddingTransform``), `[K][D]`.
+    public var support: [[Float]]
+    /// The mean of `support`, L2-normalised.
+    public var prototype: [Float]
+
+    public init(name: String, support: [[Float]]) {
+        precondition(!support.isEmpty, "PrototypeClass \(name): no support embeddings")
+        self.name = name
+        self.support = support
+        prototype = normalizedVector(meanVector(support))
+    }
+
+    /// The number of support examples ("shots").
+    public var shots: Int { support.count }
+}
+
+/// What the classifier says about one query.
+public struct Prediction: Sendable, Equatable {
+    /// The predicted class, or nil for "unknown".
+    public var label: String?
+    /// The index of the nearest class (even when the answer is "unknown").
+    public var nearest: Int
+    /// Softmax probability of the nearest class.
+    public var confidence: Float
+    /// Cosine similarity to the nearest prototype.
+    public var similarity: Float
+    /// Probabilities of all classes, in class order.
+    public var probabilities: [Float]
+}
+
+/// How raw backbone embeddings are turned into the vectors the classifier compares.
+public struct EmbeddingTransform: Sendable, Equatable, Codable {
+    /// Exponent applied to each (non-negative) feature before normalisation; 0.5 (a square
+    /// root) makes pooled ReLU features closer to Gaussian, which nearest-mean classifiers
+    /// prefer. 1 leaves them alone.
+    public var power: Float = 0.5
+    /// A vector subtracted after the power transform (e.g. the mean embedding of a base
+    /// data set, or of the support set), before L2 normalisation. Empty: none.
+    public var center: [Float] = []
+
+    public init(power: Float = 0.5, center: [Float] = []) {
+        self.power = power
+        self.center = center
+    }
+
+    /// The transformed, L2-normalised vector.
+    public func apply(_ raw: [Float]) -> [Float] {
+        var v = raw
+        if power != 1 { v = v.map { $0 >= 0 ? powf($0, power) : -powf(-$0, power) } }
+        if !center.isEmpty {
+            precondition(center.count == v.count, "EmbeddingTransform: centre of \(center.count) for \(v.count) features")
+            for i in v.indices { v[i] -= center[i] }
+        }
+        return normalizedVector(v)
+    }
+}
+
+/// A few-shot classifier over named classes.
+///
+/// Similarities are cosines between the transformed query and the class prototypes;
+/// probabilities are a softmax over `similarity * scale` (the inverse temperature). A
+/// query whose best similarity is below ``rejectionThreshold`` is "unknown".
+///
+/// Adding a class or more shots to one changes nothing else: a prototype is only the mean
+/// of its own class's embeddings.
+public struct PrototypeClassifier: Sendable, Equatable, Codable {
+    public private(set) var classes: [PrototypeClass] = []
+    public var transform: EmbeddingTransform
+    /// Softmax inverse temperature applied to cosine similarities.
+    public var scale: Float = 20
+    /// Best-prototype similarity below which a query is "unknown"; nil rejects nothing.
+    public var rejectionThreshold: Float?
+
+    public init(transform: EmbeddingTransform = EmbeddingTransform()) {
+        self.transform = transform
+    }
+
+    /// The class names, in order.
+    public var classNames: [String] { classes.map(\.name) }
+
+    /// Adds a class from raw embeddings, or adds shots to the class of that name.
+    public mutating func add(_ name: String, embeddings: [[Float]]) {
+        let transformed = embeddings.map(transform.apply)
+        if let index = classes.firstIndex(where: { $0.name == name }) {
+            classes[index] = PrototypeClass(name: name, support: classes[index].support + transformed)
+        } else {
+            classes.append(PrototypeClass(name: name, support: transformed))
+        }
+    }
+
+    /// Removes a class.
+    public mutating func remove(_ name: String) { classes.removeAll { $0.name == name } }
+
+    /// Classifies one raw embedding.
+    public func predict(_ embedding: [Float]) -> Prediction {
+        predict(transformed: transform.apply(embedding), prototypes: classes.map(\.prototype))
+    }
+
+    func predict(transformed q: [Float], prototypes: [[Float]]) -> Prediction {
+        precondition(!prototypes.isEmpty, "PrototypeClassifier: no classes")
+        let similarities = prototypes.map { dot($0, q) }
+        let best = similarities.indices.max { similarities[$0] < similarities[$1] }!
+        let top = similarities[best]
+        let exps = similarities.map { expf(($0 - top) * scale) }
+        let total = exps.reduce(0, +)
+        let probabilities = exps.map { $0 / total }
+        let rejected = rejectionThreshold.map { top < $0 } ?? false
+        return Prediction(label: rejected ? nil : classes.isEmpty ? nil : classes[best].name, nearest: best,
+                          confidence: probabilities[best], similarity: top, probabilities: probabilities)
+    }
+
+    /// Classifies a batch, optionally refining the prototypes with the batch itself by soft
+    /// k-means (the semi-supervised extension of prototypical networks): each prototype
+    /// moves towards the queries weighted by their probability of belonging to it.
+    ///
+    /// - Parameter refinementSteps: soft k-means iterations (0: plain nearest prototype).
+    public func predict(batch embeddings: [[Float]], refinementSteps: Int = 0) -> [Prediction] {
+        let queries = embeddings.map(transform.apply)
+        var prototypes = classes.map(\.prototype)
+        for _ in 0..<refinementSteps {
+            let soft = queries.map { predict(transformed: $0, prototypes: prototypes).probabilities }
+            prototypes = classes.indices.map { c in
+                var sum = classes[c].support.reduce([Float](repeating: 0, count: queries.first?.count ?? 0)) { vectorSum($0, $1) }
+                var weight = Float(classes[c].shots)
+                for (q, p) in zip(queries, soft) {
+                    sum = vectorSum(sum, q.map { $0 * p[c] })
+                    weight += p[c]
+                }
+                return normalizedVector(sum.map { $0 / weight })
+            }
+        }
+        return queries.map { predict(transformed: $0, prototypes: prototypes) }
+    }
+
+    /// Leave-one-out similarities of each support example to its own class's prototype
+    /// computed without it (classes with one shot give none).
+    public var leaveOneOutSimilarities: [Float] {
+        classes.flatMap { c -> [Float] in
+            guard c.shots > 1 else { return [] }
+            let total = c.support.reduce([Float](repeating: 0, count: c.support[0].count)) { vectorSum($0, $1) }
+            return c.support.map { s in dot(normalizedVector(zip(total, s).map { $0 - $1 }), s) }
+        }
+    }
+
+    /// Sets ``rejectionThreshold`` from the support set itself: the leave-one-out
+    /// similarities of the support examples to their own prototypes, minus `margin` times
+    /// their spread below the lowest (with a single shot per class, the mean similarity of
+    /// a prototype to the other classes' prototypes is used as the floor instead).
+    public mutating func calibrateRejection(quantile: Double = 0.05, margin: Float = 0.5) {
+        let own = leaveOneOutSimilarities.sorted()
+        if own.count >= 2 {
+            let low = own[Swift.min(own.count - 1, Int(Double(own.count) * quantile))]
+            let mean = own.reduce(0, +) / Float(own.count)
+            rejectionThreshold = low - margin * Swift.max(mean - low, 0.02)
+        } else {
+            let prototypes = classes.map(\.prototype)
+            var cross: [Float] = []
+            for i in prototypes.indices { for j in prototypes.indices where j != i { cross.append(dot(prototypes[i], prototypes[j])) } }
+            rejectionThreshold = cross.isEmpty ? nil : cross.reduce(0, +) / Float(cross.count)
+        }
+    }
+}
+
+// MARK: - Vector helpers
+
+func dot(_ a: [Float], _ b: [Float]) -> Float {
+    var s: Float = 0
+    for i in a.indices { s += a[i] * b[i] }
+    return s
+}
+
+func vectorSum(_ a: [Float], _ b: [Float]) -> [Float] { zip(a, b).map { $0 + $1 } }
+
+func meanVector(_ vectors: [[Float]]) -> [Float] {
+    var sum = [Float](repeating: 0, count: vectors[0].count)
+    for v in vectors { for i in v.indices { sum[i] += v[i] } }
+    return sum.map { $0 / Float(vectors.count) }
+}
+
+/// The vector divided by its Euclidean norm (unchanged if zero).
+public func normalizedVector(_ v: [Float]) -> [Float] {
+    let norm = dot(v, v).squareRoot()
+    return norm > 0 ? v.map { $0 / norm } : v
+}

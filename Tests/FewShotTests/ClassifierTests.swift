@@ -1,0 +1,80 @@
+import FewShot
+import TensorCore
+import Testing
+
+/// Synthetic embeddings: `classes` well-separated clusters in `dimension` dimensions,
+/// non-negative like pooled ReLU features.
+func clusters(_ classes: Int, perClass: Int, dimension: Int = 32, spread: Float = 0.3, seed: UInt64) -> [(name: String, vectors: [[Float]])] {
+    var rng = Xoshiro256(seed: seed)
+    return (0..<classes).map { c in
+        let centre = (0..<dimension).map { _ in Float.random(in: 0..<2, using: &rng) }
+        let vectors = (0..<perClass).map { _ in centre.map { max(0, $0 + spread * rng.nextStandardNormal()) } }
+        return ("class\(c)", vectors)
+    }
+}
+
+@Test func predictionDoesNotDependOnSupportOrder() {
+    let data = clusters(4, perClass: 6, seed: 1)
+    var a = PrototypeClassifier(), b = PrototypeClassifier()
+    for c in data { a.add(c.name, embeddings: c.vectors) }
+    for c in data.reversed() { b.add(c.name, embeddings: c.vectors.reversed()) }
+    let probe = clusters(4, perClass: 3, seed: 2).flatMap(\.vectors)
+    #expect(probe.map { a.predict($0).label } == probe.map { b.predict($0).label })
+    for (pa, pb) in zip(probe.map { a.predict($0) }, probe.map { b.predict($0) }) {
+        #expect(abs(pa.similarity - pb.similarity) < 1e-5)
+    }
+}
+
+@Test func aSupportExampleIsClassifiedAsItsOwnClass() {
+    let data = clusters(5, perClass: 3, seed: 3)
+    var classifier = PrototypeClassifier()
+    for c in data { classifier.add(c.name, embeddings: c.vectors) }
+    for c in data { for v in c.vectors { #expect(classifier.predict(v).label == c.name) } }
+}
+
+@Test func addingAClassLeavesTheOthersUntouched() {
+    let data = clusters(4, perClass: 5, seed: 4)
+    var classifier = PrototypeClassifier()
+    for c in data.prefix(3) { classifier.add(c.name, embeddings: c.vectors) }
+    let before = classifier.classes
+    classifier.add(data[3].name, embeddings: data[3].vectors)
+    #expect(Array(classifier.classes.prefix(3)) == before)
+    #expect(classifier.classNames == data.map(\.name))
+    // More shots for one class change only that class.
+    classifier.add(data[0].name, embeddings: clusters(4, perClass: 2, seed: 4)[0].vectors)
+    #expect(classifier.classes[0].shots == 7)
+    #expect(Array(classifier.classes[1...3]) == Array(classifier.classes[1...3]))
+    #expect(classifier.classes[1] == before[1] && classifier.classes[2] == before[2])
+}
+
+@Test func farQueriesAreUnknownAfterCalibration() {
+    let data = clusters(4, perClass: 8, seed: 5)
+    let heldOut = clusters(7, perClass: 8, seed: 6)[6]  // a type the classifier never saw
+    var classifier = PrototypeClassifier()
+    for c in data { classifier.add(c.name, embeddings: c.vectors) }
+    classifier.calibrateRejection()
+    #expect(classifier.rejectionThreshold != nil)
+    let known = clusters(4, perClass: 8, seed: 5).flatMap(\.vectors)
+    let knownAccepted = known.filter { classifier.predict($0).label != nil }.count
+    let unknownRejected = heldOut.vectors.filter { classifier.predict($0).label == nil }.count
+    #expect(Double(knownAccepted) / Double(known.count) >= 0.9)
+    #expect(Double(unknownRejected) / Double(heldOut.vectors.count) >= 0.75, "rejected \(unknownRejected) of \(heldOut.vectors.count)")
+}
+
+@Test func episodesOnSeparableClustersAreAccurateAndReproducible() {
+    let data = clusters(8, perClass: 30, spread: 0.6, seed: 7)
+    let a = Episodes.evaluate(data, ways: 5, shots: 1, queries: 10, episodes: 100, seed: 3)
+    let b = Episodes.evaluate(data, ways: 5, shots: 1, queries: 10, episodes: 100, seed: 3)
+    #expect(a.accuracy == b.accuracy)
+    #expect(a.accuracy > 0.8)
+    let five = Episodes.evaluate(data, ways: 5, shots: 5, queries: 10, episodes: 100, seed: 3)
+    #expect(five.accuracy >= a.accuracy)
+    #expect(five.confidence95 > 0 && five.confidence95 < 0.05)
+}
+
+@Test func softKMeansRefinementHelpsWhenShotsAreNoisy() {
+    let data = clusters(5, perClass: 40, spread: 1.0, seed: 8)
+    let plain = Episodes.evaluate(data, ways: 5, shots: 1, queries: 15, episodes: 200, seed: 1)
+    let refined = Episodes.evaluate(data, ways: 5, shots: 1, queries: 15, episodes: 200, seed: 1, refinementSteps: 3)
+    #expect(refined.accuracy >= plain.accuracy - 0.01, "refined \(refined.accuracy) vs plain \(plain.accuracy)")
+}
