@@ -1,0 +1,81 @@
+import FewShot
+import ImageIO
+import NeuralNet
+import TensorCore
+
+/// Labelled images in one sub-folder per class.
+public struct ClassFolders: Sendable {
+    /// Class names (the sub-folder names) and their image files.
+    public var classes: [(name: String, files: [String])]
+
+    /// Reads `root/<class>/...` (recursively). A PNG beside a JPEG of the same name is taken
+    /// for its mask and skipped (the magnetic-tile layout), as are hidden files.
+    ///
+    /// - Parameters:
+    ///   - root: the folder.
+    ///   - excluding: class folder names to leave out (e.g. `MT_Free`, `good`).
+    public static func load(_ root: String, excluding: Set<String> = []) throws(DatasetError) -> ClassFolders {
+        var classes: [(name: String, files: [String])] = []
+        for folder in listDirectory(root).filter(isDirectory) {
+            let name = folder.split(separator: "/").last.map(String.init) ?? folder
+            if excluding.contains(name) { continue }
+            let all = InputFiles([folder]).filter { path in
+                let lower = path.lowercased()
+                return lower.hasSuffix(".png") || lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg")
+            }
+            let jpegStems = Set(all.filter { $0.lowercased().hasSuffix(".jpg") }.map { String($0.dropLast(4)) })
+            let files = all.filter { !($0.lowercased().hasSuffix(".png") && jpegStems.contains(String($0.dropLast(4)))) }
+            if !files.isEmpty { classes.append((name, files)) }
+        }
+        if classes.count < 2 { throw .layout(path: root, detail: "needs at least two class sub-folders with images") }
+        return ClassFolders(classes: classes)
+    }
+}
+
+/// How embeddings are taken from the backbone.
+public enum EmbeddingSource: String, Sendable, Codable, CaseIterable {
+    /// The pooled last feature map (the backbone's own embedding).
+    case last
+    /// The pooled stride-8 and stride-16 maps and the embedding, concatenated (texture-
+    /// and part-level cues together).
+    case multi
+}
+
+/// Raw embeddings of images (before the classifier's transform).
+public func embeddings(of images: [Tensor], backbone: FrozenBackbone, source: EmbeddingSource,
+                      pool: ThreadPool = .shared) -> [[Float]] {
+    var out: [[Float]] = []
+    var start = 0
+    while start < images.count {
+        let end = min(start + 8, images.count)
+        let features = backbone.features(stackImages(Array(images[start..<end])), pool: pool)
+        let d = features.embedding.shape[1]
+        let last = features.embedding.scalars
+        var pooled: [[Float]] = []
+        if source == .multi {
+            pooled = features.maps[1...2].map { map in
+                adaptiveAvgPoolForFeatures(map).scalars
+            }
+        }
+        for i in 0..<(end - start) {
+            var v = Array(last[(i * d)..<((i + 1) * d)])
+            if source == .multi {
+                // Each part normalised on its own so that the wide embedding does not drown
+                // the narrower map descriptors.
+                v = normalizedVector(v)
+                for (index, map) in features.maps[1...2].enumerated() {
+                    let c = map.shape[3]
+                    v += normalizedVector(Array(pooled[index][(i * c)..<((i + 1) * c)]))
+                }
+            }
+            out.append(v)
+        }
+        start = end
+    }
+    return out
+}
+
+/// Global average pooling of `[N, H, W, C]` to `[N, C]`.
+func adaptiveAvgPoolForFeatures(_ x: Tensor) -> Tensor {
+    globalAvgPool(Variable(x)).value
+}
