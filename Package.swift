@@ -52,6 +52,7 @@ let package = Package(
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "NeuralNet", targets: ["NeuralNet"]),
         .library(name: "ModelFile", targets: ["ModelFile"]),
+        .library(name: "Anomaly", targets: ["Anomaly"]),
         .executable(name: "vinspect", targets: ["vinspect"]),
     ],
     dependencies: [
@@ -74,6 +75,9 @@ let package = Package(
         .target(name: "ImageIO", dependencies: ["CCodecs", "TensorCore"], swiftSettings: simdSwiftSettings),
         .target(name: "TensorCore", dependencies: ["CCPUFeatures"], swiftSettings: simdSwiftSettings),
         .target(name: "NeuralNet", dependencies: ["TensorCore", "ModelFile"], swiftSettings: simdSwiftSettings),
+        // Shared components of the anomaly scorer: memory-bank k-NN, coreset sampling,
+        // per-position Gaussian statistics and the evaluation metrics.
+        .target(name: "Anomaly", dependencies: ["TensorCore"], swiftSettings: simdSwiftSettings),
         // The model file format and the weight importers (safetensors, PyTorch); standard
         // library and Glibc only, so loading weights never depends on the compute engine.
         .target(name: "ModelFile"),
@@ -90,6 +94,7 @@ let package = Package(
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "ModelFileTests", dependencies: ["ModelFile"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: simdSwiftSettings),
+        .testTarget(name: "AnomalyTests", dependencies: ["Anomaly"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "ModelFile"], swiftSettings: simdSwiftSettings),
         .testTarget(
             name: "vinspectTests", dependencies: ["vinspect", "VisualInspection"],
