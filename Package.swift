@@ -52,6 +52,7 @@ let package = Package(
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "NeuralNet", targets: ["NeuralNet"]),
         .library(name: "ModelFile", targets: ["ModelFile"]),
+        .library(name: "Anomaly", targets: ["Anomaly"]),
         .library(name: "FewShot", targets: ["FewShot"]),
         .executable(name: "vinspect", targets: ["vinspect"]),
     ],
@@ -76,24 +77,27 @@ let package = Package(
         .target(name: "TensorCore", dependencies: ["CCPUFeatures"], swiftSettings: simdSwiftSettings),
         .target(name: "NeuralNet", dependencies: ["TensorCore", "ModelFile"], swiftSettings: simdSwiftSettings),
         // The anomaly scorer: patch features, memory bank, maps, calibration, metrics.
+        // The anomaly scorer: patch features, memory bank, maps, calibration, metrics.
+        .target(name: "Anomaly", dependencies: ["TensorCore", "NeuralNet"], swiftSettings: simdSwiftSettings),
         // The prototype-network few-shot classifier.
         .target(name: "FewShot", dependencies: ["TensorCore"], swiftSettings: simdSwiftSettings),
         // The model file format and the weight importers (safetensors, PyTorch); standard
         // library and Glibc only, so loading weights never depends on the compute engine.
         .target(name: "ModelFile"),
         .target(
-            name: "VisualInspection", dependencies: ["ImageIO", "TensorCore", "NeuralNet", "ModelFile", "FewShot"],
+            name: "VisualInspection", dependencies: ["ImageIO", "TensorCore", "NeuralNet", "ModelFile", "Anomaly", "FewShot"],
             swiftSettings: simdSwiftSettings),
         .executableTarget(
             name: "vinspect",
             dependencies: [
-                "VisualInspection", "NeuralNet", "ModelFile", "FewShot",
+                "VisualInspection", "NeuralNet", "ModelFile", "Anomaly", "FewShot",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simdSwiftSettings),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "ModelFileTests", dependencies: ["ModelFile"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: simdSwiftSettings),
+        .testTarget(name: "AnomalyTests", dependencies: ["Anomaly", "NeuralNet"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "FewShotTests", dependencies: ["FewShot", "TensorCore"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "ModelFile"], swiftSettings: simdSwiftSettings),
         .testTarget(

@@ -1,0 +1,93 @@
+// Turning patch distances into a per-pixel anomaly map, an image score, a mask and boxes.
+import TensorCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A per-pixel anomaly map: raw anomaly values (patch distances, upsampled and smoothed),
+/// row-major `[height, width]`.
+public struct AnomalyMap: Sendable, Equatable {
+    public var width: Int
+    public var height: Int
+    public var values: [Float]
+
+    public init(width: Int, height: Int, values: [Float]) {
+        precondition(values.count == width * height, "AnomalyMap: \(values.count) values for \(width)x\(height)")
+        self.width = width; self.height = height; self.values = values
+    }
+
+    /// The largest value: the image's raw anomaly score.
+    public var maximum: Float { values.max() ?? 0 }
+
+    /// Upsamples a `[gh, gw]` grid of values to `width x height` (bilinear, pixel centres
+    /// aligned), then smooths it with a Gaussian of standard deviation `sigma` pixels
+    /// (0 = none), as PatchCore does before taking the maximum.
+    public static func fromGrid(_ grid: [Float], gridWidth: Int, gridHeight: Int, width: Int, height: Int,
+                                sigma: Float) -> AnomalyMap {
+        var map = upsample(grid, from: (gridWidth, gridHeight), to: (width, height))
+        if sigma > 0 { map = gaussianBlur(map, width: width, height: height, sigma: sigma) }
+        return AnomalyMap(width: width, height: height, values: map)
+    }
+
+    /// The binary mask of pixels strictly above `threshold`.
+    public func mask(threshold: Float) -> [Bool] { values.map { $0 > threshold } }
+}
+
+/// Bilinear upsampling of a single-channel grid, align_corners = false, edges clamped.
+func upsample(_ grid: [Float], from source: (Int, Int), to target: (Int, Int)) -> [Float] {
+    let (sw, sh) = source, (tw, th) = target
+    func axis(_ inSize: Int, _ outSize: Int) -> [(Int, Int, Float)] {
+        let scale = Float(inSize) / Float(outSize)
+        return (0..<outSize).map { o in
+            let s = Swift.max((Float(o) + 0.5) * scale - 0.5, 0)
+            let i0 = Swift.min(Int(s), inSize - 1)
+            return (i0, Swift.min(i0 + 1, inSize - 1), s - Float(i0))
+        }
+    }
+    let xs = axis(sw, tw), ys = axis(sh, th)
+    var out = [Float](repeating: 0, count: tw * th)
+    for y in 0..<th {
+        let (y0, y1, fy) = ys[y]
+        for x in 0..<tw {
+            let (x0, x1, fx) = xs[x]
+            let top = grid[y0 * sw + x0] * (1 - fx) + grid[y0 * sw + x1] * fx
+            let bottom = grid[y1 * sw + x0] * (1 - fx) + grid[y1 * sw + x1] * fx
+            out[y * tw + x] = top * (1 - fy) + bottom * fy
+        }
+    }
+    return out
+}
+
+/// Separable Gaussian blur with a kernel truncated at 4 sigma, edges reflected.
+func gaussianBlur(_ values: [Float], width: Int, height: Int, sigma: Float) -> [Float] {
+    let radius = Swift.max(1, Int((4 * sigma).rounded(.up)))
+    var kernel = (-radius...radius).map { exp(-Float($0 * $0) / (2 * sigma * sigma)) }
+    let total = kernel.reduce(0, +)
+    kernel = kernel.map { $0 / total }
+    func reflect(_ i: Int, _ n: Int) -> Int {
+        if n == 1 { return 0 }
+        var j = i
+        while j < 0 || j >= n { j = j < 0 ? -j - 1 : 2 * n - j - 1 }
+        return j
+    }
+    var temp = [Float](repeating: 0, count: values.count)
+    for y in 0..<height {
+        for x in 0..<width {
+            var s: Float = 0
+            for (k, w) in kernel.enumerated() { s += values[y * width + reflect(x + k - radius, width)] * w }
+            temp[y * width + x] = s
+        }
+    }
+    var out = [Float](repeating: 0, count: values.count)
+    for y in 0..<height {
+        for x in 0..<width {
+            var s: Float = 0
+            for (k, w) in kernel.enumerated() { s += temp[reflect(y + k - radius, height) * width + x] * w }
+            out[y * width + x] = s
+        }
+    }
+    return out
+}

@@ -1,0 +1,195 @@
+// The anomaly scorer: training from good images, calibration of the decision threshold,
+// and scoring of new images into a raw score, a normalised score and an anomaly map.
+import NeuralNet
+import TensorCore
+
+/// How the decision threshold was set, and the numbers behind it.
+public struct Calibration: Sendable, Equatable, Codable {
+    /// How the threshold was found.
+    public enum Method: String, Sendable, Codable {
+        /// Held-out scores of good images (leave-one-fold-out), then a target false-reject rate.
+        case heldOutGood = "held-out-good"
+        /// Jittered views of a single good image (too few images to hold any out).
+        case jitteredViews = "jittered-views"
+        /// The F1-optimal threshold between held-out good scores and defect scores.
+        case f1WithDefects = "f1-with-defects"
+    }
+    public var method: Method
+    /// The raw score at which the normalised score is 0.5: above it, a defect.
+    public var threshold: Float
+    /// The held-out good scores the threshold was computed from.
+    public var goodScores: [Float]
+    /// Defect scores, when defect images were given.
+    public var defectScores: [Float]
+    /// The false-reject rate aimed at (for the good-only methods).
+    public var targetFalseRejectRate: Double
+
+    public init(method: Method, threshold: Float, goodScores: [Float], defectScores: [Float], targetFalseRejectRate: Double) {
+        self.method = method; self.threshold = threshold; self.goodScores = goodScores
+        self.defectScores = defectScores; self.targetFalseRejectRate = targetFalseRejectRate
+    }
+
+    /// Maps a raw score to [0, 1): `raw / (raw + threshold)`, monotone, 0.5 at the threshold.
+    public func normalized(_ raw: Float) -> Float {
+        guard threshold > 0 else { return raw > 0 ? 1 : 0 }
+        let r = Swift.max(raw, 0)
+        return r / (r + threshold)
+    }
+}
+
+/// The z-value of the standard normal distribution at upper-tail probability `p`
+/// (Acklam's rational approximation; relative error below 1.2e-9).
+func normalQuantile(upperTail p: Double) -> Double {
+    let q = 1 - Swift.min(Swift.max(p, 1e-12), 1 - 1e-12)
+    let a = [-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02,
+             -3.066479806614716e+01, 2.506628277459239e+00]
+    let b = [-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01,
+             -1.328068155288572e+01]
+    let c = [-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00,
+             4.374664141464968e+00, 2.938163982698783e+00]
+    let d = [7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00]
+    let low = 0.02425
+    if q < low {
+        let t = (-2 * _log(q)).squareRoot()
+        return (((((c[0] * t + c[1]) * t + c[2]) * t + c[3]) * t + c[4]) * t + c[5]) / ((((d[0] * t + d[1]) * t + d[2]) * t + d[3]) * t + 1)
+    }
+    if q > 1 - low {
+        let t = (-2 * _log(1 - q)).squareRoot()
+        return -(((((c[0] * t + c[1]) * t + c[2]) * t + c[3]) * t + c[4]) * t + c[5]) / ((((d[0] * t + d[1]) * t + d[2]) * t + d[3]) * t + 1)
+    }
+    let t = q - 0.5, r = t * t
+    return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * t
+        / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+}
+
+/// The threshold for a target false-reject rate from good scores: a normal fit
+/// `mean + z * std`, never below the largest good score times `1 + margin` when there are
+/// too few scores to trust the tail (fewer than 20).
+func goodOnlyThreshold(_ scores: [Float], falseRejectRate: Double) -> Float {
+    guard !scores.isEmpty else { return 0 }
+    let n = Double(scores.count)
+    let mean = scores.reduce(0.0) { $0 + Double($1) } / n
+    let variance = scores.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Swift.max(n - 1, 1)
+    let z = normalQuantile(upperTail: falseRejectRate)
+    var threshold = mean + z * variance.squareRoot()
+    if scores.count < 20 { threshold = Swift.max(threshold, Double(scores.max()!) * 1.05) }
+    return Float(threshold)
+}
+
+/// An anomaly scorer trained from good images: a frozen backbone, the memory bank of
+/// good patches, and the calibrated threshold. Sendable and safe to call from many
+/// threads at once.
+public struct AnomalyScorer: Sendable {
+    public let backbone: FrozenBackbone
+    public let options: AnomalyScorerOptions
+    public let memory: PatchMemory
+    public var calibration: Calibration
+
+    public init(backbone: FrozenBackbone, options: AnomalyScorerOptions, memory: PatchMemory, calibration: Calibration) {
+        self.backbone = backbone; self.options = options; self.memory = memory; self.calibration = calibration
+    }
+
+    /// Patch grids of all bank variants of the images, in batches.
+    static func grids(_ images: [Tensor], backbone: FrozenBackbone, options: AnomalyScorerOptions, variants: Bool,
+                      pool: ThreadPool?) -> [PatchGrid] {
+        var views: [Tensor] = []
+        for image in images { views += variants ? options.augmentation.variants(of: image) : [image] }
+        var grids: [PatchGrid] = []
+        var start = 0
+        while start < views.count {
+            let end = Swift.min(start + 8, views.count)
+            let batch = stack(Array(views[start..<end]))
+            grids.append(extractPatchFeatures(batch, backbone: backbone, options: options.features, pool: pool))
+            start = end
+        }
+        return grids
+    }
+
+    /// Trains the scorer from good images.
+    ///
+    /// - Parameters:
+    ///   - goodImages: normalised `[S, S, 3]` tensors, `S = options.imageSize`.
+    ///   - defectImages: optional defect examples that sharpen the threshold.
+    ///   - backbone: the frozen feature extractor.
+    ///   - targetFalseRejectRate: the share of good parts the threshold may reject.
+    public static func train(
+        goodImages: [Tensor], defectImages: [Tensor] = [], backbone: FrozenBackbone, options: AnomalyScorerOptions,
+        targetFalseRejectRate: Double = 0.01, pool: ThreadPool? = .shared
+    ) -> AnomalyScorer {
+        precondition(!goodImages.isEmpty, "AnomalyScorer.train: no good images")
+        let memory = PatchMemory.build(from: grids(goodImages, backbone: backbone, options: options, variants: true, pool: pool),
+                                       options: options, pool: pool)
+        var scorer = AnomalyScorer(backbone: backbone, options: options, memory: memory,
+                                   calibration: Calibration(method: .heldOutGood, threshold: 0, goodScores: [], defectScores: [],
+                                                            targetFalseRejectRate: targetFalseRejectRate))
+        // Held-out good scores: each fold scored against a bank built without it.
+        var goodScores: [Float] = []
+        let method: Calibration.Method
+        if goodImages.count >= 2 {
+            method = .heldOutGood
+            let folds = Swift.min(goodImages.count, 5)
+            for fold in 0..<folds {
+                let held = goodImages.indices.filter { $0 % folds == fold }.map { goodImages[$0] }
+                let kept = goodImages.indices.filter { $0 % folds != fold }.map { goodImages[$0] }
+                let foldMemory = PatchMemory.build(from: grids(kept, backbone: backbone, options: options, variants: true, pool: pool),
+                                                   options: options, pool: pool)
+                let foldScorer = AnomalyScorer(backbone: backbone, options: options, memory: foldMemory, calibration: scorer.calibration)
+                goodScores += foldScorer.score(held, pool: pool).map(\.raw)
+            }
+        } else {
+            method = .jitteredViews
+            var generator = Xoshiro256(seed: options.seed &+ 17)
+            var jitter = Augmentation()
+            jitter.horizontalFlip = false
+            jitter.maxRotationDegrees = 4; jitter.maxTranslation = 0.02; jitter.maxBrightness = 0.05; jitter.maxContrast = 0.05
+            let views = (0..<8).map { _ in jitter(goodImages[0], using: &generator) }
+            goodScores = scorer.score(views, pool: pool).map(\.raw)
+        }
+        var calibration = Calibration(method: method, threshold: goodOnlyThreshold(goodScores, falseRejectRate: targetFalseRejectRate),
+                                      goodScores: goodScores, defectScores: [], targetFalseRejectRate: targetFalseRejectRate)
+        if !defectImages.isEmpty {
+            let defectScores = scorer.score(defectImages, pool: pool).map(\.raw)
+            calibration.defectScores = defectScores
+            let labels = goodScores.map { _ in false } + defectScores.map { _ in true }
+            let best = AnomalyMetrics.f1Max(scores: goodScores + defectScores, labels: labels)
+            // f1Max's threshold is the lowest score called a defect; put ours just below it.
+            calibration.threshold = best.threshold * 0.999
+            calibration.method = .f1WithDefects
+        }
+        scorer.calibration = calibration
+        return scorer
+    }
+
+    /// Raw scores and maps of normalised `[S, S, 3]` images.
+    public func score(_ images: [Tensor], pool: ThreadPool? = .shared) -> [(raw: Float, map: AnomalyMap)] {
+        var results: [(raw: Float, map: AnomalyMap)] = []
+        for grid in AnomalyScorer.grids(images, backbone: backbone, options: options, variants: false, pool: pool) {
+            for distances in memory.patchDistances(grid, pool: pool) {
+                let map = AnomalyMap.fromGrid(distances, gridWidth: grid.width, gridHeight: grid.height,
+                                              width: options.imageSize, height: options.imageSize, sigma: options.smoothingSigma)
+                results.append((map.maximum, map))
+            }
+        }
+        return results
+    }
+}
+
+/// `[H, W, C]` tensors stacked into `[N, H, W, C]`.
+func stack(_ images: [Tensor]) -> Tensor {
+    let shape = images[0].shape
+    let each = images[0].count
+    return Tensor(uninitializedShape: [images.count] + shape) { out in
+        for (i, image) in images.enumerated() {
+            precondition(image.shape == shape, "stack: shapes \(image.shape) and \(shape) differ")
+            image.withUnsafeBufferPointer { (out.baseAddress! + i * each).update(from: $0.baseAddress!, count: each) }
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+@inline(__always) func _log(_ x: Double) -> Double { Glibc.log(x) }
+#elseif canImport(Darwin)
+import Darwin
+@inline(__always) func _log(_ x: Double) -> Double { Darwin.log(x) }
+#endif

@@ -1,0 +1,267 @@
+// Exact k-nearest-neighbour search against a memory bank of patch features.
+//
+// The distances come from |q|^2 + |b|^2 - 2 q.b: the q.b products of a block of queries
+// against a block of the bank are one sgemm call, so the search runs at GEMM speed
+// instead of the memory-bound speed of one distance at a time.
+import TensorCore
+
+/// A memory bank of feature vectors searched exactly for the nearest neighbours of queries.
+///
+/// Layout: `features` is `[B, D]`, one row per bank entry. The squared norm of every row is
+/// computed once, here, and reused by every search.
+///
+/// ```swift
+/// let bank = MemoryBank(trainingPatches)                 // [B, D]
+/// let (distances, indices) = bank.nearest(testPatches)   // [Q, 1], Q indices
+/// let anomaly = distances.scalars.map { $0.squareRoot() }
+/// ```
+public struct MemoryBank: Sendable {
+    /// The bank's vectors. // [B, D]
+    public let features: Tensor
+    /// Squared Euclidean norm of each bank row, rounded as `dot(row, row)`. // [B]
+    let norms: [Float]
+
+    /// The number of vectors in the bank (`B`).
+    public var count: Int { features.shape[0] }
+
+    /// The length of each vector (`D`).
+    public var dimension: Int { features.shape[1] }
+
+    /// Creates a bank from the rows of a 2-D tensor.
+    ///
+    /// - Parameter features: `[B, D]`, one feature vector per row.
+    public init(_ features: Tensor) {
+        precondition(features.rank == 2, "MemoryBank: features must be [B, D], got shape \(features.shape)")
+        self.features = features
+        let rows = features.shape[0], columns = features.shape[1]
+        norms = features.withUnsafeBufferPointer { x in
+            (0..<rows).map { row in
+                let p = x.baseAddress! + row * columns
+                return dot(p, p, count: columns)
+            }
+        }
+    }
+
+    /// How the search cuts the work into cache-sized pieces.
+    public struct Blocking: Sendable, Equatable {
+        /// Queries per sgemm call (rows of the distance tile).
+        public var queries: Int
+        /// Bank rows per sgemm call (columns of the distance tile).
+        public var bankRows: Int
+
+        /// Creates a blocking; both sizes must be positive.
+        public init(queries: Int, bankRows: Int) {
+            precondition(queries > 0 && bankRows > 0, "MemoryBank.Blocking: sizes must be positive, got \(queries) x \(bankRows)")
+            self.queries = queries
+            self.bankRows = bankRows
+        }
+
+        /// Measured with `anomaly-bench` (784 queries x 16384 x 384 bank, AVX2, 2 cores):
+        /// 64 x 512 (a 128 KiB tile that stays in L2 while it is scanned, and a bank
+        /// block of 768 KiB that the sgemm packs once per query block) was the fastest of
+        /// 32..256 x 256..2048; see `Benchmarks/README.md`.
+        public static let `default` = Blocking(queries: 64, bankRows: 512)
+    }
+
+    /// The `k` nearest bank rows of every query, by squared Euclidean distance.
+    ///
+    /// Exact search. Ties (equal distances) are broken by the bank index: the lower index
+    /// comes first. Distances are computed as `|q|^2 + |b|^2 - 2 q.b` in Float, so they
+    /// can differ from a direct `sum((q - b)^2)` by rounding (relative to the norms), and
+    /// values that rounding makes slightly negative are returned as 0. The result does not
+    /// depend on the number of threads.
+    ///
+    /// - Parameters:
+    ///   - queries: `[Q, D]`, one query per row; `D` must equal ``dimension``.
+    ///   - k: the number of neighbours per query, `1...count`.
+    ///   - pool: the threads to use (split over queries, one writer per query); `nil` for
+    ///     the calling thread only.
+    ///   - blocking: the tile sizes; leave at the default except to measure.
+    /// - Returns: `distances` `[Q, k]`, squared, ascending along each row, all `>= 0`;
+    ///   `indices`, `Q * k` bank row indices in the same order (row-major like distances).
+    public func nearest(
+        _ queries: Tensor, k: Int = 1, pool: ThreadPool? = .shared, blocking: Blocking = .default
+    ) -> (distances: Tensor, indices: [Int32]) {
+        precondition(
+            queries.rank == 2 && queries.shape[1] == dimension,
+            "MemoryBank.nearest: queries of shape \(queries.shape) do not match a bank of shape \(features.shape)")
+        precondition(k >= 1 && k <= count, "MemoryBank.nearest: k = \(k) must be in 1...\(count) (the bank size)")
+        precondition(count < Int(Int32.max), "MemoryBank.nearest: bank of \(count) rows is too large for Int32 indices")
+        let queryCount = queries.shape[0]
+        let dimension = self.dimension, bankCount = count
+        var indices = [Int32](repeating: -1, count: queryCount * k)
+        let distances = Tensor(uninitializedShape: [queryCount, k]) { outDistances in
+            indices.withUnsafeMutableBufferPointer { outIndices in
+                queries.withUnsafeBufferPointer { q in
+                    features.withUnsafeBufferPointer { bank in
+                        norms.withUnsafeBufferPointer { norms in
+                            let search = BlockedSearch(
+                                queries: UnsafeSharedPointer(readOnly: q.baseAddress!),
+                                bank: UnsafeSharedPointer(readOnly: bank.baseAddress!),
+                                norms: UnsafeSharedPointer(readOnly: norms.baseAddress ?? UnsafePointer(bitPattern: 64)!),
+                                distances: UnsafeSharedPointer(outDistances.baseAddress!),
+                                indices: UnsafeSharedPointer(outIndices.baseAddress ?? UnsafeMutablePointer(bitPattern: 64)!),
+                                dimension: dimension, bankCount: bankCount, k: k, blocking: blocking)
+                            // Below ~1 MFLOP the hand-off to the pool costs more than it saves.
+                            if let pool, queryCount * bankCount * max(dimension, 1) >= 1 << 19 {
+                                pool.parallelRanges(queryCount) { search.run(queries: $0) }
+                            } else {
+                                search.run(queries: 0..<queryCount)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (distances, indices)
+    }
+
+    /// The plain brute-force search that ``nearest(_:k:pool:blocking:)`` is tested against.
+    ///
+    /// Distances are `sum((q - b)^2)` accumulated in Double, one pair at a time; the `k`
+    /// smallest are kept with the same tie rule (lower bank index first).
+    ///
+    /// - Parameters:
+    ///   - queries: `[Q, D]`.
+    ///   - k: neighbours per query, `1...count`.
+    /// - Returns: `distances` `[Q, k]` ascending and `indices` (`Q * k`), as `nearest`.
+    public func referenceNearest(_ queries: Tensor, k: Int = 1) -> (distances: Tensor, indices: [Int32]) {
+        precondition(
+            queries.rank == 2 && queries.shape[1] == dimension,
+            "MemoryBank.referenceNearest: queries of shape \(queries.shape) do not match a bank of shape \(features.shape)")
+        precondition(k >= 1 && k <= count, "MemoryBank.referenceNearest: k = \(k) must be in 1...\(count)")
+        let queryCount = queries.shape[0], d = dimension
+        let q = queries.scalars, b = features.scalars
+        var distances = [Float](), indices = [Int32]()
+        for i in 0..<queryCount {
+            var all: [(distance: Double, index: Int)] = []
+            for j in 0..<count {
+                var sum = 0.0
+                for c in 0..<d {
+                    let diff = Double(q[i * d + c]) - Double(b[j * d + c])
+                    sum += diff * diff
+                }
+                all.append((sum, j))
+            }
+            all.sort { ($0.distance, $0.index) < ($1.distance, $1.index) }
+            for entry in all.prefix(k) {
+                distances.append(Float(entry.distance))
+                indices.append(Int32(entry.index))
+            }
+        }
+        return (Tensor(distances, shape: [queryCount, k]), indices)
+    }
+}
+
+/// One search's buffers, shared with the pool's workers.
+///
+/// Disjoint writes: a participant writes only the `distances` / `indices` rows of the
+/// queries in the range it was given; everything else is only read.
+private struct BlockedSearch: Sendable {
+    let queries: UnsafeSharedPointer<Float>    // [Q, D]
+    let bank: UnsafeSharedPointer<Float>       // [B, D]
+    let norms: UnsafeSharedPointer<Float>      // [B]
+    let distances: UnsafeSharedPointer<Float>  // [Q, k], written
+    let indices: UnsafeSharedPointer<Int32>    // [Q, k], written
+    let dimension: Int, bankCount: Int, k: Int
+    let blocking: MemoryBank.Blocking
+
+    /// Searches the whole bank for the queries in `range`.
+    func run(queries range: Range<Int>) {
+        guard !range.isEmpty else { return }
+        let d = dimension, k = self.k
+        let blockRows = min(blocking.queries, range.count)
+        let blockColumns = min(blocking.bankRows, bankCount)
+        // The -2 q.b tile of one query block against one bank block. // [blockRows, blockColumns]
+        let tile = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * blockColumns)
+        defer { tile.deallocate() }
+        var queryNorms = [Float](repeating: 0, count: blockRows)
+        let norms = UnsafePointer(self.norms.pointer)
+        let bank = UnsafePointer(self.bank.pointer)
+        queryNorms.withUnsafeMutableBufferPointer { queryNorms in
+            for q0 in stride(from: range.lowerBound, to: range.upperBound, by: blockRows) {
+                let rows = min(blockRows, range.upperBound - q0)
+                let q = UnsafePointer(queries.pointer) + q0 * d
+                for i in 0..<rows {
+                    queryNorms[i] = dot(q + i * d, q + i * d, count: d)
+                }
+                // Each query's running top-k lives directly in its output row.
+                (distances.pointer + q0 * k).update(repeating: .infinity, count: rows * k)
+                (indices.pointer + q0 * k).update(repeating: -1, count: rows * k)
+                // Bank blocks in ascending order, columns in ascending order within a block:
+                // a candidate is only inserted when strictly closer, so among equal
+                // distances the first (lowest) bank index is kept.
+                for b0 in stride(from: 0, to: bankCount, by: blockColumns) {
+                    let columns = min(blockColumns, bankCount - b0)
+                    sgemm(
+                        transposeA: false, transposeB: true, m: rows, n: columns, k: d,
+                        alpha: -2, a: q, lda: max(d, 1), b: bank + b0 * d, ldb: max(d, 1),
+                        beta: 0, c: tile, ldc: columns, pool: nil)
+                    for i in 0..<rows {
+                        scanRow(
+                            tile + i * columns, count: columns, queryNorm: queryNorms[i],
+                            bankNorms: norms + b0, firstIndex: b0,
+                            topDistances: distances.pointer + (q0 + i) * k,
+                            topIndices: indices.pointer + (q0 + i) * k)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Folds one row of the -2 q.b tile into a query's sorted top-k list.
+    ///
+    /// The vector loop only finds candidates below the current k-th distance; those are
+    /// rare after the first block (about `k log B` insertions in all for random order), so
+    /// the scalar insertion runs seldom and the loop is bound by its loads.
+    @inline(__always)
+    private func scanRow(
+        _ row: UnsafePointer<Float>, count: Int, queryNorm: Float, bankNorms: UnsafePointer<Float>,
+        firstIndex: Int, topDistances: UnsafeMutablePointer<Float>, topIndices: UnsafeMutablePointer<Int32>
+    ) {
+        let k = self.k
+        var worst = topDistances[k - 1]
+        let qn = SIMD16<Float>(repeating: queryNorm)
+        let zero = SIMD16<Float>()
+        var j = 0
+        while j + 16 <= count {
+            var d = qn + UnsafeRawPointer(bankNorms + j).loadUnaligned(as: SIMD16<Float>.self)
+                + UnsafeRawPointer(row + j).loadUnaligned(as: SIMD16<Float>.self)
+            // Compare-and-blend: SIMD `pointwiseMax` lowers to a scalar loop per lane.
+            d.replace(with: zero, where: d .< zero)
+            if any(d .< SIMD16(repeating: worst)) {
+                for lane in 0..<16 where d[lane] < worst {
+                    insert(d[lane], index: firstIndex + j + lane, k: k, topDistances, topIndices)
+                    worst = topDistances[k - 1]
+                }
+            }
+            j += 16
+        }
+        // leftovers
+        while j < count {
+            let d = max(queryNorm + bankNorms[j] + row[j], 0)
+            if d < worst {
+                insert(d, index: firstIndex + j, k: k, topDistances, topIndices)
+                worst = topDistances[k - 1]
+            }
+            j += 1
+        }
+    }
+
+    /// Inserts a candidate closer than the current k-th into the sorted list, after every
+    /// entry with an equal distance (those have lower indices: they were seen first).
+    @inline(__always)
+    private func insert(
+        _ distance: Float, index: Int, k: Int,
+        _ topDistances: UnsafeMutablePointer<Float>, _ topIndices: UnsafeMutablePointer<Int32>
+    ) {
+        var position = k - 1
+        while position > 0 && topDistances[position - 1] > distance {
+            topDistances[position] = topDistances[position - 1]
+            topIndices[position] = topIndices[position - 1]
+            position -= 1
+        }
+        topDistances[position] = distance
+        topIndices[position] = Int32(index)
+    }
+}

@@ -1,0 +1,121 @@
+// The PatchCore-style scorer: a memory bank of the good images' patch features; a test
+// patch's anomaly value is its distance to the nearest good patch.
+import NeuralNet
+import TensorCore
+
+/// Geometric variants of the good images added to the memory bank, for parts that do not
+/// always lie the same way.
+public enum BankAugmentation: String, Sendable, Codable, CaseIterable {
+    /// The images as they are.
+    case none
+    /// The four 90-degree rotations.
+    case rotate90
+    /// The four 90-degree rotations, each also mirrored (8 variants).
+    case dihedral
+    /// Rotations in steps of 45 degrees (8 variants; the odd ones resampled, corners
+    /// filled by edge replication).
+    case rotate45
+    /// Rotations in steps of 45 degrees, each also mirrored (16 variants).
+    case rotate45Mirrored
+
+    /// The variants of one normalised image `[H, W, C]` (exposed for tests).
+    public func variantsForTesting(of image: Tensor) -> [Tensor] { variants(of: image) }
+
+    /// The variants of one normalised image `[H, W, C]`.
+    func variants(of image: Tensor) -> [Tensor] {
+        switch self {
+        case .none: return [image]
+        case .rotate90: return (0..<4).map { rotated90(image, times: $0) }
+        case .dihedral:
+            let mirrored = flipped(image, horizontal: true)
+            return (0..<4).flatMap { [rotated90(image, times: $0), rotated90(mirrored, times: $0)] }
+        case .rotate45, .rotate45Mirrored:
+            var out: [Tensor] = []
+            let sources = self == .rotate45 ? [image] : [image, flipped(image, horizontal: true)]
+            for source in sources {
+                for quarter in 0..<4 {
+                    let base = rotated90(source, times: quarter)
+                    out.append(base)
+                    out.append(warp(base, scale: (1, 1), angle: .pi / 4, shift: (0, 0)))
+                }
+            }
+            return out
+        }
+    }
+}
+
+/// Everything that decides how the scorer is built.
+public struct AnomalyScorerOptions: Sendable, Equatable, Codable {
+    /// Side of the square the images are resized to before the backbone.
+    public var imageSize: Int = 224
+    /// Patch features: layers and neighbourhood aggregation.
+    public var features = PatchFeatureOptions()
+    /// Variants of the good images added to the bank.
+    public var augmentation: BankAugmentation = .none
+    /// Fraction of the patches kept by the greedy coreset (1 keeps all).
+    public var coresetFraction: Double = 0.1
+    /// Upper bound on the bank size after the coreset.
+    public var maximumBankSize: Int = 16_384
+    /// Banks at or below this many patches are kept whole (the coreset saves nothing there).
+    public var coresetThreshold: Int = 16_384
+    /// Standard deviation, in pixels of the resized image, of the Gaussian that smooths the map.
+    public var smoothingSigma: Float = 4
+    /// Seed of the coreset's random start and projection.
+    public var seed: UInt64 = 0
+
+    public init() {}
+}
+
+/// The memory bank and how it was made: the trained part of the scorer.
+public struct PatchMemory: Sendable {
+    /// The bank's patch features, `[B, D]`.
+    public let bank: MemoryBank
+    /// Patches before the coreset.
+    public let patchCount: Int
+    /// The patch grid of one image.
+    public let gridWidth: Int, gridHeight: Int
+
+    public init(bank: MemoryBank, patchCount: Int, gridWidth: Int, gridHeight: Int) {
+        self.bank = bank; self.patchCount = patchCount; self.gridWidth = gridWidth; self.gridHeight = gridHeight
+    }
+
+    /// Builds the bank from patch grids `[N, h, w, D]` (all variants of all good images),
+    /// reduced by the greedy coreset when larger than the options allow.
+    public static func build(from grids: [PatchGrid], options: AnomalyScorerOptions, pool: ThreadPool? = .shared) -> PatchMemory {
+        precondition(!grids.isEmpty, "PatchMemory.build: no patch grids")
+        let d = grids[0].dimension
+        let total = grids.reduce(0) { $0 + $1.features.count / d }
+        let all = Tensor(uninitializedShape: [total, d]) { out in
+            var offset = 0
+            for grid in grids {
+                grid.features.withUnsafeBufferPointer { src in
+                    (out.baseAddress! + offset).update(from: src.baseAddress!, count: src.count)
+                    offset += src.count
+                }
+            }
+        }
+        var kept = all
+        if total > options.coresetThreshold {
+            let target = Swift.min(options.maximumBankSize, Swift.max(1, Int((Double(total) * options.coresetFraction).rounded())))
+            if target < total {
+                let indices = Coreset.greedyKCenter(all, count: target, seed: options.seed, pool: pool)
+                kept = all.withUnsafeBufferPointer { src in
+                    Tensor(uninitializedShape: [indices.count, d]) { out in
+                        for (row, index) in indices.enumerated() {
+                            (out.baseAddress! + row * d).update(from: src.baseAddress! + index * d, count: d)
+                        }
+                    }
+                }
+            }
+        }
+        return PatchMemory(bank: MemoryBank(kept), patchCount: total, gridWidth: grids[0].width, gridHeight: grids[0].height)
+    }
+
+    /// The nearest-neighbour distance (Euclidean) of every patch of every image: `[N][h*w]`.
+    public func patchDistances(_ grid: PatchGrid, pool: ThreadPool? = .shared) -> [[Float]] {
+        let n = grid.features.shape[0], cells = grid.height * grid.width
+        let queries = grid.features.reshaped([n * cells, grid.dimension])
+        let distances = bank.nearest(queries, k: 1, pool: pool).distances.scalars
+        return (0..<n).map { i in distances[(i * cells)..<((i + 1) * cells)].map { $0.squareRoot() } }
+    }
+}
