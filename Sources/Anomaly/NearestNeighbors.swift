@@ -58,10 +58,10 @@ public struct MemoryBank: Sendable {
         }
 
         /// Measured with `anomaly-bench --sweep` (784 queries x 16384 x 384 bank, AVX2,
-        /// 1 thread, shared machine): query blocks of 256 were fastest (~500 ms against
-        /// 600-1100 ms for 32-128), because every query block streams the whole bank from
+        /// 1 thread, shared machine): query blocks of 256 were fastest (410-425 ms against
+        /// 450-610 ms for 32-128), because every query block streams the whole bank from
         /// memory once, so bigger query blocks mean less bank traffic; the bank block
-        /// mattered less (256-2048 within noise). 256 x 256 keeps the distance tile at
+        /// mattered less (256-2048 within 5 %). 256 x 256 keeps the distance tile at
         /// 256 KiB, inside a 512 KiB L2 while it is scanned.
         public static let `default` = Blocking(queries: 256, bankRows: 256)
     }
