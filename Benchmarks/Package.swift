@@ -54,6 +54,10 @@ let package = Package(
             ],
             swiftSettings: simdSwiftSettings),
         .executableTarget(
+            name: "anomaly-bench",
+            dependencies: [.product(name: "TensorCore", package: rootPackage), .product(name: "Anomaly", package: rootPackage)],
+            swiftSettings: simdSwiftSettings),
+        .executableTarget(
             name: "layer-profile",
             dependencies: [.product(name: "TensorCore", package: rootPackage), .product(name: "NeuralNet", package: rootPackage)],
             swiftSettings: simdSwiftSettings),

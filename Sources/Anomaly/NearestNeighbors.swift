@@ -44,7 +44,8 @@ public struct MemoryBank: Sendable {
 
     /// How the search cuts the work into cache-sized pieces.
     public struct Blocking: Sendable, Equatable {
-        /// Queries per sgemm call (rows of the distance tile).
+        /// The largest number of queries per sgemm call (rows of the distance tile); a
+        /// thread's queries are cut into equal blocks of at most this many.
         public var queries: Int
         /// Bank rows per sgemm call (columns of the distance tile).
         public var bankRows: Int
@@ -56,11 +57,13 @@ public struct MemoryBank: Sendable {
             self.bankRows = bankRows
         }
 
-        /// Measured with `anomaly-bench` (784 queries x 16384 x 384 bank, AVX2, 2 cores):
-        /// 64 x 512 (a 128 KiB tile that stays in L2 while it is scanned, and a bank
-        /// block of 768 KiB that the sgemm packs once per query block) was the fastest of
-        /// 32..256 x 256..2048; see `Benchmarks/README.md`.
-        public static let `default` = Blocking(queries: 64, bankRows: 512)
+        /// Measured with `anomaly-bench --sweep` (784 queries x 16384 x 384 bank, AVX2,
+        /// 1 thread, shared machine): query blocks of 256 were fastest (410-425 ms against
+        /// 450-610 ms for 32-128), because every query block streams the whole bank from
+        /// memory once, so bigger query blocks mean less bank traffic; the bank block
+        /// mattered less (256-2048 within 5 %). 256 x 256 keeps the distance tile at
+        /// 256 KiB, inside a 512 KiB L2 while it is scanned.
+        public static let `default` = Blocking(queries: 256, bankRows: 256)
     }
 
     /// The `k` nearest bank rows of every query, by squared Euclidean distance.
@@ -170,7 +173,10 @@ private struct BlockedSearch: Sendable {
     func run(queries range: Range<Int>) {
         guard !range.isEmpty else { return }
         let d = dimension, k = self.k
-        let blockRows = min(blocking.queries, range.count)
+        // Equal query blocks: every block streams the whole bank once, so a thin last block
+        // (784 = 256 + 256 + 256 + 16) would cost a full bank pass for a few queries.
+        let blockCount = (range.count + blocking.queries - 1) / blocking.queries
+        let blockRows = (range.count + blockCount - 1) / blockCount
         let blockColumns = min(blocking.bankRows, bankCount)
         // The -2 q.b tile of one query block against one bank block. // [blockRows, blockColumns]
         let tile = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * blockColumns)
@@ -228,8 +234,10 @@ private struct BlockedSearch: Sendable {
             var d = qn + UnsafeRawPointer(bankNorms + j).loadUnaligned(as: SIMD16<Float>.self)
                 + UnsafeRawPointer(row + j).loadUnaligned(as: SIMD16<Float>.self)
             // Compare-and-blend: SIMD `pointwiseMax` lowers to a scalar loop per lane.
-            d.replace(with: zero, where: d .< zero)
-            if any(d .< SIMD16(repeating: worst)) {
+            d = d.replacing(with: zero, where: d .< zero)
+            // A horizontal min, not `any(d .< splat(worst))`: that mask was built lane by
+            // lane through the stack (perf: 40 % of the search time in store forwarding).
+            if d.min() < worst {
                 for lane in 0..<16 where d[lane] < worst {
                     insert(d[lane], index: firstIndex + j + lane, k: k, topDistances, topIndices)
                     worst = topDistances[k - 1]

@@ -14,8 +14,8 @@ struct SearchCase: Sendable, CustomTestStringConvertible {
             for dimension in [1, 3, 64, 383] {
                 for queries in [1, 7, 100] {
                     for k in [1, 4, 16] where k <= bank {
-                        // Keep the debug-build run short: the big reference searches once per k.
-                        if bank == 1003 && dimension == 383 && queries == 100 && k == 4 { continue }
+                        // Keep the debug-build run short: the largest shape only with k = 1.
+                        if bank == 1003 && dimension == 383 && queries == 100 && k > 1 { continue }
                         cases.append(SearchCase(bank: bank, dimension: dimension, queries: queries, k: k))
                     }
                 }
