@@ -117,24 +117,31 @@ public struct AnomalyScorer: Sendable {
         targetFalseRejectRate: Double = 0.01, pool: ThreadPool? = .shared
     ) -> AnomalyScorer {
         precondition(!goodImages.isEmpty, "AnomalyScorer.train: no good images")
-        let memory = PatchMemory.build(from: grids(goodImages, backbone: backbone, options: options, variants: true, pool: pool),
-                                       options: options, pool: pool)
+        // One grid per image variant; the owner of each variant is its source image.
+        var grids: [PatchGrid] = [], owners: [Int] = []
+        for (index, image) in goodImages.enumerated() {
+            let imageGrids = AnomalyScorer.grids([image], backbone: backbone, options: options, variants: true, pool: pool)
+            grids += imageGrids
+            owners += Array(repeating: index, count: imageGrids.reduce(0) { $0 + $1.features.shape[0] })
+        }
+        let (memory, rowOwners) = PatchMemory.buildWithOwners(from: grids, owners: owners, options: options, pool: pool)
         var scorer = AnomalyScorer(backbone: backbone, options: options, memory: memory,
                                    calibration: Calibration(method: .heldOutGood, threshold: 0, goodScores: [], defectScores: [],
                                                             targetFalseRejectRate: targetFalseRejectRate))
-        // Held-out good scores: each fold scored against a bank built without it.
+        // Held-out good scores: each fold of images scored against the bank without the
+        // rows that came from it. (The coreset was chosen once, with every image present;
+        // removing a fold's rows afterwards is what makes calibration cheap, at the price of
+        // a bank slightly thinner than one built without the fold.)
         var goodScores: [Float] = []
         let method: Calibration.Method
         if goodImages.count >= 2 {
             method = .heldOutGood
             let folds = Swift.min(goodImages.count, 5)
             for fold in 0..<folds {
-                let held = goodImages.indices.filter { $0 % folds == fold }.map { goodImages[$0] }
-                let kept = goodImages.indices.filter { $0 % folds != fold }.map { goodImages[$0] }
-                let foldMemory = PatchMemory.build(from: grids(kept, backbone: backbone, options: options, variants: true, pool: pool),
-                                                   options: options, pool: pool)
-                let foldScorer = AnomalyScorer(backbone: backbone, options: options, memory: foldMemory, calibration: scorer.calibration)
-                goodScores += foldScorer.score(held, pool: pool).map(\.raw)
+                let held = Set(goodImages.indices.filter { $0 % folds == fold })
+                let foldScorer = AnomalyScorer(backbone: backbone, options: options,
+                                               memory: memory.excluding(owners: rowOwners, held), calibration: scorer.calibration)
+                goodScores += foldScorer.score(held.sorted().map { goodImages[$0] }, pool: pool).map(\.raw)
             }
         } else {
             method = .jitteredViews

@@ -82,8 +82,17 @@ public struct PatchMemory: Sendable {
     /// Builds the bank from patch grids `[N, h, w, D]` (all variants of all good images),
     /// reduced by the greedy coreset when larger than the options allow.
     public static func build(from grids: [PatchGrid], options: AnomalyScorerOptions, pool: ThreadPool? = .shared) -> PatchMemory {
+        let (memory, _) = buildWithOwners(from: grids, owners: nil, options: options, pool: pool)
+        return memory
+    }
+
+    /// As ``build(from:options:pool:)``, also returning, for every kept bank row, the
+    /// owner given for its grid image (`owners[i]` for image `i` of the concatenated grids).
+    static func buildWithOwners(from grids: [PatchGrid], owners: [Int]?, options: AnomalyScorerOptions,
+                                pool: ThreadPool?) -> (PatchMemory, [Int]) {
         precondition(!grids.isEmpty, "PatchMemory.build: no patch grids")
         let d = grids[0].dimension
+        let cells = grids[0].height * grids[0].width
         let total = grids.reduce(0) { $0 + $1.features.count / d }
         let all = Tensor(uninitializedShape: [total, d]) { out in
             var offset = 0
@@ -95,20 +104,24 @@ public struct PatchMemory: Sendable {
             }
         }
         var kept = all
+        var rows = Array(0..<total)
         if total > options.coresetThreshold {
             let target = Swift.min(options.maximumBankSize, Swift.max(1, Int((Double(total) * options.coresetFraction).rounded())))
             if target < total {
-                let indices = Coreset.greedyKCenter(all, count: target, seed: options.seed, pool: pool)
-                kept = all.withUnsafeBufferPointer { src in
-                    Tensor(uninitializedShape: [indices.count, d]) { out in
-                        for (row, index) in indices.enumerated() {
-                            (out.baseAddress! + row * d).update(from: src.baseAddress! + index * d, count: d)
-                        }
-                    }
-                }
+                rows = Coreset.greedyKCenter(all, count: target, seed: options.seed, pool: pool)
+                kept = gatherRows(all, rows)
             }
         }
-        return PatchMemory(bank: MemoryBank(kept), patchCount: total, gridWidth: grids[0].width, gridHeight: grids[0].height)
+        let rowOwners = rows.map { owners?[$0 / cells] ?? 0 }
+        return (PatchMemory(bank: MemoryBank(kept), patchCount: total, gridWidth: grids[0].width, gridHeight: grids[0].height),
+                rowOwners)
+    }
+
+    /// The memory without the bank rows whose owner is in `excluded` (for held-out scoring).
+    func excluding(owners rowOwners: [Int], _ excluded: Set<Int>) -> PatchMemory {
+        let keep = rowOwners.indices.filter { !excluded.contains(rowOwners[$0]) }
+        return PatchMemory(bank: MemoryBank(gatherRows(bank.features, keep)), patchCount: patchCount,
+                           gridWidth: gridWidth, gridHeight: gridHeight)
     }
 
     /// The nearest-neighbour distance (Euclidean) of every patch of every image: `[N][h*w]`.
@@ -117,5 +130,17 @@ public struct PatchMemory: Sendable {
         let queries = grid.features.reshaped([n * cells, grid.dimension])
         let distances = bank.nearest(queries, k: 1, pool: pool).distances.scalars
         return (0..<n).map { i in distances[(i * cells)..<((i + 1) * cells)].map { $0.squareRoot() } }
+    }
+}
+
+/// The given rows of a `[N, D]` tensor, in order.
+func gatherRows(_ x: Tensor, _ rows: [Int]) -> Tensor {
+    let d = x.shape[1]
+    return x.withUnsafeBufferPointer { src in
+        Tensor(uninitializedShape: [rows.count, d]) { out in
+            for (row, index) in rows.enumerated() {
+                (out.baseAddress! + row * d).update(from: src.baseAddress! + index * d, count: d)
+            }
+        }
     }
 }
