@@ -510,8 +510,16 @@ private struct GEMMProblem: Sendable {
                     for r in 0..<rowsHere { out[r] = src[r] }
                     for r in rowsHere..<mr { out[r] = 0 }
                 }
+            } else if rowsHere == mr {
+                // op(A)[i, p] = a[i * lda + p]: MR row streams read side by side, so that
+                // the panel is written contiguously (MR floats per depth step).
+                let src = a + (row0 + panel) * lda + col0
+                for p in 0..<depth {
+                    let out = dst + p * mr
+                    for r in 0..<mr { out[r] = src[r * lda + p] }
+                }
             } else {
-                // op(A)[i, p] = a[i * lda + p]: read each row contiguously, write with stride MR.
+                // leftovers: read each row contiguously, write with stride MR.
                 for r in 0..<rowsHere {
                     let src = a + (row0 + panel + r) * lda + col0
                     for p in 0..<depth { dst[p * mr + r] = src[p] }
