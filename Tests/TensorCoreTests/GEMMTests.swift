@@ -12,7 +12,7 @@ struct GEMMCase: Sendable, CustomTestStringConvertible {
     }
 
     /// Awkward sizes: empty, single, around the 16-wide vector, around the tile and block
-    /// sizes (MR 4/6/8, NR 16/24/32, MC 64/72/128, KC 256/320, NC 768/2048), and a long prime-ish side.
+    /// sizes (MR 4/6/8, NR 16/24/32, MC 64/72/128, KC 192/256/320, NC 768), and a long side.
     static let sizes: [(Int, Int, Int)] = [
         (0, 5, 7), (5, 0, 7), (5, 7, 0), (1, 1, 1), (1, 17, 33), (15, 16, 17), (16, 16, 16),
         (17, 15, 33), (33, 33, 33), (1003, 17, 15), (15, 1003, 33), (17, 33, 1003),

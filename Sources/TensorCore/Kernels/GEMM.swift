@@ -1,7 +1,7 @@
 // Single-precision GEMM: C = alpha * op(A) * op(B) + beta * C, row-major.
 //
 // Structure (the usual Goto/BLIS scheme):
-//   for jc in N by NC          -- B block kept in L3
+//   for jc in N by NC          -- a packed B block [KC, NC] is reused by every ic block
 //     for pc in K by KC
 //       for ic in M by MC      -- pack op(A)[ic.., pc..] into MR-row panels      [KC, MR]...
 //         for jr in NC by NR   -- one B micro-panel stays in L1; during the first ic block
@@ -285,12 +285,13 @@ enum Kernel6x16: GEMMMicroKernel {
 }
 
 /// 8 x 32 tile: per k, two 16-wide halves of a B row times 8 broadcast elements of A.
-/// 16 SIMD16 accumulators are 16 zmm registers on AVX-512 (of 32). Blocking chosen for
-/// 32 KiB L1 / 1 MiB L2 AVX-512 cores; not measurable on an AVX2-only machine.
+/// 16 SIMD16 accumulators are 16 zmm registers on AVX-512 (of 32).
 enum Kernel8x32: GEMMMicroKernel {
     static var mr: Int { 8 }
     static var nr: Int { 32 }
-    static var blocking: GEMMBlocking { GEMMBlocking(kc: 256, mc: 128, nc: 2048) }
+    /// Not measured (the development machine has no AVX-512): kc 192 keeps a B micro-panel
+    /// (192 x 32 floats, 24 KiB) inside a 32 KiB L1; mc 128 x kc is 96 KiB of A in L2.
+    static var blocking: GEMMBlocking { GEMMBlocking(kc: 192, mc: 128, nc: 768) }
 
     @inline(__always)
     static func multiply(
