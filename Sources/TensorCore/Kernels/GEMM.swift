@@ -442,6 +442,7 @@ private struct GEMMProblem: Sendable {
         let blocking = K.blocking
         let kcMax = blocking.depthBlock(for: k)
         let cBase = c.pointer
+        let singleRowBlock = rows.count <= blocking.mc
 
         for jc in stride(from: cols.lowerBound, to: cols.upperBound, by: blocking.nc) {
             let nc = min(blocking.nc, cols.upperBound - jc)
@@ -454,15 +455,19 @@ private struct GEMMProblem: Sendable {
                     packA(K.self, rows: ic, height: mc, cols: pc, depth: kc, into: packedA)
                     for jr in stride(from: 0, to: nc, by: nr) {
                         let width = min(nr, nc - jr)
+                        // With a single row block each B micro-panel is used once, so one
+                        // L1-sized buffer is reused for all of them and the packed B block
+                        // never pushes C and A out of L2.
+                        let bPanelStart = packedB + (singleRowBlock ? 0 : jr * kc)
                         if ic == rows.lowerBound {
                             // Pack each B micro-panel just before its first use rather than
                             // the whole block up front: the reads of B from memory then
                             // interleave with arithmetic, and the panel is still in L1 when
                             // the kernel reads it. Matters when M is small (convolutions,
                             // M = output channels), where packing B is a large share.
-                            packB(K.self, rows: pc, depth: kc, cols: jc + jr, width: width, into: packedB + jr * kc)
+                            packB(K.self, rows: pc, depth: kc, cols: jc + jr, width: width, into: bPanelStart)
                         }
-                        let bPanel = UnsafePointer(packedB + jr * kc)
+                        let bPanel = UnsafePointer(bPanelStart)
                         for ir in stride(from: 0, to: mc, by: mr) {
                             let aPanel = UnsafePointer(packedA + ir * kc)
                             let height = min(mr, mc - ir)
