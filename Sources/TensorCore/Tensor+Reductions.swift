@@ -73,8 +73,11 @@ extension Tensor {
         resultShape.remove(at: axis)
         return Tensor(uninitializedShape: resultShape) { out in  // [outer, inner]
             let src = UnsafePointer(storage.base)  // [outer, length, inner]
-            guard length > 0 else { return }  // zeros: the empty sum
             let dst = out.baseAddress!
+            guard length > 0 else {  // the empty sum
+                dst.update(repeating: 0, count: outer * inner)
+                return
+            }
             for o in 0..<outer {
                 let row = dst + o * inner
                 let slab = src + o * length * inner

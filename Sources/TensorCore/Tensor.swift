@@ -69,7 +69,10 @@ public struct Tensor: Sendable {
 
     // MARK: - Initialisers
 
-    /// Creates a tensor without initialising its elements; `body` must write all of them.
+    /// Creates a tensor whose elements `body` writes, without filling them first.
+    ///
+    /// Saves a pass over memory in kernels that write every element anyway; the elements
+    /// hold unspecified values until `body` writes them, so it must write all of them.
     ///
     /// - Parameters:
     ///   - shape: the shape of the new tensor.
@@ -82,8 +85,6 @@ public struct Tensor: Sendable {
         let count = Tensor.elementCount(of: shape)
         self.shape = shape
         storage = TensorStorage(uninitializedCount: count)
-        // Zero first so that a body that does not write everything never exposes garbage.
-        storage.base.initialize(repeating: 0, count: count)
         try body(UnsafeMutableBufferPointer(start: storage.base, count: count))
     }
 

@@ -12,7 +12,7 @@ struct GEMMCase: Sendable, CustomTestStringConvertible {
     }
 
     /// Awkward sizes: empty, single, around the 16-wide vector, around the tile and block
-    /// sizes (MR 6/8, NR 16/32, MC 72/128, KC 256/320, NC 768/2048), and a long prime-ish side.
+    /// sizes (MR 4/6/8, NR 16/24/32, MC 64/72/128, KC 192/256/320, NC 768), and a long side.
     static let sizes: [(Int, Int, Int)] = [
         (0, 5, 7), (5, 0, 7), (5, 7, 0), (1, 1, 1), (1, 17, 33), (15, 16, 17), (16, 16, 16),
         (17, 15, 33), (33, 33, 33), (1003, 17, 15), (15, 1003, 33), (17, 33, 1003),
@@ -22,7 +22,7 @@ struct GEMMCase: Sendable, CustomTestStringConvertible {
     static let all: [GEMMCase] = sizes.flatMap { size in
         [false, true].flatMap { ta in
             [false, true].flatMap { tb in
-                [GEMMKernel.rows6x16, .rows8x32].map { kernel in
+                [GEMMKernel.rows4x24, .rows6x16, .rows8x32].map { kernel in
                     GEMMCase(m: size.0, n: size.1, k: size.2, transposeA: ta, transposeB: tb, kernel: kernel)
                 }
             }
@@ -97,7 +97,7 @@ func sgemmMatchesReference(_ t: GEMMCase) {
     }
 }
 
-@Test("beta = 0 does not read C (NaN in C is overwritten)", arguments: [GEMMKernel.rows6x16, .rows8x32])
+@Test("beta = 0 does not read C (NaN in C is overwritten)", arguments: [GEMMKernel.rows4x24, .rows6x16, .rows8x32])
 func betaZeroIgnoresC(kernel: GEMMKernel) {
     let t = GEMMCase(m: 19, n: 37, k: 21, transposeA: false, transposeB: false, kernel: kernel)
     let ops = GEMMOperands(t, seed: 5, padding: 0)
@@ -122,7 +122,7 @@ func betaZeroIgnoresC(kernel: GEMMKernel) {
 /// Shapes that the pool splits along N (wide C) and along M (tall, narrow C).
 @Test(
     "sgemm gives the same bits on 1, 2 and 3 threads",
-    arguments: [(97, 301, 257), (301, 20, 65), (64, 700, 300)], [GEMMKernel.rows6x16, .rows8x32])
+    arguments: [(97, 301, 257), (301, 20, 65), (64, 700, 300)], [GEMMKernel.rows4x24, .rows6x16, .rows8x32])
 func sgemmIsDeterministicAcrossThreadCounts(size: (Int, Int, Int), kernel: GEMMKernel) {
     for (ta, tb) in [(false, false), (true, true)] {
         let t = GEMMCase(m: size.0, n: size.1, k: size.2, transposeA: ta, transposeB: tb, kernel: kernel)

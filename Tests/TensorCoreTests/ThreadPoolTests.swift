@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 import Testing
 import TensorCore
@@ -70,4 +71,19 @@ func createAndRelease() {
     }
     #expect(counter.all == [Int](repeating: 50, count: 64))
     #expect(ThreadPool.shared.threadCount >= 1)
+}
+
+@Test("VINSPECT_THREADS sets the default size; nonsense falls back to the core count")
+func defaultThreadCountFromEnvironment() {
+    let saved = ProcessInfo.processInfo.environment["VINSPECT_THREADS"]
+    defer {
+        if let saved { setenv("VINSPECT_THREADS", saved, 1) } else { unsetenv("VINSPECT_THREADS") }
+    }
+    setenv("VINSPECT_THREADS", "3", 1)
+    #expect(ThreadPool.defaultThreadCount == 3)
+    for nonsense in ["0", "-2", "many", ""] {
+        setenv("VINSPECT_THREADS", nonsense, 1)
+        #expect(ThreadPool.defaultThreadCount == ProcessInfo.processInfo.activeProcessorCount)
+    }
+    #expect(ThreadPool(threadCount: 0).threadCount == 1)
 }

@@ -133,15 +133,36 @@ func peak(
 let cpuName = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
     .split(separator: "\n").first { $0.hasPrefix("model name") }?
     .split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
-/// The 1-minute load average, to flag runs disturbed by other processes.
+/// The 1-minute load average (lags by about a minute; see `busyPercent` for the present).
 func loadAverage() -> String {
     (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?
         .split(separator: " ").first.map(String.init) ?? "?"
 }
 
-print("gemm-bench: \(cpuName), \(ProcessInfo.processInfo.activeProcessorCount) cores, load average \(loadAverage())")
-if let load = Double(loadAverage()), load > 0.5 {
-    print("warning: other processes are using the CPU; 2-thread figures will be low")
+/// The share of all cores' time spent busy over the next `seconds`, from /proc/stat;
+/// measured while this program sleeps, so it is other processes' load. Nil off Linux.
+func busyPercent(over seconds: Double = 1) -> Double? {
+    func sample() -> (busy: Double, total: Double)? {
+        guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+            let line = stat.split(separator: "\n").first, line.hasPrefix("cpu ")
+        else { return nil }
+        let fields = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+        guard fields.count >= 5 else { return nil }
+        let total = fields.prefix(8).reduce(0, +)
+        return (total - fields[3] - fields[4], total)  // minus idle and iowait
+    }
+    guard let before = sample() else { return nil }
+    Thread.sleep(forTimeInterval: seconds)
+    guard let after = sample(), after.total > before.total else { return nil }
+    return 100 * (after.busy - before.busy) / (after.total - before.total)
+}
+
+let busy = busyPercent()
+print("gemm-bench: \(cpuName), \(ProcessInfo.processInfo.activeProcessorCount) cores; "
+    + "other processes' CPU use before the run: \(busy.map { format($0, 0) + " %" } ?? "unknown"), "
+    + "load average \(loadAverage())")
+if let busy, busy > 10 {
+    print("warning: other processes are using the CPU; figures (2-thread ones most) will be low")
 }
 print("build features: \(CPUFeatures.buildFeatures.joined(separator: " "))")
 print("sgemm micro-kernel: \(GEMMKernel.automatic)")
@@ -306,5 +327,5 @@ func summary(numpy theirs: [Size: [Int: Double]]) {
         }
     }
     print("")
-    print("load average at the end: \(loadAverage())")
+    print("other processes' CPU use after the run: \(busyPercent().map { format($0, 0) + " %" } ?? "unknown")")
 }
