@@ -1,6 +1,7 @@
 import ArgumentParser
 import FewShot
 import Foundation
+import ModelFile
 import NeuralNet
 import TensorCore
 import VisualInspection
@@ -39,6 +40,8 @@ struct FewShotEval: ParsableCommand {
     @Option(help: "Soft k-means refinement steps with each episode's queries (0 = none).") var refine: Int = 0
     @Option(help: "Class sub-folders to leave out, comma-separated (e.g. MT_Free).") var exclude: String = ""
     @Flag(help: "Print the result as JSON.") var json = false
+    @Option(help: "Keep the embeddings in this file and reuse them when backbone, image size and embedding match (for sweeps).")
+    var cache: String?
 
     func validate() throws {
         if ways < 2 { throw ValidationError("--ways must be at least 2") }
@@ -52,19 +55,29 @@ struct FewShotEval: ParsableCommand {
         if folders.classes.count < ways {
             throw ValidationError("\(classesDirectory) has \(folders.classes.count) classes, fewer than --ways \(ways)")
         }
-        let network = try loadBackbone(backbone, architecture: architecture)
-        let frozen = network.frozen()
-        let preprocessing = Preprocessing(size: imageSize, mean: network.inputNormalization.mean, std: network.inputNormalization.std)
         let log: (String) -> Void = { line in if json { printError(line) } else { print(line) } }
-        let start = monotonicSeconds()
+        let key = "\(backbone)|\(imageSize)|\(embedding.rawValue)|\(folders.classes.map { "\($0.name):\($0.files.count)" }.joined(separator: ","))"
         var data: [(name: String, vectors: [[Float]])] = []
-        for (name, files) in folders.classes {
-            let images = try files.map { (path: String) throws -> Tensor in try preprocessing.tensor(contentsOfFile: path) }
-            data.append((name, embeddings(of: images, backbone: frozen, source: embedding)))
+        if let cache, let file = try? ModelFile(contentsOfFile: cache), file.metadata["key"]?.stringValue == key {
+            data = file.tensors.map { t in (t.name, (0..<t.shape[0]).map { Array(t.scalars[($0 * t.shape[1])..<(($0 + 1) * t.shape[1])]) }) }
+            log("embeddings read from \(cache)")
+        } else {
+            let network = try loadBackbone(backbone, architecture: architecture)
+            let frozen = network.frozen()
+            let preprocessing = Preprocessing(size: imageSize, mean: network.inputNormalization.mean, std: network.inputNormalization.std)
+            let start = monotonicSeconds()
+            for (name, files) in folders.classes {
+                let images = try files.map { (path: String) throws -> Tensor in try preprocessing.tensor(contentsOfFile: path) }
+                data.append((name, embeddings(of: images, backbone: frozen, source: embedding)))
+            }
+            let total = data.reduce(0) { $0 + $1.vectors.count }
+            log("embedded \(total) images of \(data.count) classes with \(network.architecture) in \(format(monotonicSeconds() - start)) s "
+                + "(\(format((monotonicSeconds() - start) * 1000 / Double(total))) ms each)")
+            if let cache {
+                let tensors = data.map { NamedTensor(name: $0.name, shape: [$0.vectors.count, $0.vectors[0].count], scalars: $0.vectors.flatMap { $0 }) }
+                try ModelFile(metadata: ["kind": .string("embedding-cache"), "key": .string(key)], tensors: tensors).write(toFile: cache)
+            }
         }
-        let total = data.reduce(0) { $0 + $1.vectors.count }
-        log("embedded \(total) images of \(data.count) classes with \(network.architecture) in \(format(monotonicSeconds() - start)) s "
-            + "(\(format((monotonicSeconds() - start) * 1000 / Double(total))) ms each)")
         let result = Episodes.evaluate(data, ways: ways, shots: shots, queries: queries, episodes: episodes, seed: seed,
                                        transform: EmbeddingTransform(power: power), centerOnSupport: centerOnSupport,
                                        refinementSteps: refine)
