@@ -24,10 +24,11 @@ public enum Episodes {
     ///   - transform: embedding transform; a nil `center` with `centerOnSupport` uses the
     ///     episode's support mean.
     ///   - refinementSteps: soft k-means steps with the episode's queries.
+    ///   - scale: the classifier's softmax inverse temperature.
     public static func evaluate(
         _ embeddings: [(name: String, vectors: [[Float]])], ways: Int, shots: Int, queries: Int, episodes: Int,
         seed: UInt64, transform: EmbeddingTransform = EmbeddingTransform(), centerOnSupport: Bool = false,
-        refinementSteps: Int = 0
+        refinementSteps: Int = 0, scale: Float = 20
     ) -> EpisodeResult {
         let eligible = embeddings.filter { $0.vectors.count >= shots + queries }
         precondition(eligible.count >= ways, "Episodes: \(eligible.count) classes have \(shots + queries) examples, \(ways) needed")
@@ -48,6 +49,7 @@ public enum Episodes {
                 t.center = meanVector(all)
             }
             var classifier = PrototypeClassifier(transform: t)
+            classifier.scale = scale
             for (name, vectors) in support { classifier.add(name, embeddings: vectors) }
             let predictions = classifier.predict(batch: query.map(\.0), refinementSteps: refinementSteps)
             let correct = zip(predictions, query).filter { $0.0.nearest == $0.1.1 }.count

@@ -37,6 +37,7 @@ struct FewShotEval: ParsableCommand {
     var embedding: EmbeddingSource = .multi
     @Option(help: "Power transform exponent applied to features (1 = none).") var power: Float = 0.5
     @Flag(help: "Centre embeddings on each episode's support mean before normalising.") var centerOnSupport = false
+    @Option(help: "Softmax inverse temperature on cosine similarities.") var scale: Float = 20
     @Option(help: "Soft k-means refinement steps with each episode's queries (0 = none).") var refine: Int = 0
     @Option(help: "Class sub-folders to leave out, comma-separated (e.g. MT_Free).") var exclude: String = ""
     @Flag(help: "Print the result as JSON.") var json = false
@@ -80,7 +81,7 @@ struct FewShotEval: ParsableCommand {
         }
         let result = Episodes.evaluate(data, ways: ways, shots: shots, queries: queries, episodes: episodes, seed: seed,
                                        transform: EmbeddingTransform(power: power), centerOnSupport: centerOnSupport,
-                                       refinementSteps: refine)
+                                       refinementSteps: refine, scale: scale)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
