@@ -168,3 +168,34 @@ func sgemmIsDeterministicAcrossThreadCounts(size: (Int, Int, Int), kernel: GEMMK
     // K = 0: the empty sum, zeros.
     #expect(matmul(Tensor(ones: [2, 0]), Tensor(ones: [0, 3])) == Tensor(zeros: [2, 3]))
 }
+
+/// A row source over a stored matrix, to check the implicit-A path against the stored one.
+struct StoredRows: GEMMRowSource {
+    let values: [Float]
+    let columns: Int
+    func copy(row: Int, column: Int, count: Int, into destination: UnsafeMutablePointer<Float>) {
+        for i in 0..<count { destination[i] = values[row * columns + column + i] }
+    }
+}
+
+@Test(arguments: [(1, 1, 1), (15, 17, 33), (64, 48, 300), (1003, 24, 17), (7, 100, 513)])
+func rowSourceGEMMMatchesStoredGEMM(_ size: (Int, Int, Int)) {
+    let (m, n, k) = size
+    var rng = Xoshiro256(seed: UInt64(m * 31 + n * 7 + k))
+    let a = (0..<(m * k)).map { _ in rng.nextStandardNormal() }
+    let b = (0..<(k * n)).map { _ in rng.nextStandardNormal() }
+    var stored = [Float](repeating: 0, count: m * n), implicit = stored
+    for pool in [nil, ThreadPool(threadCount: 2)] as [ThreadPool?] {
+        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
+            stored.withUnsafeMutableBufferPointer { cp in
+                sgemm(transposeA: false, transposeB: false, m: m, n: n, k: k, alpha: 1.5, a: ap.baseAddress, lda: k,
+                      b: bp.baseAddress, ldb: n, beta: 0, c: cp.baseAddress, ldc: n, pool: pool)
+            }
+            implicit.withUnsafeMutableBufferPointer { cp in
+                sgemm(m: m, n: n, k: k, alpha: 1.5, rows: StoredRows(values: a, columns: k), b: bp.baseAddress, ldb: n,
+                      beta: 0, c: cp.baseAddress, ldc: n, pool: pool)
+            }
+        } }
+        #expect(stored == implicit, "\(m)x\(n)x\(k)")
+    }
+}

@@ -141,17 +141,14 @@ public func conv2dForward(
                           alpha: 1, a: x.baseAddress, lda: g.inChannels, b: w.baseAddress, ldb: g.outChannels,
                           beta: 0, c: out.baseAddress, ldc: g.outChannels, pool: pool)
                 } else {
+                    // Implicit GEMM: the patch matrix goes straight into the GEMM's packed
+                    // panels, a cache-sized block at a time, never materialised whole.
                     let k = g.kernelHeight * g.kernelWidth * g.groupInChannels
-                    var columns = [Float](repeating: 0, count: m * k)
-                    columns.withUnsafeMutableBufferPointer { col in
-                        for group in 0..<g.groups {
-                            im2col(x.baseAddress!, col.baseAddress!, g, group: group, pool: pool)
-                            sgemm(transposeA: false, transposeB: false, m: m, n: g.groupOutChannels, k: k,
-                                  alpha: 1, a: col.baseAddress, lda: k,
-                                  b: w.baseAddress! + group * g.groupOutChannels, ldb: g.outChannels,
-                                  beta: 0, c: out.baseAddress! + group * g.groupOutChannels, ldc: g.outChannels,
-                                  pool: pool)
-                        }
+                    for group in 0..<g.groups {
+                        let patches = PatchRows(input: UnsafeSharedPointer(readOnly: x.baseAddress!), geometry: g, group: group)
+                        sgemm(m: m, n: g.groupOutChannels, k: k, alpha: 1, rows: patches,
+                              b: w.baseAddress! + group * g.groupOutChannels, ldb: g.outChannels,
+                              beta: 0, c: out.baseAddress! + group * g.groupOutChannels, ldc: g.outChannels, pool: pool)
                     }
                 }
             }
@@ -226,6 +223,62 @@ private func epilogueRows(_ out: UnsafeMutablePointer<Float>, range: Range<Int>,
             if let res { v += res[c] }
             row[c] = activation.apply(v)
             c += 1
+        }
+    }
+}
+
+/// The patch matrix of one group as a ``GEMMRowSource``: row `m` is output pixel
+/// `(n, oy, ox)`, column `(ky * KW + kx) * Cg + ci` is input channel `group * Cg + ci` at the
+/// kernel tap `(ky, kx)`; taps in the padding read zero.
+struct PatchRows: GEMMRowSource {
+    let input: UnsafeSharedPointer<Float>   // [N, H, W, Cin], read only
+    let geometry: ConvGeometry
+    let group: Int
+
+    func copy(row: Int, column: Int, count: Int, into destination: UnsafeMutablePointer<Float>) {
+        let g = geometry
+        let cg = g.groupInChannels
+        let rowWidth = g.kernelWidth * cg   // one kernel row's columns
+        let ox = row % g.outWidth, rest = row / g.outWidth
+        let oy = rest % g.outHeight, n = rest / g.outHeight
+        let ix0 = ox * g.strideX - g.padLeft
+        // With one group and no horizontal dilation, the taps of one kernel row are
+        // contiguous in memory wherever they are inside the image: copy them as one run.
+        let runs = g.groups == 1 && g.dilationX == 1
+        let first = runs ? Swift.max(0, -ix0) : 0
+        let last = runs ? Swift.min(g.kernelWidth, g.width - ix0) : 0
+        var p = column, out = destination, remaining = count
+        while remaining > 0 {
+            let ky = p / rowWidth, q = p % rowWidth
+            let iy = oy * g.strideY - g.padTop + ky * g.dilationY
+            let rowBase = input.pointer + ((n * g.height + iy) * g.width) * g.inChannels + group * cg
+            var run: Int
+            if iy < 0 || iy >= g.height {
+                run = Swift.min(remaining, rowWidth - q)
+                out.update(repeating: 0, count: run)
+            } else if runs {
+                let kx = q / cg
+                if kx < first {
+                    run = Swift.min(remaining, first * cg - q)
+                    out.update(repeating: 0, count: run)
+                } else if kx >= last {
+                    run = Swift.min(remaining, rowWidth - q)
+                    out.update(repeating: 0, count: run)
+                } else {
+                    run = Swift.min(remaining, last * cg - q)
+                    out.update(from: rowBase + ix0 * g.inChannels + q, count: run)
+                }
+            } else {
+                let kx = q / cg, ci = q % cg
+                run = Swift.min(remaining, cg - ci)
+                let ix = ix0 + kx * g.dilationX
+                if ix < 0 || ix >= g.width {
+                    out.update(repeating: 0, count: run)
+                } else {
+                    out.update(from: rowBase + ix * g.inChannels + ci, count: run)
+                }
+            }
+            p += run; out += run; remaining -= run
         }
     }
 }

@@ -111,6 +111,47 @@ public func sgemm(
     }
 }
 
+/// A left-hand matrix that is never stored: GEMM asks for the parts it packs, row by row.
+///
+/// This is how a convolution becomes an implicit GEMM: the patch matrix of im2col is
+/// written straight into the GEMM's packed panels, a cache-sized block at a time, instead
+/// of being materialised whole.
+///
+/// Implementations are read-only and called from several pool threads at once.
+public protocol GEMMRowSource: Sendable {
+    /// Writes elements `[row, column ..< column + count]` of the matrix to `destination`.
+    func copy(row: Int, column: Int, count: Int, into destination: UnsafeMutablePointer<Float>)
+}
+
+/// `C = alpha * A * B + beta * C` where `A` (`[m, k]`) comes from a ``GEMMRowSource``;
+/// otherwise as ``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:pool:kernel:)``
+/// (same blocking, kernels and determinism).
+public func sgemm(
+    m: Int, n: Int, k: Int, alpha: Float, rows source: some GEMMRowSource,
+    b: UnsafePointer<Float>?, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>?, ldc: Int,
+    pool: ThreadPool? = .shared, kernel: GEMMKernel = .automatic
+) {
+    precondition(m >= 0 && n >= 0 && k >= 0, "sgemm: negative size m=\(m) n=\(n) k=\(k)")
+    precondition(ldb >= max(1, n), "sgemm: ldb=\(ldb) too small for B [\(k), \(n)]")
+    precondition(ldc >= max(1, n), "sgemm: ldc=\(ldc) too small for C [\(m), \(n)]")
+    guard m > 0, n > 0 else { return }
+    guard let c else { preconditionFailure("sgemm: C is nil for C [\(m), \(n)]") }
+    if k == 0 || alpha == 0 {
+        scaleMatrix(c, rows: m, cols: n, ldc: ldc, by: beta)
+        return
+    }
+    guard let b else { preconditionFailure("sgemm: B is nil for k=\(k)") }
+    let problem = GEMMProblem(
+        transposeA: false, transposeB: false, m: m, n: n, k: k, alpha: alpha,
+        a: UnsafeSharedPointer(readOnly: b), lda: k, b: UnsafeSharedPointer(readOnly: b), ldb: ldb,
+        beta: beta, c: UnsafeSharedPointer(c), ldc: ldc, rowSource: source)
+    switch kernel == .automatic ? GEMMKernel.preferred : kernel {
+    case .rows8x32: problem.run(Kernel8x32.self, pool: pool)
+    case .rows6x16: problem.run(Kernel6x16.self, pool: pool)
+    default: problem.run(Kernel4x24.self, pool: pool)
+    }
+}
+
 /// `C = beta * C` over an `[rows, cols]` window; `beta == 0` stores zeros without reading.
 private func scaleMatrix(_ c: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ldc: Int, by beta: Float) {
     for i in 0..<rows {
@@ -391,6 +432,8 @@ private struct GEMMProblem: Sendable {
     let b: UnsafeSharedPointer<Float>, ldb: Int
     let beta: Float
     let c: UnsafeSharedPointer<Float>, ldc: Int
+    /// When set, `A` is read from here instead of `a` (which is then unused).
+    var rowSource: (any GEMMRowSource)? = nil
 
     /// Splits C over the pool and runs the blocked loops on each part.
     func run<K: GEMMMicroKernel>(_ kernel: K.Type, pool: ThreadPool?) {
@@ -504,6 +547,23 @@ private struct GEMMProblem: Sendable {
         into packed: UnsafeMutablePointer<Float>
     ) {
         let mr = K.mr
+        if let rowSource {
+            // Each row of the block comes from the source into a scratch row, then goes
+            // into the panel with stride MR; missing rows are zero.
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: max(depth, 1)) { scratch in
+                let row = scratch.baseAddress!
+                for panel in stride(from: 0, to: height, by: mr) {
+                    let dst = packed + panel * depth
+                    let rowsHere = min(mr, height - panel)
+                    for r in 0..<rowsHere {
+                        rowSource.copy(row: row0 + panel + r, column: col0, count: depth, into: row)
+                        for p in 0..<depth { dst[p * mr + r] = row[p] }
+                    }
+                    for r in rowsHere..<mr { for p in 0..<depth { dst[p * mr + r] = 0 } }
+                }
+            }
+            return
+        }
         let a = UnsafePointer(self.a.pointer)
         for panel in stride(from: 0, to: height, by: mr) {
             let dst = packed + panel * depth  // this panel: [depth][mr]
