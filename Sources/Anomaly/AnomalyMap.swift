@@ -91,3 +91,33 @@ func gaussianBlur(_ values: [Float], width: Int, height: Int, sigma: Float) -> [
     }
     return out
 }
+
+/// A defect region found in an anomaly map: its bounding box, area and peak score.
+public struct DefectBox: Sendable, Equatable, Codable {
+    public var x: Int, y: Int, width: Int, height: Int
+    /// Pixels of the region (in map pixels, before any rescaling of the box).
+    public var area: Int
+    /// The largest raw anomaly value inside the region.
+    public var peak: Float
+}
+
+extension AnomalyMap {
+    /// The connected regions (8-connectivity) of pixels above `threshold`, largest peak
+    /// first, leaving out regions smaller than `minimumArea` pixels.
+    public func boxes(threshold: Float, minimumArea: Int = 1) -> [DefectBox] {
+        let mask = self.mask(threshold: threshold)
+        let (labels, count) = AnomalyMetrics.connectedComponents(mask, width: width, height: height)
+        guard count > 0 else { return [] }
+        var peaks = [Float](repeating: -.infinity, count: count)
+        for (i, label) in labels.enumerated() where label > 0 { peaks[Int(label) - 1] = Swift.max(peaks[Int(label) - 1], values[i]) }
+        let regions = AnomalyMetrics.regions(labels: labels, count: count, width: width)
+        return zip(regions, peaks).filter { $0.0.area >= minimumArea }
+            .map { DefectBox(x: $0.0.x, y: $0.0.y, width: $0.0.width, height: $0.0.height, area: $0.0.area, peak: $0.1) }
+            .sorted { $0.peak > $1.peak }
+    }
+
+    /// The map resampled to another size (bilinear), e.g. back to the original image.
+    public func resized(width newWidth: Int, height newHeight: Int) -> AnomalyMap {
+        AnomalyMap(width: newWidth, height: newHeight, values: upsample(values, from: (width, height), to: (newWidth, newHeight)))
+    }
+}

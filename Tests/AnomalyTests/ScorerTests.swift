@@ -114,3 +114,18 @@ let testBackbone: FrozenBackbone = BackboneArchitecture.compact.make(seed: 5).fr
     let flat = AnomalyMap.fromGrid([Float](repeating: 3, count: 16), gridWidth: 4, gridHeight: 4, width: 13, height: 7, sigma: 2)
     #expect(flat.values.allSatisfy { abs($0 - 3) < 1e-5 })
 }
+
+@Test func boxesFollowTheRegionsAboveTheThreshold() {
+    // Two hot blobs (one with a higher peak) and one isolated hot pixel on a 10x8 map.
+    var values = [Float](repeating: 0, count: 80)
+    for (x, y, v) in [(1, 1, 2.0), (2, 1, 3.0), (1, 2, 2.5), (7, 5, 5.0), (8, 5, 4.0), (8, 6, 4.5), (4, 7, 9.0)] as [(Int, Int, Float)] {
+        values[y * 10 + x] = v
+    }
+    let map = AnomalyMap(width: 10, height: 8, values: values)
+    let boxes = map.boxes(threshold: 1, minimumArea: 2)
+    #expect(boxes.count == 2)
+    #expect(boxes[0] == DefectBox(x: 7, y: 5, width: 2, height: 2, area: 3, peak: 5))
+    #expect(boxes[1] == DefectBox(x: 1, y: 1, width: 2, height: 2, area: 3, peak: 3))
+    #expect(map.boxes(threshold: 1).count == 3)
+    #expect(map.boxes(threshold: 10).isEmpty)
+}
