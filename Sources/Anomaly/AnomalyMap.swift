@@ -99,6 +99,10 @@ public struct DefectBox: Sendable, Equatable, Codable {
     public var area: Int
     /// The largest raw anomaly value inside the region.
     public var peak: Float
+
+    public init(x: Int, y: Int, width: Int, height: Int, area: Int, peak: Float) {
+        self.x = x; self.y = y; self.width = width; self.height = height; self.area = area; self.peak = peak
+    }
 }
 
 extension AnomalyMap {
