@@ -100,6 +100,7 @@ let package = Package(
         .testTarget(name: "AnomalyTests", dependencies: ["Anomaly", "NeuralNet"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "FewShotTests", dependencies: ["FewShot", "TensorCore"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "ModelFile"], swiftSettings: simdSwiftSettings),
+        .testTarget(name: "VisualInspectionTests", dependencies: ["VisualInspection", "ImageIO"], swiftSettings: simdSwiftSettings),
         .testTarget(
             name: "vinspectTests", dependencies: ["vinspect", "VisualInspection"],
             swiftSettings: simdSwiftSettings),

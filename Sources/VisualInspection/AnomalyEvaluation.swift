@@ -51,13 +51,16 @@ public enum AnomalyEvaluation {
     ///   - options: the scorer's options.
     ///   - shots: good training images per draw (nil: all).
     ///   - seeds: one draw per seed.
+    ///   - regionOfInterest: the part of each image (and mask) to inspect.
     ///   - progress: called with a line of text as work completes.
     public static func run(
         dataset: AnomalyDataset, backbone: FrozenBackbone, normalization: (mean: [Float], std: [Float]),
-        options: AnomalyScorerOptions, shots: Int?, seeds: [UInt64], pool: ThreadPool = .shared,
+        options: AnomalyScorerOptions, shots: Int?, seeds: [UInt64], regionOfInterest: RegionOfInterest? = nil,
+        pool: ThreadPool = .shared,
         progress: (String) -> Void = { _ in }
     ) throws(ImageError) -> [AnomalyRunResult] {
-        let preprocessing = Preprocessing(size: options.imageSize, mean: normalization.mean, std: normalization.std)
+        var preprocessing = Preprocessing(size: options.imageSize, mean: normalization.mean, std: normalization.std)
+        preprocessing.regionOfInterest = regionOfInterest
         // The test set is the same for every seed: preprocess it once.
         var testImages: [Tensor] = [], masks: [[Bool]] = [], labels: [Bool] = []
         for item in dataset.test {

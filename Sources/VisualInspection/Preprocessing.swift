@@ -2,11 +2,37 @@ import ImageIO
 import NeuralNet
 import TensorCore
 
-/// How an image becomes network input: resized to a square, grey replicated to RGB,
-/// normalised with the backbone's statistics.
+/// A rectangle of interest in image pixels: only this part of each image is inspected.
+public struct RegionOfInterest: Sendable, Equatable, Codable {
+    public var x: Int, y: Int, width: Int, height: Int
+
+    public init(x: Int, y: Int, width: Int, height: Int) {
+        self.x = x; self.y = y; self.width = width; self.height = height
+    }
+
+    /// Parses `x,y,width,height`.
+    public init?(_ text: String) {
+        let parts = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 4, parts[0] >= 0, parts[1] >= 0, parts[2] > 0, parts[3] > 0 else { return nil }
+        self.init(x: parts[0], y: parts[1], width: parts[2], height: parts[3])
+    }
+
+    /// The rectangle clipped to an image of the given size (nil when nothing is left).
+    public func clipped(width imageWidth: Int, height imageHeight: Int) -> RegionOfInterest? {
+        let x0 = min(x, imageWidth), y0 = min(y, imageHeight)
+        let x1 = min(x + width, imageWidth), y1 = min(y + height, imageHeight)
+        guard x1 > x0, y1 > y0 else { return nil }
+        return RegionOfInterest(x: x0, y: y0, width: x1 - x0, height: y1 - y0)
+    }
+}
+
+/// How an image becomes network input: cropped to the region of interest (if any),
+/// resized to a square, grey replicated to RGB, normalised with the backbone's statistics.
 public struct Preprocessing: Sendable, Equatable, Codable {
     /// Side of the square the image is resized to.
     public var size: Int
+    /// The part of each image to inspect; nil: all of it.
+    public var regionOfInterest: RegionOfInterest?
     /// Per-channel mean and standard deviation, in units of the full range.
     public var mean: [Float]
     public var std: [Float]
@@ -15,9 +41,16 @@ public struct Preprocessing: Sendable, Equatable, Codable {
         self.size = size; self.mean = mean; self.std = std
     }
 
+    /// The image cropped to the region of interest (the whole image when there is none or
+    /// it lies outside the image).
+    public func cropped(_ image: Image) -> Image {
+        guard let roi = regionOfInterest?.clipped(width: image.width, height: image.height) else { return image }
+        return image.cropped(x: roi.x, y: roi.y, width: roi.width, height: roi.height)
+    }
+
     /// The normalised `[size, size, 3]` tensor of an image.
     public func tensor(_ image: Image) -> Tensor {
-        image.droppingAlpha().resized(width: size, height: size).tensor(channels: 3, mean: mean, std: std)
+        cropped(image.droppingAlpha()).resized(width: size, height: size).tensor(channels: 3, mean: mean, std: std)
             .reshaped([size, size, 3])
     }
 
@@ -29,7 +62,7 @@ public struct Preprocessing: Sendable, Equatable, Codable {
     /// A ground-truth mask file resized to `size x size`: a pixel is defective when more
     /// than half of the area it covers is.
     public func mask(contentsOfFile path: String) throws(ImageError) -> [Bool] {
-        let image = try Image(contentsOfFile: path).grayscale().to8Bit()
+        let image = cropped(try Image(contentsOfFile: path).grayscale().to8Bit())
         let binary = Image(width: image.width, height: image.height, channels: 1,
                            pixels: image.pixels.map { $0 > 127 ? 255 : 0 })
         return binary.resized(width: size, height: size).pixels.map { $0 > 127 }

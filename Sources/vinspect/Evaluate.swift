@@ -33,12 +33,16 @@ struct ScorerOptions: ParsableArguments {
     @Option(help: "Standard deviation of the map smoothing, in pixels of the resized image.")
     var sigma: Float = 4
 
+    @Option(help: "Inspect only this rectangle of each image: x,y,width,height in pixels.")
+    var roi: String?
+
     func validate() throws {
         if imageSize < 32 || imageSize > 2048 { throw ValidationError("--image-size must be between 32 and 2048") }
         if parsedLayers == nil { throw ValidationError("--layers takes stride indices 0, 1, 2, e.g. 1,2") }
         if aggregation < 1 || aggregation % 2 == 0 { throw ValidationError("--aggregation must be an odd number >= 1") }
         if !(coresetFraction > 0 && coresetFraction <= 1) { throw ValidationError("--coreset-fraction must be in (0, 1]") }
         if maxBank < 1 { throw ValidationError("--max-bank must be positive") }
+        if let roi, RegionOfInterest(roi) == nil { throw ValidationError("--roi takes x,y,width,height with width and height positive") }
     }
 
     var parsedLayers: [Int]? {
@@ -110,7 +114,7 @@ struct Evaluate: ParsableCommand {
         log("evaluating \(network.architecture) on \(data.root) (\(data.layout) layout), \(shots.map(String.init) ?? "all") shots, seeds \(seeds)")
         let results = try AnomalyEvaluation.run(
             dataset: data, backbone: network.frozen(), normalization: network.inputNormalization, options: options,
-            shots: shots, seeds: parsedSeeds!, progress: log)
+            shots: shots, seeds: parsedSeeds!, regionOfInterest: scorer.roi.flatMap(RegionOfInterest.init), progress: log)
         let summary: [String: Spread] = [
             "image_auroc": Spread(results.map(\.imageAUROC)), "pixel_auroc": Spread(results.map(\.pixelAUROC)),
             "aupro": Spread(results.map(\.aupro)), "f1_max": Spread(results.map(\.f1Max)),
