@@ -98,7 +98,7 @@ public struct AnomalyScorer: Sendable {
         var start = 0
         while start < views.count {
             let end = Swift.min(start + 8, views.count)
-            let batch = stack(Array(views[start..<end]))
+            let batch = Tensor.stacked(Array(views[start..<end]))
             grids.append(extractPatchFeatures(batch, backbone: backbone, options: options.features, pool: pool))
             start = end
         }
@@ -178,18 +178,6 @@ public struct AnomalyScorer: Sendable {
             }
         }
         return results
-    }
-}
-
-/// `[H, W, C]` tensors stacked into `[N, H, W, C]`.
-func stack(_ images: [Tensor]) -> Tensor {
-    let shape = images[0].shape
-    let each = images[0].count
-    return Tensor(uninitializedShape: [images.count] + shape) { out in
-        for (i, image) in images.enumerated() {
-            precondition(image.shape == shape, "stack: shapes \(image.shape) and \(shape) differ")
-            image.withUnsafeBufferPointer { (out.baseAddress! + i * each).update(from: $0.baseAddress!, count: each) }
-        }
     }
 }
 

@@ -127,6 +127,19 @@ struct InvertedResidualNames {
         expand: ("expand", "expand_bn"), depthwise: ("dw", "dw_bn"), project: ("project", "project_bn"))
 }
 
+/// Stem, then inverted-residual blocks, collecting the outputs of the tapped blocks: the
+/// shared trunk of EfficientNet-Lite0 and the compact network.
+func forwardBlocks(stem: ConvBNAct, blocks: [InvertedResidual], taps: [Int], _ x: Variable,
+                   training: Bool) -> (Variable, [Variable]) {
+    var h = stem(x, training: training)
+    var maps: [Variable] = []
+    for (index, block) in blocks.enumerated() {
+        h = block(h, training: training)
+        if taps.contains(index) { maps.append(h) }
+    }
+    return (h, maps)
+}
+
 // MARK: - ResNet-18
 
 /// ResNet-18 as torchvision defines it; state names are torchvision's.
@@ -252,12 +265,7 @@ public final class EfficientNetLite0: Backbone {
     public var inputNormalization: (mean: [Float], std: [Float]) { ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]) }
 
     public func forward(_ x: Variable, training: Bool) -> (maps: [Variable], embedding: Variable, logits: Variable?) {
-        var h = stem(x, training: training)
-        var maps: [Variable] = []
-        for (index, block) in blocks.enumerated() {
-            h = block(h, training: training)
-            if tapBlocks.contains(index) { maps.append(h) }
-        }
+        let (h, maps) = forwardBlocks(stem: stem, blocks: blocks, taps: tapBlocks, x, training: training)
         let embedding = globalAvgPool(head(h, training: training))
         return (maps, embedding, fc(embedding))
     }
@@ -321,12 +329,7 @@ public final class CompactNet: Backbone {
     public var inputNormalization: (mean: [Float], std: [Float]) { ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]) }
 
     public func forward(_ x: Variable, training: Bool) -> (maps: [Variable], embedding: Variable, logits: Variable?) {
-        var h = stem(x, training: training)
-        var maps: [Variable] = []
-        for (index, block) in blocks.enumerated() {
-            h = block(h, training: training)
-            if tapBlocks.contains(index) { maps.append(h) }
-        }
+        let (h, maps) = forwardBlocks(stem: stem, blocks: blocks, taps: tapBlocks, x, training: training)
         let embedding = globalAvgPool(h)
         return (maps, embedding, fc(embedding))
     }

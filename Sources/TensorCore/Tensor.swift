@@ -327,3 +327,18 @@ extension Tensor: CustomStringConvertible {
         return "Tensor(\(shape): \(shown)\(count > 8 ? ", ..." : ""))"
     }
 }
+
+extension Tensor {
+    /// Tensors of one shape stacked along a new leading axis: `n` tensors of shape `s`
+    /// give one of shape `[n] + s` (e.g. images `[H, W, C]` into a batch `[N, H, W, C]`).
+    public static func stacked(_ tensors: [Tensor]) -> Tensor {
+        precondition(!tensors.isEmpty, "Tensor.stacked: no tensors")
+        let shape = tensors[0].shape, each = tensors[0].count
+        return Tensor(uninitializedShape: [tensors.count] + shape) { out in
+            for (i, tensor) in tensors.enumerated() {
+                precondition(tensor.shape == shape, "Tensor.stacked: shapes \(tensor.shape) and \(shape) differ")
+                tensor.withUnsafeBufferPointer { out.baseAddress!.advanced(by: i * each).update(from: $0.baseAddress!, count: each) }
+            }
+        }
+    }
+}

@@ -89,7 +89,7 @@ public enum AnomalyEvaluation {
             while start < testImages.count {
                 let end = min(start + 8, testImages.count)
                 let t0 = seconds()
-                let grid = extractPatchFeatures(stackImages(Array(testImages[start..<end])), backbone: backbone,
+                let grid = extractPatchFeatures(Tensor.stacked(Array(testImages[start..<end])), backbone: backbone,
                                                 options: scorerOptions.features, pool: pool)
                 let t1 = seconds()
                 for distances in scorer.memory.patchDistances(grid, pool: pool) {

@@ -48,7 +48,7 @@ public func embeddings(of images: [Tensor], backbone: FrozenBackbone, source: Em
     var start = 0
     while start < images.count {
         let end = min(start + 8, images.count)
-        let features = backbone.features(stackImages(Array(images[start..<end])), pool: pool)
+        let features = backbone.features(Tensor.stacked(Array(images[start..<end])), pool: pool)
         let d = features.embedding.shape[1]
         let last = features.embedding.scalars
         var pooled: [[Float]] = []
