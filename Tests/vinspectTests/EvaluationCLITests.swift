@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+import VisualInspection
+
+/// A 48x48 grey "part": a disc on a brushed background; a defect adds a dark scratch.
+func partImage(seed: Int, defect: Bool) -> Image {
+    var pixels = [UInt8]()
+    let c = 24.0
+    for y in 0..<48 {
+        for x in 0..<48 {
+            let d = ((Double(y) - c) * (Double(y) - c) + (Double(x) - c) * (Double(x) - c)).squareRoot()
+            var v = 110 + 15 * sin(Double(x) * 0.7 + Double(seed)) + (d < 16 ? 70 : 0)
+            if defect && abs(Double(y) - Double(x)) < 1.5 && d < 14 { v = 20 }
+            v += Double((x * 7 + y * 13 + seed * 31) % 9)
+            pixels.append(UInt8(max(0, min(255, v))))
+        }
+    }
+    return Image(width: 48, height: 48, channels: 1, pixels: pixels)
+}
+
+func temporaryFolder(_ name: String) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("vinspect-\(name)-\(getpid())")
+    try? FileManager.default.removeItem(at: url)
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+@Test func evaluateRunsOnAGeneratedMVTecLayoutAndPrintsJSON() throws {
+    let root = try temporaryFolder("mvtec")
+    defer { try? FileManager.default.removeItem(at: root) }
+    for sub in ["train/good", "test/good", "test/scratch", "ground_truth/scratch"] {
+        try FileManager.default.createDirectory(at: root.appendingPathComponent(sub), withIntermediateDirectories: true)
+    }
+    for i in 0..<4 { try partImage(seed: i, defect: false).write(toFile: root.appendingPathComponent("train/good/\(i).png").path) }
+    for i in 0..<3 { try partImage(seed: 10 + i, defect: false).write(toFile: root.appendingPathComponent("test/good/\(i).png").path) }
+    for i in 0..<3 {
+        try partImage(seed: 20 + i, defect: true).write(toFile: root.appendingPathComponent("test/scratch/\(i).png").path)
+        let mask = Image(width: 48, height: 48, channels: 1, pixels: (0..<(48 * 48)).map { p in
+            let (y, x) = (p / 48, p % 48)
+            return abs(y - x) < 2 && abs(y - 24) < 14 ? 255 : 0
+        })
+        try mask.write(toFile: root.appendingPathComponent("ground_truth/scratch/\(i)_mask.png").path)
+    }
+    let result = try vinspect(["evaluate", root.path, "--shots", "2", "--seeds", "0,1", "--backbone", "compact",
+                               "--image-size", "64", "--layers", "0,1", "--json"])
+    #expect(result.status == 0, "\(result.error)")
+    #expect(result.error.contains("untrained weights"))
+    let json = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
+    let runs = json?["runs"] as? [[String: Any]]
+    #expect(runs?.count == 2)
+    for run in runs ?? [] {
+        let auroc = run["imageAUROC"] as? Double ?? -1
+        #expect(auroc >= 0 && auroc <= 1)
+        #expect(run["shots"] as? Int == 2)
+    }
+    #expect((json?["summary"] as? [String: Any])?["image_auroc"] != nil)
+}
+
+@Test func evaluateRefusesAFolderThatIsNotADataSet() throws {
+    let result = try vinspect(["evaluate", "Fixtures/codec", "--backbone", "compact"])
+    #expect(result.status == 3)
+    #expect(result.error.contains("not an anomaly data set"))
+}
+
+@Test func fewShotEvalRunsEpisodesOnGeneratedClasses() throws {
+    let root = try temporaryFolder("classes")
+    defer { try? FileManager.default.removeItem(at: root) }
+    for (index, name) in ["scratch", "spot", "clean"].enumerated() {
+        let folder = root.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        for i in 0..<4 {
+            let image = partImage(seed: i * 3 + index, defect: index == 0)
+            try image.write(toFile: folder.appendingPathComponent("\(i).png").path)
+        }
+    }
+    let result = try vinspect(["fewshot-eval", root.path, "--ways", "3", "--shots", "1", "--queries", "2",
+                               "--episodes", "5", "--backbone", "compact", "--image-size", "48", "--json"])
+    #expect(result.status == 0, "\(result.error)")
+    let json = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
+    #expect(json?["ways"] as? Int == 3)
+    #expect(json?["episodes"] as? Int == 5)
+    let accuracy = json?["accuracy"] as? Double ?? -1
+    #expect(accuracy >= 0 && accuracy <= 1)
+    let tooMany = try vinspect(["fewshot-eval", root.path, "--ways", "4", "--backbone", "compact"])
+    #expect(tooMany.status == 3)
+}
