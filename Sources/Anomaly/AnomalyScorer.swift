@@ -169,15 +169,17 @@ public struct AnomalyScorer: Sendable {
 
     /// Raw scores and maps of normalised `[S, S, 3]` images.
     public func score(_ images: [Tensor], pool: ThreadPool? = .shared) -> [(raw: Float, map: AnomalyMap)] {
-        var results: [(raw: Float, map: AnomalyMap)] = []
-        for grid in AnomalyScorer.grids(images, backbone: backbone, options: options, variants: false, pool: pool) {
-            for distances in memory.patchDistances(grid, pool: pool) {
-                let map = AnomalyMap.fromGrid(distances, gridWidth: grid.width, gridHeight: grid.height,
-                                              width: options.imageSize, height: options.imageSize, sigma: options.smoothingSigma)
-                results.append((map.maximum, map))
-            }
+        AnomalyScorer.grids(images, backbone: backbone, options: options, variants: false, pool: pool)
+            .flatMap { maps(of: $0, pool: pool) }.map { ($0.maximum, $0) }
+    }
+
+    /// The anomaly maps (at `imageSize`) of images whose patch features are already
+    /// extracted: bank search, upsampling and smoothing.
+    public func maps(of grid: PatchGrid, pool: ThreadPool? = .shared) -> [AnomalyMap] {
+        memory.patchDistances(grid, pool: pool).map { distances in
+            AnomalyMap.fromGrid(distances, gridWidth: grid.width, gridHeight: grid.height,
+                                width: options.imageSize, height: options.imageSize, sigma: options.smoothingSigma)
         }
-        return results
     }
 }
 

@@ -92,9 +92,7 @@ public enum AnomalyEvaluation {
                 let grid = extractPatchFeatures(Tensor.stacked(Array(testImages[start..<end])), backbone: backbone,
                                                 options: scorerOptions.features, pool: pool)
                 let t1 = seconds()
-                for distances in scorer.memory.patchDistances(grid, pool: pool) {
-                    let map = AnomalyMap.fromGrid(distances, gridWidth: grid.width, gridHeight: grid.height,
-                                                  width: options.imageSize, height: options.imageSize, sigma: options.smoothingSigma)
+                for map in scorer.maps(of: grid, pool: pool) {
                     maps.append(map.values)
                     scores.append(map.maximum)
                 }
