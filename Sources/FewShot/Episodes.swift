@@ -28,7 +28,7 @@ public enum Episodes {
     public static func evaluate(
         _ embeddings: [(name: String, vectors: [[Float]])], ways: Int, shots: Int, queries: Int, episodes: Int,
         seed: UInt64, transform: EmbeddingTransform = EmbeddingTransform(), centerOnSupport: Bool = false,
-        refinementSteps: Int = 0, scale: Float = 20
+        refinementSteps: Int = 0, scale: Float = 5
     ) -> EpisodeResult {
         let eligible = embeddings.filter { $0.vectors.count >= shots + queries }
         precondition(eligible.count >= ways, "Episodes: \(eligible.count) classes have \(shots + queries) examples, \(ways) needed")

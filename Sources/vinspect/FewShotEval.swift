@@ -35,9 +35,9 @@ struct FewShotEval: ParsableCommand {
     @Option(help: "Side of the square images are resized to.") var imageSize: Int = 224
     @Option(help: "Embedding: last (pooled last map) or multi (pooled stride-8, stride-16 and last).")
     var embedding: EmbeddingSource = .multi
-    @Option(help: "Power transform exponent applied to features (1 = none).") var power: Float = 0.5
+    @Option(help: "Power transform exponent applied to features (1 = none).") var power: Float = 0.2
     @Flag(inversion: .prefixedNo, help: "Centre embeddings on each episode's support mean before normalising.") var centerOnSupport = true
-    @Option(help: "Softmax inverse temperature on cosine similarities.") var scale: Float = 20
+    @Option(help: "Softmax inverse temperature on cosine similarities.") var scale: Float = 5
     @Option(help: "Soft k-means refinement steps with each episode's queries (0 = none).") var refine: Int = 0
     @Option(help: "Class sub-folders to leave out, comma-separated (e.g. MT_Free).") var exclude: String = ""
     @Flag(help: "Print the result as JSON.") var json = false
