@@ -46,30 +46,6 @@ public enum Activation: Sendable, Equatable, Hashable, CustomStringConvertible {
             return s * (1 + x * (1 - s))
         }
     }
-
-    /// Applies the activation in place to `count` values, on SIMD lanes where it can.
-    @inline(__always)
-    func apply(_ values: UnsafeMutablePointer<Float>, count: Int) {
-        switch self {
-        case .none: return
-        case .relu, .relu6:
-            let upper: Float = self == .relu6 ? 6 : .infinity
-            var i = 0
-            let zero = SIMD16<Float>(repeating: 0), top = SIMD16<Float>(repeating: upper)
-            while i + 16 <= count {
-                let raw = UnsafeMutableRawPointer(values + i)
-                let v = raw.loadUnaligned(as: SIMD16<Float>.self)
-                // Compare-and-blend rather than `clamped`, which lowers to a scalar loop per lane.
-                let clamped = v.replacing(with: zero, where: v .< zero).replacing(with: top, where: v .> top)
-                raw.storeBytes(of: clamped, as: SIMD16<Float>.self)
-                i += 16
-            }
-            // leftovers
-            while i < count { values[i] = Swift.min(Swift.max(values[i], 0), upper); i += 1 }
-        default:
-            for i in 0..<count { values[i] = apply(values[i]) }
-        }
-    }
 }
 
 #if canImport(Glibc)
