@@ -43,6 +43,11 @@ let simdSwiftSettings: [SwiftSetting] =
 /// macros (`__AVX512F__`, `__FMA__`, ...) say what the build assumed.
 let cpuCheckCSettings: [CSetting] = march.map { [.unsafeFlags(["-march=\($0)"])] } ?? []
 
+/// The compact backbone weights that ship with the project (see README); copied next to
+/// the executable as a resource when present.
+let shippedBackboneExists = FileManager.default.fileExists(
+    atPath: Context.packageDirectory + "/Sources/VisualInspection/Resources/compact-default.vimodel")
+
 let package = Package(
     name: "VisualInspection",
     platforms: [.macOS(.v15)],
@@ -77,7 +82,6 @@ let package = Package(
         .target(name: "TensorCore", dependencies: ["CCPUFeatures"], swiftSettings: simdSwiftSettings),
         .target(name: "NeuralNet", dependencies: ["TensorCore", "ModelFile"], swiftSettings: simdSwiftSettings),
         // The anomaly scorer: patch features, memory bank, maps, calibration, metrics.
-        // The anomaly scorer: patch features, memory bank, maps, calibration, metrics.
         .target(name: "Anomaly", dependencies: ["TensorCore", "NeuralNet"], swiftSettings: simdSwiftSettings),
         // The prototype-network few-shot classifier.
         .target(name: "FewShot", dependencies: ["TensorCore"], swiftSettings: simdSwiftSettings),
@@ -86,6 +90,8 @@ let package = Package(
         .target(name: "ModelFile"),
         .target(
             name: "VisualInspection", dependencies: ["ImageIO", "TensorCore", "NeuralNet", "ModelFile", "Anomaly", "FewShot"],
+            exclude: shippedBackboneExists ? [] : ["Resources"],
+            resources: shippedBackboneExists ? [.copy("Resources/compact-default.vimodel")] : [],
             swiftSettings: simdSwiftSettings),
         .executableTarget(
             name: "vinspect",
@@ -100,7 +106,7 @@ let package = Package(
         .testTarget(name: "AnomalyTests", dependencies: ["Anomaly", "NeuralNet"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "FewShotTests", dependencies: ["FewShot", "TensorCore"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "ModelFile"], swiftSettings: simdSwiftSettings),
-        .testTarget(name: "VisualInspectionTests", dependencies: ["VisualInspection", "ImageIO"], swiftSettings: simdSwiftSettings),
+        .testTarget(name: "VisualInspectionTests", dependencies: ["VisualInspection", "ImageIO", "NeuralNet"], swiftSettings: simdSwiftSettings),
         .testTarget(
             name: "vinspectTests", dependencies: ["vinspect", "VisualInspection"],
             swiftSettings: simdSwiftSettings),

@@ -48,7 +48,17 @@ public struct PatchGrid: Sendable {
 /// - Returns: the patch grid, `[N, h, w, D]` with `D` the sum of the layers' channels.
 public func extractPatchFeatures(_ images: Tensor, backbone: FrozenBackbone, options: PatchFeatureOptions,
                                  pool: ThreadPool? = .shared) -> PatchGrid {
-    let maps = backbone.features(images, stoppingAfterLastTap: true, pool: pool).maps
+    patchFeatures(fromMaps: backbone.features(images, stoppingAfterLastTap: true, pool: pool).maps, options: options, pool: pool)
+}
+
+/// Patch features from feature maps that were already computed (e.g. by a forward pass
+/// that also gives the classifier its embedding).
+///
+/// - Parameters:
+///   - maps: the backbone's feature maps at strides 4, 8, 16, each `[N, H/s, W/s, C]`.
+///   - options: layers and aggregation.
+/// - Returns: the patch grid, `[N, h, w, D]`.
+public func patchFeatures(fromMaps maps: [Tensor], options: PatchFeatureOptions, pool: ThreadPool? = .shared) -> PatchGrid {
     let chosen = options.layers.map { maps[$0] }
     let (h, w) = (chosen[0].shape[1], chosen[0].shape[2])
     let parts = chosen.map { map -> Tensor in

@@ -91,6 +91,20 @@ public struct PrototypeClassifier: Sendable, Equatable, Codable {
         self.transform = transform
     }
 
+    /// Rebuilds a classifier from its parts (e.g. read back from a model file).
+    ///
+    /// - Parameters:
+    ///   - classes: the classes with their support embeddings, already transformed.
+    ///   - transform: the transform those embeddings went through.
+    ///   - scale: the softmax inverse temperature.
+    ///   - rejectionThreshold: the "unknown" similarity floor, if any.
+    public init(classes: [PrototypeClass], transform: EmbeddingTransform, scale: Float, rejectionThreshold: Float?) {
+        self.classes = classes
+        self.transform = transform
+        self.scale = scale
+        self.rejectionThreshold = rejectionThreshold
+    }
+
     /// The class names, in order.
     public var classNames: [String] { classes.map(\.name) }
 

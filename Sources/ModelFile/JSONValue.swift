@@ -31,6 +31,18 @@ public enum JSONValue: Sendable, Equatable, CustomStringConvertible {
         return out
     }
 
+    /// Parses JSON text (the same strict parser that reads model files); nil when the text
+    /// is not one valid JSON value.
+    ///
+    /// - Parameter text: e.g. the output of `JSONEncoder`, to store a `Codable` value as metadata.
+    public init?(parsing text: String) {
+        var bytes = Array(text.utf8)
+        guard let value = bytes.withUnsafeMutableBytes({ raw in try? JSONParser.parse(UnsafeRawBufferPointer(raw)).value }) else {
+            return nil
+        }
+        self = value
+    }
+
     static func write(_ value: JSONValue, to out: inout String) {
         switch value {
         case .null: out += "null"

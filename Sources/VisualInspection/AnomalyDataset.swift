@@ -82,7 +82,7 @@ public enum DatasetError: Error, CustomStringConvertible, Sendable {
 
     public var description: String {
         switch self {
-        case .layout(let path, let detail): return "\(path): not an anomaly data set (\(detail))"
+        case .layout(let path, let detail): return "\(path): unexpected folder layout (\(detail))"
         case .empty(let path): return "\(path): no images; put the defect-free training images there"
         }
     }

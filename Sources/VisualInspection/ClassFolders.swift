@@ -14,7 +14,9 @@ public struct ClassFolders: Sendable {
     /// - Parameters:
     ///   - root: the folder.
     ///   - excluding: class folder names to leave out (e.g. `MT_Free`, `good`).
-    public static func load(_ root: String, excluding: Set<String> = []) throws(DatasetError) -> ClassFolders {
+    ///   - minimumClasses: how many classes with images there must be.
+    public static func load(_ root: String, excluding: Set<String> = [],
+                            minimumClasses: Int = 2) throws(DatasetError) -> ClassFolders {
         var classes: [(name: String, files: [String])] = []
         for folder in listDirectory(root).filter(isDirectory) {
             let name = folder.split(separator: "/").last.map(String.init) ?? folder
@@ -27,7 +29,9 @@ public struct ClassFolders: Sendable {
             let files = all.filter { !($0.lowercased().hasSuffix(".png") && jpegStems.contains(String($0.dropLast(4)))) }
             if !files.isEmpty { classes.append((name, files)) }
         }
-        if classes.count < 2 { throw .layout(path: root, detail: "needs at least two class sub-folders with images") }
+        if classes.count < minimumClasses {
+            throw .layout(path: root, detail: "needs at least \(minimumClasses == 1 ? "one class sub-folder" : "\(minimumClasses) class sub-folders") with images")
+        }
         return ClassFolders(classes: classes)
     }
 }
@@ -48,31 +52,33 @@ public func embeddings(of images: [Tensor], backbone: FrozenBackbone, source: Em
     var start = 0
     while start < images.count {
         let end = min(start + 8, images.count)
-        let features = backbone.features(Tensor.stacked(Array(images[start..<end])), pool: pool)
-        let d = features.embedding.shape[1]
-        let last = features.embedding.scalars
-        var pooled: [[Float]] = []
-        if source == .multi {
-            pooled = features.maps[1...2].map { map in
-                adaptiveAvgPoolForFeatures(map).scalars
-            }
-        }
-        for i in 0..<(end - start) {
-            var v = Array(last[(i * d)..<((i + 1) * d)])
-            if source == .multi {
-                // Each part normalised on its own so that the wide embedding does not drown
-                // the narrower map descriptors.
-                v = normalizedVector(v)
-                for (index, map) in features.maps[1...2].enumerated() {
-                    let c = map.shape[3]
-                    v += normalizedVector(Array(pooled[index][(i * c)..<((i + 1) * c)]))
-                }
-            }
-            out.append(v)
-        }
+        out += embeddings(from: backbone.features(Tensor.stacked(Array(images[start..<end])), pool: pool), source: source)
         start = end
     }
     return out
+}
+
+/// Raw embeddings of a batch from its backbone features (one vector per image).
+public func embeddings(from features: BackboneFeatures, source: EmbeddingSource) -> [[Float]] {
+    let n = features.embedding.shape[0], d = features.embedding.shape[1]
+    let last = features.embedding.scalars
+    var pooled: [[Float]] = []
+    if source == .multi {
+        pooled = features.maps[1...2].map { map in adaptiveAvgPoolForFeatures(map).scalars }
+    }
+    return (0..<n).map { i in
+        var v = Array(last[(i * d)..<((i + 1) * d)])
+        if source == .multi {
+            // Each part normalised on its own so that the wide embedding does not drown
+            // the narrower map descriptors.
+            v = normalizedVector(v)
+            for (index, map) in features.maps[1...2].enumerated() {
+                let c = map.shape[3]
+                v += normalizedVector(Array(pooled[index][(i * c)..<((i + 1) * c)]))
+            }
+        }
+        return v
+    }
 }
 
 /// Global average pooling of `[N, H, W, C]` to `[N, C]`.

@@ -1,4 +1,10 @@
+// The types of the public API come from these modules, so `import VisualInspection` is
+// all an integrator writes.
+@_exported import Anomaly
+@_exported import FewShot
 @_exported import ImageIO
+@_exported import ModelFile
+@_exported import NeuralNet
 @_exported import TensorCore
 
 /// The version of the VisualInspection engine and the `vinspect` tool.

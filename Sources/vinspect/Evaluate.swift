@@ -6,8 +6,8 @@ import VisualInspection
 
 /// Options that choose and shape the anomaly scorer, shared by `train` and `evaluate`.
 struct ScorerOptions: ParsableArguments {
-    @Option(help: "Backbone: a vinspect backbone file, a PyTorch/safetensors checkpoint (with --arch), or an architecture name (untrained weights: for tests only).")
-    var backbone: String = "efficientnet-lite0"
+    @Option(help: backboneHelp)
+    var backbone: String = "default"
 
     @Option(name: .customLong("arch"), help: "Architecture of a raw checkpoint given to --backbone.")
     var architecture: BackboneArchitecture?

@@ -28,8 +28,8 @@ struct FewShotEval: ParsableCommand {
     @Option(help: "Number of episodes.") var episodes: Int = 600
     @Option(help: "Seed of the episode draw.") var seed: UInt64 = 0
 
-    @Option(help: "Backbone: a vinspect backbone file, a checkpoint (with --arch), or an architecture name (untrained).")
-    var backbone: String = "efficientnet-lite0"
+    @Option(help: backboneHelp)
+    var backbone: String = "default"
     @Option(name: .customLong("arch"), help: "Architecture of a raw checkpoint given to --backbone.")
     var architecture: BackboneArchitecture?
     @Option(help: "Side of the square images are resized to.") var imageSize: Int = 224

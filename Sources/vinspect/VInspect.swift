@@ -21,7 +21,8 @@ struct VInspect: ParsableCommand {
               3  could not run (bad options, unreadable model, unsupported CPU)
             """,
         version: VisualInspectionVersion.string,
-        subcommands: [Images.self, Evaluate.self, FewShotEval.self, BackboneCommand.self])
+        subcommands: [Train.self, Inspect.self, Evaluate.self, FewShotEval.self, BackboneCommand.self, Info.self, Demo.self,
+                      Images.self])
 
     /// Parses, checks the CPU, runs, and maps every outcome to the documented exit codes.
     static func main() {
@@ -56,9 +57,10 @@ enum ExitStatus: Int32, Error {
 }
 
 /// Writes a line to standard error.
-func printError(_ message: String) {
+func printError(_ message: String, newline: Bool = true) {
+    fflush(nil)  // what went to standard output before stays before
     var text = message
-    if !text.hasSuffix("\n") { text += "\n" }
+    if newline && !text.hasSuffix("\n") { text += "\n" }
     text.withUTF8 { bytes in
         var done = 0
         while done < bytes.count {

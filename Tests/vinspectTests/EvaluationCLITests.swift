@@ -59,7 +59,7 @@ func temporaryFolder(_ name: String) throws -> URL {
 @Test func evaluateRefusesAFolderThatIsNotADataSet() throws {
     let result = try vinspect(["evaluate", "Fixtures/codec", "--backbone", "compact"])
     #expect(result.status == 3)
-    #expect(result.error.contains("not an anomaly data set"))
+    #expect(result.error.contains("unexpected folder layout"))
 }
 
 @Test func fewShotEvalRunsEpisodesOnGeneratedClasses() throws {

@@ -1,0 +1,133 @@
+// Heat-map overlays: the image with the anomaly map in a colour scale, the mask outlined
+// and the boxes drawn, for a person to look at.
+import Anomaly
+
+/// Renders heat-map overlays of inspection results.
+public enum Heatmap {
+    /// The overlay of a result on its image, as 8-bit RGB at the image's size.
+    ///
+    /// The anomaly map is shown inside the inspected region in a blue-green-yellow-red
+    /// scale from 0.6 to 1.4 times the threshold (yellow at the threshold), transparent
+    /// below that range and more opaque towards the threshold, so that normal surface stays
+    /// readable; mask borders are white and boxes red. A result without a map (classifier-only model) gives the plain image with
+    /// a coloured frame (green OK, red defect).
+    ///
+    /// Very large images are drawn at most `maximumSide` pixels on their longer side.
+    public static func overlay(_ image: Image, result: InspectionResult, maximumSide: Int = 2048) -> Image {
+        var base = image.to8Bit().rgb()
+        var region = result.region
+        var boxes = result.boxes
+        let longer = max(base.width, base.height)
+        if longer > maximumSide {
+            let scale = Double(maximumSide) / Double(longer)
+            func s(_ v: Int) -> Int { Int((Double(v) * scale).rounded()) }
+            base = base.resized(width: max(1, s(base.width)), height: max(1, s(base.height)))
+            region = RegionOfInterest(x: s(region.x), y: s(region.y), width: max(1, s(region.width)), height: max(1, s(region.height)))
+            boxes = boxes.map { DefectRegion(x: s($0.x), y: s($0.y), width: max(1, s($0.width)), height: max(1, s($0.height)),
+                                             area: $0.area, score: $0.score) }
+        }
+        let width = base.width, height = base.height
+        var pixels = base.pixels
+        // Keep the region inside the (possibly rescaled) image.
+        let rx0 = min(max(region.x, 0), width), ry0 = min(max(region.y, 0), height)
+        let rw = min(region.width, width - rx0), rh = min(region.height, height - ry0)
+
+        if let map = result.anomalyMap, let threshold = result.threshold, rw > 0, rh > 0 {
+            let resized = map.resized(width: rw, height: rh)
+            var inside = [Bool](repeating: false, count: rw * rh)
+            for y in 0..<rh {
+                for x in 0..<rw {
+                    let raw = max(resized.values[y * rw + x], 0)
+                    // The scale spans 0.6 to 1.4 times the threshold (yellow at the
+                    // threshold): the values of normal surface sit at about half of it and
+                    // would otherwise tint the whole picture.
+                    let ratio = threshold > 0 ? raw / threshold : (raw > 0 ? 2 : 0)
+                    inside[y * rw + x] = raw > threshold
+                    let (r, g, b) = colour((ratio - 0.6) / 0.8)
+                    // Transparent below 0.6 x threshold, 70 % opaque from the threshold up.
+                    let alpha = min(max((ratio - 0.6) / 0.4, 0), 1) * 0.7
+                    let index = ((ry0 + y) * width + rx0 + x) * 3
+                    pixels[index] = blend(pixels[index], r, alpha)
+                    pixels[index + 1] = blend(pixels[index + 1], g, alpha)
+                    pixels[index + 2] = blend(pixels[index + 2], b, alpha)
+                }
+            }
+            // Mask outline: mask pixels with a 4-neighbour outside the mask.
+            for y in 0..<rh {
+                for x in 0..<rw where inside[y * rw + x] {
+                    let edge = x == 0 || y == 0 || x == rw - 1 || y == rh - 1 || !inside[y * rw + x - 1]
+                        || !inside[y * rw + x + 1] || !inside[(y - 1) * rw + x] || !inside[(y + 1) * rw + x]
+                    if edge { set(&pixels, width, rx0 + x, ry0 + y, (255, 255, 255)) }
+                }
+            }
+            let thickness = max(1, min(width, height) / 256 + 1)
+            for box in boxes {
+                rectangle(&pixels, width: width, height: height, box.x, box.y, box.width, box.height,
+                          colour: (230, 20, 20), thickness: thickness)
+            }
+        } else {
+            let frame: (UInt8, UInt8, UInt8) = result.verdict == .ok ? (20, 200, 60) : (230, 20, 20)
+            rectangle(&pixels, width: width, height: height, 0, 0, width, height, colour: frame,
+                      thickness: max(2, min(width, height) / 64))
+        }
+        return Image(width: width, height: height, channels: 3, pixels: pixels)
+    }
+
+    /// Blue (0) - cyan - green - yellow (0.5) - red (1): yellow sits at the threshold.
+    static func colour(_ n: Float) -> (UInt8, UInt8, UInt8) {
+        let stops: [(Float, Float, Float, Float)] = [
+            (0.0, 0, 0, 255), (0.2, 0, 200, 255), (0.35, 0, 220, 60), (0.5, 255, 230, 0), (0.7, 255, 90, 0), (1.0, 200, 0, 0),
+        ]
+        let t = min(max(n, 0), 1)
+        var i = 0
+        while i < stops.count - 2 && t > stops[i + 1].0 { i += 1 }
+        let (t0, r0, g0, b0) = stops[i], (t1, r1, g1, b1) = stops[i + 1]
+        let f = (t - t0) / (t1 - t0)
+        return (UInt8(r0 + (r1 - r0) * f), UInt8(g0 + (g1 - g0) * f), UInt8(b0 + (b1 - b0) * f))
+    }
+
+    @inline(__always) static func blend(_ a: UInt8, _ b: UInt8, _ alpha: Float) -> UInt8 {
+        UInt8(min(max(Float(a) * (1 - alpha) + Float(b) * alpha, 0), 255))
+    }
+
+    @inline(__always) static func set(_ pixels: inout [UInt8], _ width: Int, _ x: Int, _ y: Int, _ c: (UInt8, UInt8, UInt8)) {
+        let index = (y * width + x) * 3
+        pixels[index] = c.0; pixels[index + 1] = c.1; pixels[index + 2] = c.2
+    }
+
+    /// A rectangle outline `thickness` pixels wide, drawn inwards, clipped to the image.
+    static func rectangle(_ pixels: inout [UInt8], width: Int, height: Int, _ x: Int, _ y: Int, _ w: Int, _ h: Int,
+                          colour: (UInt8, UInt8, UInt8), thickness: Int) {
+        let x0 = max(x, 0), y0 = max(y, 0), x1 = min(x + w, width), y1 = min(y + h, height)
+        guard x1 > x0, y1 > y0 else { return }
+        for yy in y0..<y1 {
+            for xx in x0..<x1 {
+                let border = xx - x < thickness || x + w - 1 - xx < thickness || yy - y < thickness || y + h - 1 - yy < thickness
+                if border { set(&pixels, width, xx, yy, colour) }
+            }
+        }
+    }
+
+    /// A file name for the heat map of an input path that does not collide with another
+    /// input's: the path's folders and name joined with `__`, characters other than
+    /// letters, digits, `-`, `_` and `.` replaced by `_`, and a `.png` extension (e.g.
+    /// `test/scratch/001.png` -> `test__scratch__001.png`, `test/scratch/001.jpg` ->
+    /// `test__scratch__001_jpg.png`).
+    public static func fileName(for path: String) -> String {
+        var parts = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        parts.removeAll { $0 == "." }
+        parts = parts.map { $0 == ".." ? "up" : $0 }
+        if var last = parts.popLast() {
+            if let dot = last.lastIndex(of: "."), dot != last.startIndex {
+                let ext = last[last.index(after: dot)...]
+                last = String(last[..<dot]) + (ext.lowercased() == "png" ? "" : "_" + ext)
+            }
+            parts.append(last)
+        }
+        let joined = parts.joined(separator: "__")
+        let safe = String(joined.map { c -> Character in
+            c.isLetter || c.isNumber || c == "-" || c == "_" || c == "." ? c : "_"
+        })
+        return (safe.isEmpty ? "image" : safe) + ".png"
+    }
+}

@@ -1,0 +1,291 @@
+// The trained inspection model: one backbone shared by the anomaly scorer and the defect
+// classifier, and how the whole of it is kept in one model file.
+import Anomaly
+import FewShot
+import Foundation
+import ModelFile
+import NeuralNet
+import TensorCore
+
+/// Why an inspection model could not be read, written or built. Every message names the
+/// file (when there is one) and says what to do.
+public enum InspectionModelError: Error, CustomStringConvertible, Sendable {
+    /// The model file itself could not be read or written (missing, damaged, truncated).
+    case modelFile(ModelFileError)
+    /// A valid model file that is not an inspection model (e.g. a backbone file).
+    case notAnInspectionModel(path: String, kind: String)
+    /// An inspection model whose content does not fit together.
+    case invalid(path: String, detail: String)
+    /// The backbone stored in the model could not be rebuilt.
+    case backbone(BackboneError)
+    /// Training was asked for with nothing to learn from.
+    case nothingToTrain(detail: String)
+
+    public var description: String {
+        switch self {
+        case .modelFile(let error): return error.description
+        case .notAnInspectionModel(let path, let kind):
+            return "\(path): this is a \(kind) file, not an inspection model; build one with `vinspect train --good DIR --output MODEL`"
+        case .invalid(let path, let detail):
+            return "\(path): damaged or incompatible inspection model (\(detail)); train it again with `vinspect train`"
+        case .backbone(let error): return error.description
+        case .nothingToTrain(let detail): return "nothing to train: \(detail)"
+        }
+    }
+}
+
+/// The defect classifier part of a model: the prototype classifier and how its embeddings
+/// are taken from the backbone.
+public struct DefectClassifier: Sendable {
+    /// All classes, the OK class (``InspectionModel/okClassName``) included when it was given.
+    public var classifier: PrototypeClassifier
+    /// How embeddings are pooled from the backbone.
+    public var embedding: EmbeddingSource
+
+    public init(classifier: PrototypeClassifier, embedding: EmbeddingSource) {
+        self.classifier = classifier
+        self.embedding = embedding
+    }
+
+    /// The classes that are defect types (all but the OK class).
+    public var defectClassNames: [String] { classifier.classNames.filter { !InspectionModel.isOKClass($0) } }
+
+    /// The classifier restricted to the defect types, with the same transform and
+    /// rejection threshold (nil when there is no defect class).
+    var defectTypes: PrototypeClassifier? {
+        let classes = classifier.classes.filter { !InspectionModel.isOKClass($0.name) }
+        guard !classes.isEmpty else { return nil }
+        return PrototypeClassifier(classes: classes, transform: classifier.transform, scale: classifier.scale,
+                                   rejectionThreshold: classifier.rejectionThreshold)
+    }
+}
+
+/// Everything `vinspect train` learns, in memory: the backbone, the preprocessing, the
+/// anomaly scorer (from good images) and the defect classifier (from a few images per
+/// defect type). Either part may be missing, not both.
+///
+/// Read and write it with ``init(contentsOfFile:)`` and ``write(toFile:)``; inspect with
+/// an ``Inspector``.
+public struct InspectionModel: Sendable {
+    /// The backbone's description (architecture, input normalisation, source).
+    public var backboneMetadata: [String: JSONValue]
+    /// The backbone's state (unfolded batch norms), kept to write the model again.
+    public var backboneTensors: [NamedTensor]
+    /// The backbone in inference form.
+    public var backbone: FrozenBackbone
+    /// How each image becomes network input (region of interest, size, normalisation).
+    public var preprocessing: Preprocessing
+    /// The anomaly scorer, when good images were given.
+    public var scorer: AnomalyScorer?
+    /// The number of good images the scorer learnt from.
+    public var goodImageCount: Int
+    /// The defect classifier, when class folders were given.
+    public var classifier: DefectClassifier?
+    /// Regions of the mask smaller than this many pixels (of the original image) are not
+    /// reported as boxes.
+    public var minimumDefectArea: Int
+    /// When the model was built (ISO 8601) and by which version.
+    public var created: String
+    public var createdBy: String
+
+    /// The name of the class folder that holds good parts.
+    public static let okClassName = "good"
+
+    /// Whether a class name denotes good parts (`good`, `ok`, any case).
+    public static func isOKClass(_ name: String) -> Bool {
+        let lower = name.lowercased()
+        return lower == "good" || lower == "ok"
+    }
+
+    public init(backboneMetadata: [String: JSONValue], backboneTensors: [NamedTensor], backbone: FrozenBackbone,
+                preprocessing: Preprocessing, scorer: AnomalyScorer?, goodImageCount: Int, classifier: DefectClassifier?,
+                minimumDefectArea: Int = 16) {
+        self.backboneMetadata = backboneMetadata
+        self.backboneTensors = backboneTensors
+        self.backbone = backbone
+        self.preprocessing = preprocessing
+        self.scorer = scorer
+        self.goodImageCount = goodImageCount
+        self.classifier = classifier
+        self.minimumDefectArea = minimumDefectArea
+        created = isoDate()
+        createdBy = "vinspect \(VisualInspectionVersion.string)"
+    }
+
+    /// The architecture name of the backbone, e.g. `efficientnet-lite0`.
+    public var architecture: String { backbone.architecture }
+
+    // MARK: - Model file
+
+    /// The `kind` of an inspection model file's metadata.
+    public static let kind = "inspection-model"
+    /// The layout version of the metadata and tensors below; a newer one is refused.
+    public static let layoutVersion = 1
+
+    /// Reads a model written by ``write(toFile:)``.
+    ///
+    /// Layout (inside the generic model file, see `ModelFile`): metadata `kind`
+    /// `inspection-model`, `layout` 1, `backbone` (the backbone file's metadata),
+    /// `preprocessing`, optional `anomaly` (scorer options, calibration, bank facts) and
+    /// `classifier` (transform, scale, rejection threshold, embedding, class names and shot
+    /// counts); tensors `backbone.<state name>`, `anomaly.bank` `[B, D]` and
+    /// `classifier.<i>` `[K_i, D]` (the transformed support embeddings of class `i`).
+    ///
+    /// - Throws: ``InspectionModelError`` naming the file.
+    public init(contentsOfFile path: String) throws(InspectionModelError) {
+        let file: ModelFile
+        do { file = try ModelFile(contentsOfFile: path) } catch { throw .modelFile(error) }
+        let meta = file.metadata
+        guard meta["kind"]?.stringValue == InspectionModel.kind else {
+            throw .notAnInspectionModel(path: path, kind: meta["kind"]?.stringValue ?? "model")
+        }
+        guard let layout = meta["layout"]?.intValue, layout <= InspectionModel.layoutVersion else {
+            throw .invalid(path: path, detail: "layout \(meta["layout"]?.description ?? "missing") is newer than this build reads (\(InspectionModel.layoutVersion)); update vinspect")
+        }
+        func invalid(_ detail: String) -> InspectionModelError { .invalid(path: path, detail: detail) }
+        guard let backboneMeta = meta["backbone"]?.objectValue else { throw invalid("no backbone description") }
+        var tensorsByName: [String: NamedTensor] = [:]
+        for tensor in file.tensors { tensorsByName[tensor.name] = tensor }
+        let backboneTensors = file.tensors.filter { $0.name.hasPrefix("backbone.") }
+            .map { NamedTensor(name: String($0.name.dropFirst("backbone.".count)), shape: $0.shape, scalars: $0.scalars) }
+        let network: any Backbone
+        do { network = try BackboneStore.backbone(metadata: backboneMeta, tensors: backboneTensors, path: path) } catch {
+            throw .backbone(error)
+        }
+        let frozen = network.frozen()
+        let preprocessing: Preprocessing = try decodeMetadata(meta["preprocessing"], "preprocessing", path: path)
+        guard preprocessing.size >= 16, preprocessing.size <= 4096, preprocessing.mean.count == 3, preprocessing.std.count == 3 else {
+            throw invalid("preprocessing out of range")
+        }
+
+        var scorer: AnomalyScorer?
+        var goodCount = 0
+        if let anomaly = meta["anomaly"]?.objectValue {
+            let options: AnomalyScorerOptions = try decodeMetadata(anomaly["options"], "anomaly.options", path: path)
+            let calibration: Calibration = try decodeMetadata(anomaly["calibration"], "anomaly.calibration", path: path)
+            guard let bank = tensorsByName["anomaly.bank"], bank.shape.count == 2, bank.shape[0] > 0 else {
+                throw invalid("the anomaly part has no memory bank")
+            }
+            let expected = options.features.layers.reduce(0) { total, layer in
+                total + (layer >= 0 && layer < network.featureChannels.count ? network.featureChannels[layer] : -1_000_000)
+            }
+            guard bank.shape[1] == expected, options.imageSize == preprocessing.size else {
+                throw invalid("memory bank of width \(bank.shape[1]) does not fit the backbone's layers (\(expected))")
+            }
+            let memory = PatchMemory(bank: MemoryBank(Tensor(bank.scalars, shape: bank.shape)),
+                                     patchCount: anomaly["patch_count"]?.intValue ?? bank.shape[0],
+                                     gridWidth: anomaly["grid_width"]?.intValue ?? 0, gridHeight: anomaly["grid_height"]?.intValue ?? 0)
+            scorer = AnomalyScorer(backbone: frozen, options: options, memory: memory, calibration: calibration)
+            goodCount = anomaly["good_images"]?.intValue ?? 0
+        }
+
+        var classifier: DefectClassifier?
+        if let part = meta["classifier"]?.objectValue {
+            let transform: EmbeddingTransform = try decodeMetadata(part["transform"], "classifier.transform", path: path)
+            guard let names = part["classes"]?.arrayValue?.compactMap({ $0.stringValue }), !names.isEmpty,
+                  let embeddingName = part["embedding"]?.stringValue, let embedding = EmbeddingSource(rawValue: embeddingName)
+            else { throw invalid("the classifier has no classes or no embedding kind") }
+            var classes: [PrototypeClass] = []
+            var width: Int?
+            for (index, name) in names.enumerated() {
+                guard let support = tensorsByName["classifier.\(index)"], support.shape.count == 2, support.shape[0] > 0,
+                      width == nil || width == support.shape[1] else {
+                    throw invalid("class \(name) has no support embeddings")
+                }
+                width = support.shape[1]
+                let d = support.shape[1]
+                classes.append(PrototypeClass(name: name, support: (0..<support.shape[0]).map { Array(support.scalars[($0 * d)..<(($0 + 1) * d)]) }))
+            }
+            let scale = Float(part["scale"]?.numberValue ?? 5)
+            let rejection = part["rejection_threshold"]?.numberValue.map(Float.init)
+            classifier = DefectClassifier(
+                classifier: PrototypeClassifier(classes: classes, transform: transform, scale: scale, rejectionThreshold: rejection),
+                embedding: embedding)
+        }
+        guard scorer != nil || classifier != nil else { throw invalid("it holds neither an anomaly scorer nor a classifier") }
+        self.init(backboneMetadata: backboneMeta, backboneTensors: backboneTensors, backbone: frozen, preprocessing: preprocessing,
+                  scorer: scorer, goodImageCount: goodCount, classifier: classifier,
+                  minimumDefectArea: meta["minimum_defect_area"]?.intValue ?? 16)
+        created = meta["created"]?.stringValue ?? "unknown"
+        createdBy = meta["created_by"]?.stringValue ?? "unknown"
+    }
+
+    /// The model as a generic model file (see ``init(contentsOfFile:)`` for the layout).
+    public func modelFile() throws(InspectionModelError) -> ModelFile {
+        var meta: [String: JSONValue] = [
+            "kind": .string(InspectionModel.kind),
+            "layout": .number(Double(InspectionModel.layoutVersion)),
+            "backbone": .object(backboneMetadata),
+            "preprocessing": try encodeMetadata(preprocessing),
+            "minimum_defect_area": .number(Double(minimumDefectArea)),
+            "created": .string(created),
+            "created_by": .string(createdBy),
+        ]
+        var tensors = backboneTensors.map { NamedTensor(name: "backbone." + $0.name, shape: $0.shape, scalars: $0.scalars) }
+        if let scorer {
+            meta["anomaly"] = .object([
+                "options": try encodeMetadata(scorer.options),
+                "calibration": try encodeMetadata(scorer.calibration),
+                "patch_count": .number(Double(scorer.memory.patchCount)),
+                "grid_width": .number(Double(scorer.memory.gridWidth)),
+                "grid_height": .number(Double(scorer.memory.gridHeight)),
+                "good_images": .number(Double(goodImageCount)),
+                "bank_size": .number(Double(scorer.memory.bank.count)),
+            ])
+            let bank = scorer.memory.bank.features
+            tensors.append(NamedTensor(name: "anomaly.bank", shape: bank.shape, scalars: bank.scalars))
+        }
+        if let classifier {
+            let c = classifier.classifier
+            var part: [String: JSONValue] = [
+                "transform": try encodeMetadata(c.transform),
+                "scale": .number(Double(c.scale)),
+                "embedding": .string(classifier.embedding.rawValue),
+                "classes": .array(c.classNames.map { .string($0) }),
+                "shots": .array(c.classes.map { .number(Double($0.shots)) }),
+            ]
+            if let rejection = c.rejectionThreshold { part["rejection_threshold"] = .number(Double(rejection)) }
+            meta["classifier"] = .object(part)
+            for (index, cls) in c.classes.enumerated() {
+                tensors.append(NamedTensor(name: "classifier.\(index)", shape: [cls.shots, cls.support[0].count],
+                                           scalars: cls.support.flatMap { $0 }))
+            }
+        }
+        return ModelFile(metadata: meta, tensors: tensors)
+    }
+
+    /// Writes the model to one file (written to a temporary name, then renamed, so that an
+    /// interrupted write never leaves a half model under the final name).
+    public func write(toFile path: String) throws(InspectionModelError) {
+        let file = try modelFile()
+        let temporary = path + ".partial"
+        do { try file.write(toFile: temporary) } catch { throw .modelFile(error) }
+        if rename(temporary, path) != 0 {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw .modelFile(.writeFailed(path: path, reason: reason))
+        }
+    }
+}
+
+// MARK: - Codable values in model-file metadata
+
+/// A `Codable` value as JSON metadata.
+func encodeMetadata<T: Encodable>(_ value: T) throws(InspectionModelError) -> JSONValue {
+    let encoder = JSONEncoder()
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    guard let data = try? encoder.encode(value), let json = JSONValue(parsing: String(decoding: data, as: UTF8.self)) else {
+        throw .invalid(path: "<memory>", detail: "could not encode \(T.self)")
+    }
+    return json
+}
+
+/// A `Codable` value read back from JSON metadata.
+func decodeMetadata<T: Decodable>(_ value: JSONValue?, _ name: String, path: String) throws(InspectionModelError) -> T {
+    guard let value else { throw .invalid(path: path, detail: "\(name) is missing") }
+    let decoder = JSONDecoder()
+    decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    do { return try decoder.decode(T.self, from: Data(value.description.utf8)) } catch {
+        throw .invalid(path: path, detail: "\(name) cannot be read")
+    }
+}

@@ -1,0 +1,379 @@
+// The embeddable inspection API: load a model once, then inspect images from any number
+// of threads.
+import Anomaly
+import FewShot
+import Foundation
+import NeuralNet
+import TensorCore
+
+/// A defect region in the original image: its bounding box (pixels of the original image),
+/// its area and its score (normalised like the image score: 0.5 is the threshold).
+public struct DefectRegion: Sendable, Equatable, Codable {
+    public var x: Int, y: Int, width: Int, height: Int
+    /// Area of the region in pixels of the original image (approximate: counted on the map).
+    public var area: Int
+    /// The normalised score of the region's peak.
+    public var score: Float
+
+    public init(x: Int, y: Int, width: Int, height: Int, area: Int, score: Float) {
+        self.x = x; self.y = y; self.width = width; self.height = height; self.area = area; self.score = score
+    }
+}
+
+/// What the inspection of one image found.
+public struct InspectionResult: Sendable {
+    /// The decision for the part.
+    public enum Verdict: String, Sendable, Codable {
+        case ok
+        case defect
+    }
+
+    /// `ok` or `defect`.
+    public var verdict: Verdict
+    /// Anomaly score in [0, 1); 0.5 is the decision threshold, higher is more anomalous.
+    /// Without an anomaly scorer: the classifier's probability that the part is not good.
+    public var score: Float
+    /// The raw anomaly score (largest value of the map), nil without an anomaly scorer.
+    public var anomalyScore: Float?
+    /// The raw threshold the score is compared with, nil without an anomaly scorer.
+    public var threshold: Float?
+    /// The anomaly map of the inspected region at the model's input size
+    /// (`preprocessing.size` squared), raw values; nil without an anomaly scorer.
+    public var anomalyMap: AnomalyMap?
+    /// Pixels of ``anomalyMap`` above the threshold, row-major, same size.
+    public var mask: [Bool]?
+    /// Defect regions in original-image pixels, highest score first.
+    public var boxes: [DefectRegion]
+    /// The defect type (a class name, or `unknown` when the image is far from every known
+    /// type); nil when the part is OK or the model has no classifier.
+    public var defectType: String?
+    /// The classifier's probability for ``defectType``.
+    public var typeConfidence: Float?
+    /// Size of the original image.
+    public var imageWidth: Int, imageHeight: Int
+    /// The part of the image that was inspected (the whole image without a region of interest).
+    public var region: RegionOfInterest
+    /// Wall time of this inspection, decoding included when the image came from a file.
+    public var milliseconds: Double
+}
+
+/// Why one image could not be inspected.
+public enum InspectionError: Error, CustomStringConvertible, Sendable {
+    /// The file could not be read or decoded (the message names the file and the reason).
+    case unreadableImage(ImageError)
+
+    public var description: String {
+        switch self {
+        case .unreadableImage(let error): return error.description
+        }
+    }
+
+    /// A short machine-readable reason, e.g. `truncated`, `not-an-image`.
+    public var kind: String {
+        switch self {
+        case .unreadableImage(let error): return error.kind
+        }
+    }
+}
+
+/// Inspects images with a trained ``InspectionModel``.
+///
+/// An `Inspector` is immutable after loading: it is `Sendable` and may be called from any
+/// number of threads at once (the compute kernels share one worker pool; a call that finds
+/// it busy computes on its own thread, with identical results).
+///
+/// ```swift
+/// let inspector = try Inspector(contentsOfFile: "line3.vimodel")
+/// let result = try inspector.inspect(contentsOfFile: "part-0001.png")
+/// if result.verdict == .defect { print(result.defectType ?? "defect", result.boxes) }
+/// ```
+public final class Inspector: Sendable {
+    /// The model this inspector applies.
+    public let model: InspectionModel
+    /// The classifier over defect types only (the OK class left out), made once.
+    let defectTypes: PrototypeClassifier?
+
+    /// An inspector for a model in memory.
+    public init(model: InspectionModel) {
+        self.model = model
+        defectTypes = model.classifier?.defectTypes
+    }
+
+    /// Loads a model file written by `vinspect train` or ``InspectionModel/write(toFile:)``.
+    ///
+    /// - Throws: ``InspectionModelError`` naming the file (missing, damaged, not a model).
+    public convenience init(contentsOfFile path: String) throws(InspectionModelError) {
+        self.init(model: try InspectionModel(contentsOfFile: path))
+    }
+
+    /// Inspects a decoded image.
+    ///
+    /// - Parameters:
+    ///   - image: any size, grey or colour, 8 or 16 bits.
+    ///   - pool: the worker pool for the kernels (nil: this thread only).
+    public func inspect(_ image: Image, pool: ThreadPool? = .shared) -> InspectionResult {
+        inspect(image, startedAt: seconds(), pool: pool)
+    }
+
+    /// Reads and inspects an image file (PNG or JPEG).
+    ///
+    /// - Throws: ``InspectionError/unreadableImage(_:)`` naming the file and the reason.
+    public func inspect(contentsOfFile path: String, pool: ThreadPool? = .shared) throws(InspectionError) -> InspectionResult {
+        let start = seconds()
+        let image: Image
+        do { image = try Image(contentsOfFile: path) } catch { throw .unreadableImage(error) }
+        return inspect(image, startedAt: start, pool: pool)
+    }
+
+    /// Reads and inspects an image file given by URL (file URLs only).
+    public func inspect(contentsOf url: URL, pool: ThreadPool? = .shared) throws(InspectionError) -> InspectionResult {
+        try inspect(contentsOfFile: url.path, pool: pool)
+    }
+
+    private func inspect(_ image: Image, startedAt start: Double, pool: ThreadPool?) -> InspectionResult {
+        let prep = model.preprocessing
+        let region = prep.regionOfInterest?.clipped(width: image.width, height: image.height)
+            ?? RegionOfInterest(x: 0, y: 0, width: image.width, height: image.height)
+        let size = prep.size
+        let input = prep.tensor(image).reshaped([1, size, size, 3])
+        let features = model.backbone.features(input, stoppingAfterLastTap: model.classifier == nil, pool: pool)
+
+        var result = InspectionResult(verdict: .ok, score: 0, anomalyScore: nil, threshold: nil, anomalyMap: nil, mask: nil,
+                                      boxes: [], defectType: nil, typeConfidence: nil, imageWidth: image.width,
+                                      imageHeight: image.height, region: region, milliseconds: 0)
+        if let scorer = model.scorer {
+            let grid = patchFeatures(fromMaps: features.maps, options: scorer.options.features, pool: pool)
+            let map = scorer.maps(of: grid, pool: pool)[0]
+            let calibration = scorer.calibration
+            let raw = map.maximum
+            result.anomalyScore = raw
+            result.threshold = calibration.threshold
+            result.score = calibration.normalized(raw)
+            result.verdict = result.score >= 0.5 ? .defect : .ok
+            result.anomalyMap = map
+            result.mask = map.mask(threshold: calibration.threshold)
+            // Boxes are found on the map and scaled to the original image; the minimum area
+            // is converted to map pixels the same way.
+            let sx = Double(region.width) / Double(map.width), sy = Double(region.height) / Double(map.height)
+            let minimumArea = max(1, Int((Double(model.minimumDefectArea) / (sx * sy)).rounded(.up)))
+            result.boxes = map.boxes(threshold: calibration.threshold, minimumArea: minimumArea).map { box in
+                let x0 = Int((Double(box.x) * sx).rounded(.down)), y0 = Int((Double(box.y) * sy).rounded(.down))
+                let x1 = min(region.width, Int((Double(box.x + box.width) * sx).rounded(.up)))
+                let y1 = min(region.height, Int((Double(box.y + box.height) * sy).rounded(.up)))
+                return DefectRegion(x: region.x + x0, y: region.y + y0, width: x1 - x0, height: y1 - y0,
+                                    area: Int((Double(box.area) * sx * sy).rounded()), score: calibration.normalized(box.peak))
+            }
+        }
+        if let classifier = model.classifier {
+            let vector = embeddings(from: features, source: classifier.embedding)[0]
+            if model.scorer == nil {
+                // Classifier only: the OK class, when there is one, decides the verdict.
+                let all = classifier.classifier.predict(vector)
+                let names = classifier.classifier.classNames
+                if let ok = names.firstIndex(where: InspectionModel.isOKClass) {
+                    result.score = 1 - all.probabilities[ok]
+                    result.verdict = all.nearest == ok && all.label != nil ? .ok : .defect
+                } else {
+                    result.score = 1
+                    result.verdict = .defect
+                }
+            }
+            if result.verdict == .defect, let defectTypes {
+                let prediction = defectTypes.predict(vector)
+                result.defectType = prediction.label ?? "unknown"
+                result.typeConfidence = prediction.confidence
+            }
+        }
+        result.milliseconds = (seconds() - start) * 1000
+        return result
+    }
+
+    /// Inspects files and folders (walked recursively, lazily) with `jobs` images in
+    /// flight, returning the records in input order as they become ready. Memory stays
+    /// bounded whatever the number of files: at most `2 * jobs` results wait to be taken.
+    ///
+    /// ```swift
+    /// for record in inspector.batch(["line3/2026-11-30"], jobs: 2) {
+    ///     switch record.outcome { case .success(let r): ...; case .failure(let e): print(e) }
+    /// }
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - paths: files and folders.
+    ///   - jobs: images inspected at the same time.
+    ///   - heatmapDirectory: when given, a heat-map overlay PNG is written there for every
+    ///     inspected image, named by ``Heatmap/fileName(for:)``.
+    public func batch(_ paths: [String], jobs: Int = 1, heatmapDirectory: String? = nil) -> InspectionBatch {
+        InspectionBatch(inspector: self, files: InputFiles(paths), jobs: jobs, heatmapDirectory: heatmapDirectory)
+    }
+
+    /// The same as ``batch(_:jobs:)`` as an `AsyncSequence`, for Swift concurrency code.
+    ///
+    /// ```swift
+    /// for await record in inspector.results(for: ["incoming/"], jobs: 2) { ... }
+    /// ```
+    public func results(for paths: [String], jobs: Int = 1, heatmapDirectory: String? = nil) -> InspectionResults {
+        InspectionResults(inspector: self, paths: paths, jobs: jobs, heatmapDirectory: heatmapDirectory)
+    }
+
+    /// Inspects one file of a batch: the record, with its heat map written when asked.
+    func record(index: Int, path: String, heatmapDirectory: String?, pool: ThreadPool?) -> InspectionRecord {
+        let start = seconds()
+        let image: Image
+        do { image = try Image(contentsOfFile: path) } catch {
+            return InspectionRecord(index: index, path: path, outcome: .failure(.unreadableImage(error)))
+        }
+        var result = inspect(image, startedAt: start, pool: pool)
+        var record = InspectionRecord(index: index, path: path, outcome: .success(result))
+        if let heatmapDirectory {
+            let file = heatmapDirectory + (heatmapDirectory.hasSuffix("/") ? "" : "/") + Heatmap.fileName(for: path)
+            do {
+                try Heatmap.overlay(image, result: result).write(toFile: file)
+                record.heatmap = file
+            } catch {
+                record.heatmapError = error.description
+            }
+            result.milliseconds = (seconds() - start) * 1000
+            record.outcome = .success(result)
+        }
+        return record
+    }
+}
+
+/// One input of a batch and what became of it.
+public struct InspectionRecord: Sendable {
+    /// Position in the input order, from 0.
+    public var index: Int
+    /// The path as given, joined with the folder when a folder was walked.
+    public var path: String
+    /// The result, or why the file could not be inspected.
+    public var outcome: Result<InspectionResult, InspectionError>
+    /// The heat-map file written for it, if one was asked for and written.
+    public var heatmap: String?
+    /// Why the heat map could not be written, if it could not.
+    public var heatmapError: String?
+
+    public init(index: Int, path: String, outcome: Result<InspectionResult, InspectionError>) {
+        self.index = index
+        self.path = path
+        self.outcome = outcome
+    }
+}
+
+/// A running batch inspection (see ``Inspector/batch(_:jobs:)``): a sequence of records in
+/// input order. Worker threads inspect ahead of the consumer by at most `2 * jobs` images.
+/// Dropping the batch, or calling ``cancel()``, stops the workers after their current image.
+public final class InspectionBatch: Sequence, IteratorProtocol, Sendable {
+    private let state: BatchState
+
+    init(inspector: Inspector, files: InputFiles, jobs: Int, heatmapDirectory: String?) {
+        let jobs = Swift.max(1, jobs)
+        state = BatchState(files: files.makeIterator(), window: 2 * jobs)
+        for worker in 0..<jobs {
+            let state = self.state
+            // With several jobs each image is computed on one thread (the jobs are the
+            // parallelism); a single job lets the kernels use the whole pool.
+            let pool: ThreadPool? = jobs == 1 ? .shared : nil
+            let thread = Thread { state.work(inspector: inspector, heatmapDirectory: heatmapDirectory, pool: pool) }
+            thread.name = "vinspect-inspect-\(worker)"
+            thread.stackSize = 4 << 20
+            thread.start()
+        }
+    }
+
+    deinit { state.cancel() }
+
+    /// The next record in input order, waiting for it if needed; nil when all are done.
+    public func next() -> InspectionRecord? { state.next() }
+
+    /// Stops taking new images; records already finished can still be read.
+    public func cancel() { state.cancel() }
+}
+
+/// The shared state of a batch: the lazy file walk, the results waiting in order.
+/// Every field is read and written with `condition` held.
+private final class BatchState: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var files: InputFiles.Iterator
+    private let window: Int
+    private var taken = 0, delivered = 0
+    private var exhausted = false, cancelled = false
+    private var ready: [Int: InspectionRecord] = [:]
+
+    init(files: InputFiles.Iterator, window: Int) {
+        self.files = files
+        self.window = window
+    }
+
+    func work(inspector: Inspector, heatmapDirectory: String?, pool: ThreadPool?) {
+        while true {
+            condition.lock()
+            while !cancelled && !exhausted && taken - delivered >= window { condition.wait() }
+            if cancelled || exhausted {
+                condition.unlock()
+                return
+            }
+            guard let path = files.next() else {
+                exhausted = true
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            let index = taken
+            taken += 1
+            condition.unlock()
+
+            let record = inspector.record(index: index, path: path, heatmapDirectory: heatmapDirectory, pool: pool)
+
+            condition.lock()
+            ready[index] = record
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    func next() -> InspectionRecord? {
+        condition.lock()
+        defer { condition.unlock() }
+        while ready[delivered] == nil && !(exhausted && delivered == taken) && !(cancelled && delivered == taken) {
+            condition.wait()
+        }
+        guard let record = ready.removeValue(forKey: delivered) else { return nil }
+        delivered += 1
+        condition.broadcast()
+        return record
+    }
+
+    func cancel() {
+        condition.lock()
+        cancelled = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}
+
+/// Batch inspection as an `AsyncSequence` of records in input order (see
+/// ``Inspector/results(for:jobs:)``).
+public struct InspectionResults: AsyncSequence, Sendable {
+    public typealias Element = InspectionRecord
+    let inspector: Inspector
+    let paths: [String]
+    let jobs: Int
+    let heatmapDirectory: String?
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(batch: inspector.batch(paths, jobs: jobs, heatmapDirectory: heatmapDirectory))
+    }
+
+    /// Waits for each record off the cooperative thread pool.
+    public struct Iterator: AsyncIteratorProtocol {
+        let batch: InspectionBatch
+
+        public mutating func next() async -> InspectionRecord? {
+            let batch = self.batch
+            return await withCheckedContinuation { continuation in
+                DispatchQueue.global().async { continuation.resume(returning: batch.next()) }
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+// Building an inspection model from images: the training entry points behind
+// `vinspect train` and `vinspect train --add-class`, for integrators too.
+import Anomaly
+import FewShot
+import Foundation
+import ModelFile
+import NeuralNet
+import TensorCore
+
+/// Everything that shapes a model besides the images and the backbone.
+public struct TrainingOptions: Sendable {
+    /// The anomaly scorer's options; `scorer.imageSize` is also the classifier's input size.
+    public var scorer = AnomalyScorerOptions()
+    /// The part of each image to inspect; nil: all of it.
+    public var regionOfInterest: RegionOfInterest?
+    /// How the classifier pools embeddings from the backbone.
+    public var embedding: EmbeddingSource = .multi
+    /// The share of good parts the anomaly threshold may reject (when only good images
+    /// calibrate it).
+    public var targetFalseRejectRate = 0.01
+    /// Use the defect-class images to move the threshold to the F1-optimal point between
+    /// held-out good scores and defect scores.
+    public var sharpenThresholdWithDefects = true
+    /// Smallest defect region reported as a box, in pixels of the original image.
+    public var minimumDefectArea = 16
+
+    public init() {}
+}
+
+/// A class of labelled training images (a defect type, or `good`).
+public struct LabelledImages: Sendable {
+    public var name: String
+    public var images: [Image]
+
+    public init(name: String, images: [Image]) {
+        self.name = name
+        self.images = images
+    }
+}
+
+/// Training entry points: build an ``InspectionModel`` from images, add a defect type to
+/// an existing one.
+///
+/// ```swift
+/// let backbone = try BackboneStore.load(from: "lite0.vimodel")
+/// let good = try goodFiles.map { try Image(contentsOfFile: $0) }
+/// let model = try InspectorTrainer.train(backbone: backbone, good: good, classes: [])
+/// try model.write(toFile: "line3.vimodel")
+/// ```
+public enum InspectorTrainer {
+    /// Trains a model.
+    ///
+    /// - Parameters:
+    ///   - backbone: the feature extractor (its weights are stored in the model).
+    ///   - backboneSource: where the backbone came from, recorded in the model.
+    ///   - good: images of good parts, for the anomaly scorer (may be empty when `classes`
+    ///     is not; then a class named `good` supplies them, if there is one).
+    ///   - classes: a few images per defect type (and optionally `good`), for the
+    ///     classifier; defect images also sharpen the anomaly threshold.
+    ///   - options: see ``TrainingOptions``.
+    /// - Throws: ``InspectionModelError/nothingToTrain(detail:)`` when there is nothing to learn.
+    public static func train(backbone: any Backbone, backboneSource: String? = nil, good: [Image], classes: [LabelledImages],
+                             options: TrainingOptions = TrainingOptions(),
+                             pool: ThreadPool? = .shared) throws(InspectionModelError) -> InspectionModel {
+        let classes = classes.filter { !$0.images.isEmpty }
+        var preprocessing = Preprocessing(size: options.scorer.imageSize, mean: backbone.inputNormalization.mean,
+                                          std: backbone.inputNormalization.std)
+        preprocessing.regionOfInterest = options.regionOfInterest
+        let frozen = backbone.frozen()
+
+        var goodImages = good
+        if goodImages.isEmpty, let okClass = classes.first(where: { InspectionModel.isOKClass($0.name) }) {
+            goodImages = okClass.images
+        }
+        let defectClasses = classes.filter { !InspectionModel.isOKClass($0.name) }
+        if goodImages.isEmpty && classes.count < 2 {
+            throw .nothingToTrain(detail: "give good images (--good) or at least two classes (--classes)")
+        }
+
+        var scorer: AnomalyScorer?
+        if !goodImages.isEmpty {
+            let goodTensors = goodImages.map(preprocessing.tensor)
+            let defectTensors = options.sharpenThresholdWithDefects ? defectClasses.flatMap(\.images).map(preprocessing.tensor) : []
+            scorer = AnomalyScorer.train(goodImages: goodTensors, defectImages: defectTensors, backbone: frozen,
+                                         options: options.scorer, targetFalseRejectRate: options.targetFalseRejectRate,
+                                         pool: pool)
+        }
+
+        var classifier: DefectClassifier?
+        if !classes.isEmpty {
+            let raw = classes.map { embeddings(of: $0.images.map(preprocessing.tensor), backbone: frozen, source: options.embedding,
+                                                pool: pool ?? .shared) }
+            var transform = EmbeddingTransform()
+            // Centre on the mean of all training embeddings (power-transformed) when there
+            // are at least two classes to take a mean over; the centre is then fixed, so
+            // classes added later leave the existing prototypes untouched.
+            if classes.count >= 2 {
+                let powered = EmbeddingTransform(power: transform.power, center: [])
+                let all = raw.flatMap { $0 }.map { v in v.map { $0 >= 0 ? powf($0, powered.power) : -powf(-$0, powered.power) } }
+                transform.center = meanOf(all)
+            }
+            var prototypes = PrototypeClassifier(transform: transform)
+            for (cls, vectors) in zip(classes, raw) { prototypes.add(cls.name, embeddings: vectors) }
+            prototypes.calibrateRejection()
+            classifier = DefectClassifier(classifier: prototypes, embedding: options.embedding)
+        }
+
+        var metadata = BackboneStore.metadata(of: backbone, source: backboneSource)
+        metadata["created"] = nil
+        return InspectionModel(backboneMetadata: metadata, backboneTensors: BackboneStore.tensors(of: backbone),
+                               backbone: frozen, preprocessing: preprocessing, scorer: scorer, goodImageCount: goodImages.count,
+                               classifier: classifier, minimumDefectArea: options.minimumDefectArea)
+    }
+
+    /// Adds a defect type (or more examples of an existing one) to a model, from a few
+    /// images, without changing anything else: the anomaly scorer, the other classes'
+    /// prototypes and the embedding transform stay as they are. A model without a
+    /// classifier gets one.
+    ///
+    /// - Parameters:
+    ///   - name: the class name (e.g. `scratch`).
+    ///   - images: its example images.
+    ///   - model: the model to extend.
+    /// - Returns: the extended model.
+    public static func addingClass(_ name: String, images: [Image], to model: InspectionModel,
+                                   pool: ThreadPool? = .shared) throws(InspectionModelError) -> InspectionModel {
+        guard !images.isEmpty else { throw .nothingToTrain(detail: "no readable images for class \(name)") }
+        var model = model
+        let source = model.classifier?.embedding ?? .multi
+        let raw = embeddings(of: images.map(model.preprocessing.tensor), backbone: model.backbone, source: source,
+                             pool: pool ?? .shared)
+        var prototypes = model.classifier?.classifier ?? PrototypeClassifier()
+        let threshold = prototypes.rejectionThreshold
+        prototypes.add(name, embeddings: raw)
+        // Rejection is recalibrated only when there was none: recalibrating would move the
+        // "unknown" boundary of the classes that were already there.
+        prototypes.rejectionThreshold = threshold
+        if threshold == nil { prototypes.calibrateRejection() }
+        model.classifier = DefectClassifier(classifier: prototypes, embedding: source)
+        return model
+    }
+}
+
+/// The element-wise mean of equal-length vectors.
+func meanOf(_ vectors: [[Float]]) -> [Float] {
+    var sum = [Float](repeating: 0, count: vectors.first?.count ?? 0)
+    for v in vectors { for i in v.indices { sum[i] += v[i] } }
+    return sum.map { $0 / Float(max(vectors.count, 1)) }
+}

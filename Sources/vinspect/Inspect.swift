@@ -1,0 +1,167 @@
+import ArgumentParser
+import Foundation
+import VisualInspection
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `vinspect inspect MODEL PATH...`: batch inspection with a report and heat maps.
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Inspect images (files and folders, recursively) with a model and write one report record per image.",
+        discussion: """
+            Records come in input order, one per input: verdict ok / defect / error, score
+            (0.5 is the threshold), raw anomaly score and threshold, defect type and confidence,
+            boxes, heat-map file, error message, milliseconds. --report FILE.jsonl writes JSON
+            Lines, FILE.csv writes CSV; without --report the records go to standard output as
+            JSON Lines. Each record is written as soon as it and those before it are done, so
+            an interrupted run keeps every finished record. Unreadable or corrupt files become
+            error records and the run goes on.
+
+            Progress goes to standard error: a progress bar on a terminal, a log line every
+            few seconds otherwise; a summary at the end.
+
+            Exit status: 0 completed; 1 defects found (only with --fail-on-defect); 2 some
+            inputs could not be read; 3 could not run. When inputs were unreadable, 2 wins.
+
+            Example:
+              vinspect inspect line3.vimodel incoming/ --report report.jsonl --heatmaps heatmaps --jobs 2
+            """)
+
+    @Argument(help: "The model file (from `vinspect train`).")
+    var model: String
+
+    @Argument(help: "Image files or folders (walked recursively, in name order; hidden files skipped).")
+    var paths: [String]
+
+    @Option(help: "Write the records to this file: .jsonl (JSON Lines) or .csv.")
+    var report: String?
+
+    @Option(help: "Write a heat-map overlay PNG per image into this folder (created if needed).")
+    var heatmaps: String?
+
+    @Option(help: "Images inspected in parallel (each on its own thread; 1 lets one image use every core).")
+    var jobs: Int = 1
+
+    @Flag(help: "Exit with status 1 when any part is found defective.")
+    var failOnDefect = false
+
+    @Flag(help: "No progress output, only the summary.")
+    var quiet = false
+
+    func validate() throws {
+        if jobs < 1 || jobs > 256 { throw ValidationError("--jobs must be between 1 and 256") }
+        if paths.isEmpty { throw ValidationError("give at least one image file or folder to inspect") }
+    }
+
+    func run() throws {
+        let summary = try runInspection(model: model, paths: paths, report: report, heatmaps: heatmaps, jobs: jobs, quiet: quiet)
+        if summary.errors > 0 { throw ExitStatus.someInputsUnreadable }
+        if failOnDefect && summary.defects > 0 { throw ExitStatus.defectsFound }
+    }
+}
+
+/// Counts of a finished inspection run.
+struct InspectionSummary {
+    var ok = 0, defects = 0, errors = 0
+    var slowest: (path: String, milliseconds: Double)?
+    var seconds: Double = 0
+    var total: Int { ok + defects + errors }
+}
+
+/// Runs a batch inspection: report, heat maps, progress, summary. Shared by `inspect` and `demo`.
+func runInspection(model path: String, paths: [String], report: String?, heatmaps: String?, jobs: Int,
+                   quiet: Bool) throws -> InspectionSummary {
+    let inspector = try Inspector(contentsOfFile: path)
+    if let heatmaps {
+        do { try FileManager.default.createDirectory(atPath: heatmaps, withIntermediateDirectories: true) } catch {
+            throw ValidationError("--heatmaps \(heatmaps): cannot create the folder (\(error.localizedDescription))")
+        }
+    }
+    let writer: ReportWriter? = try report.map { try ReportWriter(path: $0) }
+    // Counting first costs one directory walk and keeps no paths, so that memory stays
+    // bounded; it gives the progress display its total.
+    let total = InputFiles(paths).reduce(0) { count, _ in count + 1 }
+    let progress = Progress(total: total, quiet: quiet)
+    var summary = InspectionSummary()
+    let start = monotonicSeconds()
+    for record in inspector.batch(paths, jobs: jobs, heatmapDirectory: heatmaps) {
+        let line: ReportRecord
+        switch record.outcome {
+        case .success(let result):
+            line = ReportRecord(path: record.path, result: result, heatmap: record.heatmap)
+            if result.verdict == .defect { summary.defects += 1 } else { summary.ok += 1 }
+            if summary.slowest == nil || result.milliseconds > summary.slowest!.milliseconds {
+                summary.slowest = (record.path, result.milliseconds)
+            }
+            if let problem = record.heatmapError { progress.log("vinspect: heat map not written: \(problem)") }
+        case .failure(let error):
+            line = ReportRecord(path: record.path, error: error.description)
+            summary.errors += 1
+            progress.log("vinspect: error: \(error.description)")
+        }
+        if let writer { try writer.append(line) } else { print(line.jsonLine); fflush(nil) }
+        progress.update(done: summary.total, defects: summary.defects, errors: summary.errors)
+    }
+    summary.seconds = monotonicSeconds() - start
+    progress.finish()
+    var text = "\(summary.total) image(s) in \(format(summary.seconds)) s"
+    if summary.total > 0 { text += " (\(format(Double(summary.total) / max(summary.seconds, 1e-9))) images/s, \(jobs) job\(jobs == 1 ? "" : "s"))" }
+    text += ": \(summary.ok) ok, \(summary.defects) defect, \(summary.errors) error"
+    if let slowest = summary.slowest { text += "; slowest \(slowest.path) (\(format(slowest.milliseconds)) ms)" }
+    if let report { text += "; report \(report)" }
+    if let heatmaps { text += "; heat maps in \(heatmaps)" }
+    printError(text)
+    return summary
+}
+
+/// Progress on standard error: a redrawn bar on a terminal, a line every 5 s otherwise.
+final class Progress {
+    let total: Int
+    let quiet: Bool
+    let isTerminal = isatty(2) != 0
+    let start = monotonicSeconds()
+    var lastDraw = 0.0
+    var drawn = false
+
+    init(total: Int, quiet: Bool) {
+        self.total = total
+        self.quiet = quiet
+    }
+
+    /// A message that must not be mixed into the bar.
+    func log(_ message: String) {
+        if isTerminal && drawn { printError("\r\u{1B}[K" + message) } else { printError(message) }
+    }
+
+    func update(done: Int, defects: Int, errors: Int) {
+        guard !quiet else { return }
+        let now = monotonicSeconds()
+        let interval = isTerminal ? 0.1 : 5
+        guard now - lastDraw >= interval || done == total else { return }
+        lastDraw = now
+        let elapsed = now - start
+        let rate = Double(done) / max(elapsed, 1e-9)
+        let left = rate > 0 ? Double(total - done) / rate : 0
+        let counts = "\(done)/\(total)  \(format(rate)) img/s  ~\(clock(left)) left  (\(defects) defect, \(errors) error)"
+        if isTerminal {
+            let width = 30
+            let filled = total > 0 ? width * done / total : width
+            let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
+            printError("\r\u{1B}[K[\(bar)] \(counts)", newline: false)
+            drawn = true
+        } else {
+            printError("inspect: \(counts)")
+        }
+    }
+
+    func finish() {
+        if isTerminal && drawn && !quiet { printError("") }
+    }
+
+    private func clock(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+    }
+}

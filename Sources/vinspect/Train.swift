@@ -1,0 +1,220 @@
+import Anomaly
+import ArgumentParser
+import FewShot
+import Foundation
+import NeuralNet
+import VisualInspection
+
+/// `vinspect train`: build a model file from good images and a few images per defect type,
+/// or add a defect type to an existing model.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Build an inspection model from good images and a few images of each defect type.",
+        discussion: """
+            --good DIR holds images of good parts (folders are walked recursively): they teach
+            the anomaly scorer what normal looks like, and its threshold is calibrated on them
+            (each image scored against a bank built without it, then --false-reject-rate).
+            --classes DIR holds one sub-folder per defect type with a few images each (a
+            sub-folder named good is the OK class): they teach the defect classifier, and
+            defect images also sharpen the anomaly threshold (F1-optimal). Give at least one.
+
+            Adding a defect type later, without retraining anything else:
+              vinspect train --add-class new-defects/dent --to line3.vimodel
+
+            Examples:
+              vinspect train --good line3/good --classes line3/defects --output line3.vimodel
+              vinspect train --good screws/good --augment rotate45Mirrored --image-size 320 --aggregation 1 --backbone lite0.vimodel --output screws.vimodel
+
+            Unreadable training images are reported and skipped (exit status 2 at the end).
+            """)
+
+    @Option(help: "Folder of images of good parts (for the anomaly scorer).")
+    var good: String?
+
+    @Option(help: "Folder with one sub-folder of images per defect type (and optionally good), for the classifier.")
+    var classes: String?
+
+    @Option(help: "Use only K images per folder, drawn with --seed (few-shot experiments).")
+    var shots: Int?
+
+    @Option(help: "Seed of the --shots draw and of the coreset.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Where to write the model file.")
+    var output: String?
+
+    @Option(help: "Add the images of this folder as one defect type to the model given by --to (nothing else changes).")
+    var addClass: String?
+
+    @Option(help: "The model --add-class extends (rewritten in place unless --output is given).")
+    var to: String?
+
+    @Option(help: "Class name for --add-class (default: the folder's name).")
+    var name: String?
+
+    @Option(help: "The share of good parts the threshold may reject, when only good images calibrate it.")
+    var falseRejectRate: Double = 0.01
+
+    @Option(help: "Smallest defect region reported as a box, in pixels of the original image.")
+    var minDefectArea: Int = 16
+
+    @Option(help: "Classifier embedding: last (pooled last map) or multi (pooled stride-8, stride-16 and last maps).")
+    var embedding: EmbeddingSource = .multi
+
+    @OptionGroup var scorer: ScorerOptions
+
+    func validate() throws {
+        if addClass != nil {
+            if to == nil { throw ValidationError("--add-class needs --to MODEL, the model to extend") }
+            if good != nil || classes != nil { throw ValidationError("--add-class cannot be combined with --good or --classes") }
+            return
+        }
+        if good == nil && classes == nil { throw ValidationError("give --good DIR, --classes DIR or both") }
+        if output == nil { throw ValidationError("--output MODEL is required: where to write the model") }
+        if let shots, shots < 1 { throw ValidationError("--shots must be at least 1") }
+        if !(falseRejectRate > 0 && falseRejectRate < 0.5) { throw ValidationError("--false-reject-rate must be in (0, 0.5)") }
+        if minDefectArea < 1 { throw ValidationError("--min-defect-area must be positive") }
+    }
+
+    func run() throws {
+        if let addClass, let to {
+            try runAddClass(folder: addClass, model: to)
+            return
+        }
+        let start = monotonicSeconds()
+        var unreadable = 0
+        func load(_ files: [String]) -> [Image] {
+            var images: [Image] = []
+            for file in files {
+                do { images.append(try Image(contentsOfFile: file)) } catch {
+                    unreadable += 1
+                    printError("vinspect: skipped \(error)")
+                }
+            }
+            return images
+        }
+        var generator = Xoshiro256(seed: seed)
+        func draw(_ files: [String]) -> [String] {
+            guard let shots, shots < files.count else { return files }
+            return Array(files.shuffled(using: &generator).prefix(shots))
+        }
+
+        var goodImages: [Image] = []
+        if let good {
+            guard isFolder(good) else { throw ValidationError("--good \(good): not a folder") }
+            let files = draw(imageFilesBelow(good))
+            if files.isEmpty { throw ValidationError("--good \(good): no PNG or JPEG images in it") }
+            goodImages = load(files)
+        }
+        var labelled: [LabelledImages] = []
+        if let classes {
+            let folders = try ClassFolders.load(classes, minimumClasses: 1)
+            for (name, files) in folders.classes { labelled.append(LabelledImages(name: name, images: load(draw(files)))) }
+        }
+        if good != nil && goodImages.isEmpty { throw ValidationError("--good \(good!): none of its images could be read") }
+
+        let network = try scorer.loadBackbone()
+        var options = TrainingOptions()
+        options.scorer = scorer.scorerOptions
+        options.scorer.seed = seed
+        options.regionOfInterest = scorer.roi.flatMap(RegionOfInterest.init)
+        options.embedding = embedding
+        options.targetFalseRejectRate = falseRejectRate
+        options.minimumDefectArea = minDefectArea
+        let model = try InspectorTrainer.train(backbone: network, backboneSource: scorer.backbone, good: goodImages, classes: labelled,
+                                               options: options)
+        try model.write(toFile: output!)
+        print("trained in \(format(monotonicSeconds() - start)) s -> \(output!)")
+        print(describe(model, path: output!))
+        if unreadable > 0 {
+            printError("vinspect: \(unreadable) training image(s) could not be read and were skipped")
+            throw ExitStatus.someInputsUnreadable
+        }
+    }
+
+    private func runAddClass(folder: String, model path: String) throws {
+        guard isFolder(folder) else { throw ValidationError("--add-class \(folder): not a folder") }
+        let className = name ?? (folder.split(separator: "/").last.map(String.init) ?? folder)
+        let model = try InspectionModel(contentsOfFile: path)
+        var unreadable = 0
+        var generator = Xoshiro256(seed: seed)
+        var files = imageFilesBelow(folder)
+        if let shots, shots < files.count { files = Array(files.shuffled(using: &generator).prefix(shots)) }
+        var images: [Image] = []
+        for file in files {
+            do { images.append(try Image(contentsOfFile: file)) } catch {
+                unreadable += 1
+                printError("vinspect: skipped \(error)")
+            }
+        }
+        let extended = try InspectorTrainer.addingClass(className, images: images, to: model)
+        let destination = output ?? path
+        try extended.write(toFile: destination)
+        let shotsNow = extended.classifier?.classifier.classes.first { $0.name == className }?.shots ?? images.count
+        print("added \(images.count) image(s) to class \(className) (now \(shotsNow) shots) -> \(destination)")
+        if unreadable > 0 { throw ExitStatus.someInputsUnreadable }
+    }
+}
+
+/// Image files (PNG, JPEG) below a folder, recursively, in the walk's order.
+func imageFilesBelow(_ folder: String) -> [String] {
+    InputFiles([folder]).filter { path in
+        let lower = path.lowercased()
+        return lower.hasSuffix(".png") || lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg")
+    }
+}
+
+func isFolder(_ path: String) -> Bool {
+    var isDirectory: ObjCBool = false
+    return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+}
+
+/// What a model holds, as `vinspect info` prints it.
+func describe(_ model: InspectionModel, path: String) -> String {
+    var lines: [String] = []
+    let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
+    lines.append("model:        \(path)\(size.map { " (\(format(Double($0) / 1_048_576)) MB)" } ?? "")")
+    lines.append("created:      \(model.created) by \(model.createdBy)")
+    let source = model.backboneMetadata["source"]?.stringValue.map { " from \($0)" } ?? ""
+    lines.append("backbone:     \(model.architecture)\(source)")
+    let p = model.preprocessing
+    let roi = p.regionOfInterest.map { ", region \($0.x),\($0.y),\($0.width),\($0.height)" } ?? ""
+    lines.append("input:        \(p.size)x\(p.size)\(roi)")
+    if let scorer = model.scorer {
+        let o = scorer.options
+        lines.append("anomaly:      \(model.goodImageCount) good images, memory bank \(scorer.memory.bank.count) x \(scorer.memory.bank.dimension) "
+                     + "(from \(scorer.memory.patchCount) patches), layers \(o.features.layers.map(String.init).joined(separator: ",")), "
+                     + "aggregation \(o.features.aggregation), augmentation \(o.augmentation.rawValue)")
+        let c = scorer.calibration
+        lines.append("threshold:    \(format(Double(c.threshold))) raw (\(c.method.rawValue); \(c.goodScores.count) held-out good"
+                     + (c.defectScores.isEmpty ? "" : ", \(c.defectScores.count) defect") + " scores"
+                     + (c.method == .f1WithDefects ? ")" : ", target false-reject rate \(format(c.targetFalseRejectRate * 100)) %)"))
+        lines.append("boxes:        regions of at least \(model.minimumDefectArea) pixels")
+    } else {
+        lines.append("anomaly:      none (no good images given)")
+    }
+    if let classifier = model.classifier {
+        let c = classifier.classifier
+        lines.append("classes:      " + c.classes.map { "\($0.name) (\($0.shots))" }.joined(separator: ", "))
+        lines.append("classifier:   embedding \(classifier.embedding.rawValue), power \(format(Double(c.transform.power))), "
+                     + "scale \(format(Double(c.scale))), unknown below similarity "
+                     + (c.rejectionThreshold.map { format(Double($0)) } ?? "never"))
+    } else {
+        lines.append("classes:      none (no class folders given)")
+    }
+    return lines.joined(separator: "\n")
+}
+
+/// `vinspect info MODEL`: what a model holds.
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Describe a model file: backbone, input size, good images, memory bank, classes, thresholds, creation.")
+
+    @Argument(help: "The model file.")
+    var model: String
+
+    func run() throws {
+        let loaded = try InspectionModel(contentsOfFile: model)
+        print(describe(loaded, path: model))
+    }
+}

@@ -1,0 +1,173 @@
+import Foundation
+import NeuralNet
+import Testing
+import VisualInspection
+
+/// A 40x40 RGB part: a disc on stripes; `defect` adds a bright bar.
+func testPart(seed: Int, defect: Bool = false) -> Image {
+    var pixels = [UInt8]()
+    for y in 0..<40 {
+        for x in 0..<40 {
+            let d = Double((x - 20) * (x - 20) + (y - 20) * (y - 20)).squareRoot()
+            var v = 90 + 20 * sin(Double(y) * 0.9 + Double(seed) * 0.3) + (d < 13 ? 80 : 0) + Double((x * 5 + y * 11 + seed * 17) % 7)
+            if defect && x > 12 && x < 28 && abs(y - 20) < 2 { v = 5 }
+            let c = UInt8(max(0, min(255, v)))
+            pixels += [c, c &+ 3, c]
+        }
+    }
+    return Image(width: 40, height: 40, channels: 3, pixels: pixels)
+}
+
+/// A small model with both parts, trained with the untrained compact backbone at 48 px.
+func smallModel() throws -> InspectionModel {
+    var options = TrainingOptions()
+    options.scorer.imageSize = 48
+    options.scorer.features = .init(layers: [0, 1], aggregation: 3)
+    let classes = [LabelledImages(name: "bar", images: (0..<3).map { testPart(seed: 30 + $0, defect: true) }),
+                   LabelledImages(name: "plain", images: (0..<3).map { testPart(seed: 40 + $0) })]
+    return try InspectorTrainer.train(backbone: BackboneArchitecture.compact.make(), good: (0..<5).map { testPart(seed: $0) },
+                                      classes: classes, options: options)
+}
+
+@Test func aModelWrittenAndReadBackInspectsIdentically() throws {
+    let model = try smallModel()
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("inspector-\(getpid()).vimodel").path
+    defer { unlink(path) }
+    try model.write(toFile: path)
+    let loaded = try InspectionModel(contentsOfFile: path)
+    #expect(loaded.goodImageCount == 5)
+    #expect(loaded.classifier?.classifier.classNames == ["bar", "plain"])
+    #expect(loaded.scorer?.calibration == model.scorer?.calibration)
+    let a = Inspector(model: model), b = Inspector(model: loaded)
+    for seed in [100, 101] {
+        for defect in [false, true] {
+            let image = testPart(seed: seed, defect: defect)
+            let x = a.inspect(image), y = b.inspect(image)
+            #expect(x.anomalyScore == y.anomalyScore)
+            #expect(x.anomalyMap == y.anomalyMap)
+            #expect(x.defectType == y.defectType)
+            #expect(x.boxes == y.boxes)
+        }
+    }
+    // A training image scores (almost) nothing: its own patches are in the bank (the
+    // distances are not exactly 0 because |a|^2 + |b|^2 - 2ab rounds).
+    let own = a.inspect(testPart(seed: 0))
+    #expect(own.anomalyScore! < 0.01 * own.threshold!)
+    #expect(own.verdict == .ok)
+    #expect(a.inspect(testPart(seed: 101, defect: true)).score > a.inspect(testPart(seed: 101)).score)
+}
+
+@Test func inspectorGivesTheSameResultsFromManyThreadsAtOnce() throws {
+    let inspector = Inspector(model: try smallModel())
+    let images = (0..<8).map { testPart(seed: 200 + $0, defect: $0 % 3 == 0) }
+    let serial = images.map { inspector.inspect($0).anomalyMap! }
+    let results = UnsafeSharedResults(count: images.count)
+    DispatchQueue.concurrentPerform(iterations: images.count) { i in
+        results.set(i, inspector.inspect(images[i]).anomalyMap!)
+    }
+    #expect(results.values == serial)
+}
+
+/// Results written by concurrent workers, each index by exactly one.
+final class UnsafeSharedResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var values: [AnomalyMap?]
+    init(count: Int) { values = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ value: AnomalyMap) { lock.lock(); values[i] = value; lock.unlock() }
+}
+
+@Test func batchKeepsInputOrderReportsBadFilesAndMatchesSingleImages() async throws {
+    let inspector = Inspector(model: try smallModel())
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("batch-\(getpid())")
+    try? FileManager.default.removeItem(at: folder)
+    try FileManager.default.createDirectory(at: folder.appendingPathComponent("sub"), withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    for i in 0..<5 { try testPart(seed: 300 + i, defect: i == 2).write(toFile: folder.appendingPathComponent("\(i).png").path) }
+    try testPart(seed: 310).write(toFile: folder.appendingPathComponent("sub/0.png").path)
+    try Data([0x89, 0x50, 0x4E, 0x47]).write(to: folder.appendingPathComponent("3b.png"))
+    let expected = ["0.png", "1.png", "2.png", "3.png", "3b.png", "4.png", "sub/0.png"].map { folder.path + "/" + $0 }
+
+    let one = Array(inspector.batch([folder.path], jobs: 1))
+    let three = Array(inspector.batch([folder.path], jobs: 3))
+    #expect(one.map(\.path) == expected)
+    #expect(three.map(\.path) == expected)
+    #expect(one.map(\.index) == Array(0..<7))
+    for (a, b) in zip(one, three) {
+        switch (a.outcome, b.outcome) {
+        case (.success(let x), .success(let y)):
+            #expect(x.anomalyMap == y.anomalyMap)
+            #expect(x.anomalyScore == inspector.inspect(try Image(contentsOfFile: a.path)).anomalyScore)
+        case (.failure(let x), .failure(let y)):
+            #expect(a.path.hasSuffix("3b.png"))
+            #expect(x.description == y.description)
+            #expect(x.description.contains("3b.png"))
+        default: Issue.record("outcomes differ for \(a.path)")
+        }
+    }
+    var streamed: [String] = []
+    for await record in inspector.results(for: [folder.path], jobs: 2) { streamed.append(record.path) }
+    #expect(streamed == expected)
+
+    // Heat maps: one per readable image, named without collisions.
+    let maps = folder.appendingPathComponent("maps").path
+    try FileManager.default.createDirectory(atPath: maps, withIntermediateDirectories: true)
+    let drawn = Array(inspector.batch([folder.path + "/0.png", folder.path + "/sub/0.png"], jobs: 1, heatmapDirectory: maps))
+    #expect(drawn.compactMap(\.heatmap).count == 2)
+    #expect(Set(drawn.compactMap(\.heatmap)).count == 2)
+}
+
+@Test func damagedOrForeignModelFilesGiveTypedErrorsNamingTheFile() throws {
+    let model = try smallModel()
+    let directory = FileManager.default.temporaryDirectory
+    let path = directory.appendingPathComponent("damaged-\(getpid()).vimodel").path
+    defer { unlink(path) }
+    try model.write(toFile: path)
+    let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+    for cut in [0, 10, bytes.count / 3, bytes.count - 1] {
+        try Data(bytes.prefix(cut)).write(to: URL(fileURLWithPath: path))
+        #expect(throws: InspectionModelError.self) { try InspectionModel(contentsOfFile: path) }
+        do { _ = try InspectionModel(contentsOfFile: path) } catch { #expect(error.description.contains(path)) }
+    }
+    // A backbone file is a model file, but not an inspection model.
+    try BackboneStore.save(BackboneArchitecture.compact.make(), to: path)
+    do {
+        _ = try InspectionModel(contentsOfFile: path)
+        Issue.record("a backbone file was accepted as an inspection model")
+    } catch {
+        #expect(error.description.contains("backbone"))
+        #expect(error.description.contains("vinspect train"))
+    }
+}
+
+@Test func addingAClassChangesNothingElse() throws {
+    let model = try smallModel()
+    let extended = try InspectorTrainer.addingClass("ring", images: [testPart(seed: 500, defect: true)], to: model)
+    let before = model.classifier!.classifier, after = extended.classifier!.classifier
+    #expect(after.classNames == ["bar", "plain", "ring"])
+    #expect(Array(after.classes.prefix(2)) == before.classes)
+    #expect(after.transform == before.transform)
+    #expect(after.rejectionThreshold == before.rejectionThreshold)
+    #expect(extended.scorer!.calibration == model.scorer!.calibration)
+}
+
+@Test func heatmapNamesDoNotCollideAndOverlaysKeepTheImageSize() throws {
+    #expect(Heatmap.fileName(for: "line/a/part.png") != Heatmap.fileName(for: "line/b/part.png"))
+    #expect(Heatmap.fileName(for: "x/001.png") != Heatmap.fileName(for: "x/001.jpg"))
+    #expect(Heatmap.fileName(for: "/abs/dir/p q.png") == "abs__dir__p_q.png")
+    #expect(Heatmap.fileName(for: "../up/x.jpeg") == "up__up__x_jpeg.png")
+    let inspector = Inspector(model: try smallModel())
+    let image = testPart(seed: 600, defect: true)
+    let overlay = Heatmap.overlay(image, result: inspector.inspect(image))
+    #expect(overlay.width == 40 && overlay.height == 40 && overlay.channels == 3)
+    #expect(overlay.pixels != image.pixels)
+}
+
+@Test func reportRecordsFollowTheContract() throws {
+    let error = ReportRecord(path: "a,\"b\".png", error: "a,\"b\".png: truncated")
+    let object = try JSONSerialization.jsonObject(with: Data(error.jsonLine.utf8)) as! [String: Any]
+    #expect(object["verdict"] as? String == "error")
+    #expect(object["path"] as? String == "a,\"b\".png")
+    #expect(object["score"] is NSNull && object["defect_type"] is NSNull && object["heatmap"] is NSNull)
+    #expect((object["boxes"] as? [Any])?.isEmpty == true)
+    #expect(error.csvLine.hasPrefix("\"a,\"\"b\"\".png\",error,,"))
+}

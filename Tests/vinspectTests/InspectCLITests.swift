@@ -1,0 +1,215 @@
+import Foundation
+import Testing
+import VisualInspection
+
+/// A training set on disk: good parts, two defect classes, and a mixed folder to inspect.
+struct LineFolders {
+    let root: URL
+    var good: String { root.appendingPathComponent("good").path }
+    var classes: String { root.appendingPathComponent("classes").path }
+    var line: String { root.appendingPathComponent("line").path }
+    var model: String { root.appendingPathComponent("model.vimodel").path }
+
+    /// A part with a blob defect at one of two places (two "types" the classifier can tell apart).
+    static func blobPart(seed: Int, at position: (Int, Int)) -> Image {
+        let base = partImage(seed: seed, defect: false)
+        var pixels = base.pixels
+        for y in 0..<48 {
+            for x in 0..<48 where (x - position.0) * (x - position.0) + (y - position.1) * (y - position.1) < 16 {
+                pixels[y * 48 + x] = 250
+            }
+        }
+        return Image(width: 48, height: 48, channels: 1, pixels: pixels)
+    }
+
+    init(_ name: String) throws {
+        root = try temporaryFolder(name)
+        let fm = FileManager.default
+        for sub in ["good", "classes/scratch", "classes/spot", "line/a", "line/b"] {
+            try fm.createDirectory(at: root.appendingPathComponent(sub), withIntermediateDirectories: true)
+        }
+        for i in 0..<6 { try partImage(seed: i, defect: false).write(toFile: "\(good)/g\(i).png") }
+        for i in 0..<3 {
+            try partImage(seed: 40 + i, defect: true).write(toFile: "\(classes)/scratch/s\(i).png")
+            try LineFolders.blobPart(seed: 50 + i, at: (14, 30)).write(toFile: "\(classes)/spot/p\(i).png")
+        }
+        // The line: good and defective parts, two files with the same name in different
+        // folders, a corrupt PNG, a text file named .jpg.
+        try partImage(seed: 100, defect: false).write(toFile: "\(line)/a/part.png")
+        try partImage(seed: 101, defect: true).write(toFile: "\(line)/b/part.png")
+        try partImage(seed: 102, defect: false).write(toFile: "\(line)/c_good.png")
+        try LineFolders.blobPart(seed: 103, at: (14, 30)).write(toFile: "\(line)/d_spot.png")
+        let png = try partImage(seed: 104, defect: false).pngData()
+        try Data(png.prefix(png.count / 2)).write(to: URL(fileURLWithPath: "\(line)/e_truncated.png"))
+        try Data("not an image\n".utf8).write(to: URL(fileURLWithPath: "\(line)/f_text.jpg"))
+    }
+
+    /// Trains the model with the untrained compact backbone at 64 px (fast; the tests check
+    /// the plumbing, not accuracy).
+    func train(_ extra: [String] = []) throws -> RunResult {
+        try vinspect(["train", "--good", good, "--classes", classes, "--backbone", "compact", "--image-size", "64",
+                      "--layers", "0,1", "--output", model] + extra)
+    }
+}
+
+func jsonLines(_ text: String) -> [[String: Any]] {
+    text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+}
+
+@Test func trainThenInspectWritesOneRecordPerInputInOrderWithErrorsForBadFiles() throws {
+    let folders = try LineFolders("roundtrip")
+    defer { try? FileManager.default.removeItem(at: folders.root) }
+    let trained = try folders.train()
+    #expect(trained.status == 0, "\(trained.error)")
+    #expect(trained.output.contains("classes:      scratch (3), spot (3)"))
+
+    let report = folders.root.appendingPathComponent("report.jsonl").path
+    let heatmaps = folders.root.appendingPathComponent("heatmaps").path
+    let result = try vinspect(["inspect", folders.model, folders.line, "--report", report, "--heatmaps", heatmaps, "--jobs", "2"])
+    // Two unreadable inputs: the run completes with status 2.
+    #expect(result.status == 2, "\(result.error)")
+    let records = jsonLines(try String(contentsOfFile: report, encoding: .utf8))
+    let paths = records.compactMap { $0["path"] as? String }
+    #expect(paths == ["a/part.png", "b/part.png", "c_good.png", "d_spot.png", "e_truncated.png", "f_text.jpg"].map { "\(folders.line)/\($0)" })
+    for record in records {
+        for key in ["path", "verdict", "score", "anomaly_score", "threshold", "defect_type", "type_confidence", "boxes", "heatmap",
+                    "error", "milliseconds"] {
+            #expect(record.keys.contains(key), "record lacks \(key)")
+        }
+    }
+    let errors = records.filter { $0["verdict"] as? String == "error" }
+    #expect(errors.count == 2)
+    #expect((errors[0]["error"] as? String)?.contains("e_truncated.png") == true)
+    #expect((errors[1]["error"] as? String)?.contains("f_text.jpg") == true)
+    #expect(errors.allSatisfy { $0["heatmap"] is NSNull && $0["score"] is NSNull })
+    // The defective part scores above the good ones of the same line.
+    func score(_ name: String) -> Double { records.first { ($0["path"] as? String)?.hasSuffix(name) == true }?["score"] as? Double ?? -1 }
+    #expect(score("b/part.png") > score("a/part.png"))
+    #expect(score("b/part.png") > score("c_good.png"))
+    // Same-named files in different folders get different heat maps, and both exist.
+    let maps = records.compactMap { $0["heatmap"] as? String }
+    #expect(maps.count == 4)
+    #expect(Set(maps).count == 4)
+    for map in maps {
+        let image = try Image(contentsOfFile: map)
+        #expect(image.width == 48 && image.height == 48 && image.channels == 3)
+    }
+    #expect(result.error.contains("6 image(s)"))
+    #expect(result.error.contains("2 error"))
+}
+
+@Test func inspectExitCodesAndCSVReport() throws {
+    let folders = try LineFolders("exitcodes")
+    defer { try? FileManager.default.removeItem(at: folders.root) }
+    #expect(try folders.train().status == 0)
+    let readable = ["\(folders.line)/a/part.png", "\(folders.line)/b/part.png", "\(folders.line)/c_good.png"]
+    let csv = folders.root.appendingPathComponent("report.csv").path
+    let plain = try vinspect(["inspect", folders.model] + readable + ["--report", csv])
+    #expect(plain.status == 0, "\(plain.error)")
+    let rows = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n")
+    #expect(rows.first == "path,verdict,score,anomaly_score,threshold,defect_type,type_confidence,boxes,heatmap,error,milliseconds")
+    #expect(rows.count == 4)
+    #expect(rows[1].hasPrefix("\(folders.line)/a/part.png,"))
+
+    // Without --report the records go to standard output.
+    let stdout = try vinspect(["inspect", folders.model] + readable)
+    #expect(jsonLines(stdout.output).count == 3)
+    let defects = jsonLines(stdout.output).filter { $0["verdict"] as? String == "defect" }.count
+    let failing = try vinspect(["inspect", folders.model] + readable + ["--fail-on-defect"])
+    #expect(failing.status == (defects > 0 ? 1 : 0))
+
+    let missingModel = try vinspect(["inspect", folders.root.appendingPathComponent("nope.vimodel").path] + readable)
+    #expect(missingModel.status == 3)
+    #expect(missingModel.error.contains("nope.vimodel"))
+    #expect(!missingModel.error.contains("Fatal error"))
+
+    // A damaged model: a byte flipped in the middle is caught by the checksum.
+    var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: folders.model)))
+    bytes[bytes.count / 2] ^= 0xFF
+    let damaged = folders.root.appendingPathComponent("damaged.vimodel").path
+    try Data(bytes).write(to: URL(fileURLWithPath: damaged))
+    let bad = try vinspect(["inspect", damaged] + readable)
+    #expect(bad.status == 3)
+    #expect(bad.error.contains("damaged.vimodel"))
+
+    let badJobs = try vinspect(["inspect", folders.model, readable[0], "--jobs", "0"])
+    #expect(badJobs.status == 3)
+    #expect(badJobs.error.contains("--jobs"))
+}
+
+@Test func infoAndAddClassLeaveTheRestOfTheModelAlone() throws {
+    let folders = try LineFolders("addclass")
+    defer { try? FileManager.default.removeItem(at: folders.root) }
+    #expect(try folders.train().status == 0)
+    let before = try InspectionModel(contentsOfFile: folders.model)
+
+    let dents = folders.root.appendingPathComponent("dent").path
+    try FileManager.default.createDirectory(atPath: dents, withIntermediateDirectories: true)
+    for i in 0..<2 { try LineFolders.blobPart(seed: 70 + i, at: (34, 14)).write(toFile: "\(dents)/d\(i).png") }
+    let added = try vinspect(["train", "--add-class", dents, "--to", folders.model])
+    #expect(added.status == 0, "\(added.error)")
+    let after = try InspectionModel(contentsOfFile: folders.model)
+    let oldClasses = before.classifier!.classifier.classes
+    let newClasses = after.classifier!.classifier.classes
+    #expect(newClasses.map(\.name) == ["scratch", "spot", "dent"])
+    #expect(Array(newClasses.prefix(2)) == oldClasses)
+    #expect(after.scorer!.calibration == before.scorer!.calibration)
+    #expect(after.scorer!.memory.bank.features.scalars == before.scorer!.memory.bank.features.scalars)
+
+    let info = try vinspect(["info", folders.model])
+    #expect(info.status == 0)
+    for text in ["compact", "64x64", "6 good images", "memory bank", "scratch (3), spot (3), dent (2)", "threshold:", "created:"] {
+        #expect(info.output.contains(text), "info lacks \(text)")
+    }
+    let noModel = try vinspect(["info", folders.good + "/g0.png"])
+    #expect(noModel.status == 3)
+    #expect(noModel.error.contains("g0.png"))
+}
+
+@Test func anInterruptedRunKeepsEveryFinishedRecord() throws {
+    let folders = try LineFolders("interrupt")
+    defer { try? FileManager.default.removeItem(at: folders.root) }
+    #expect(try folders.train().status == 0)
+    let many = folders.root.appendingPathComponent("many")
+    try FileManager.default.createDirectory(at: many, withIntermediateDirectories: true)
+    let png = try partImage(seed: 7, defect: false).pngData()
+    for i in 0..<400 { try Data(png).write(to: many.appendingPathComponent(String(format: "%04d.png", i))) }
+    let report = folders.root.appendingPathComponent("partial.jsonl").path
+
+    let process = Process()
+    process.executableURL = vinspectExecutable
+    process.arguments = ["inspect", folders.model, many.path, "--report", report, "--quiet"]
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    // Wait for some records, then kill the process without warning.
+    let deadline = Date().addingTimeInterval(60)
+    while Date() < deadline {
+        let count = (try? String(contentsOfFile: report, encoding: .utf8))?.split(separator: "\n").count ?? 0
+        if count >= 5 { break }
+        usleep(20_000)
+    }
+    kill(process.processIdentifier, SIGKILL)
+    process.waitUntilExit()
+    let text = try String(contentsOfFile: report, encoding: .utf8)
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false).dropLast()  // text ends with a newline
+    #expect(text.hasSuffix("\n"))
+    #expect(lines.count >= 5 && lines.count < 400)
+    let records = jsonLines(text)
+    #expect(records.count == lines.count)
+    #expect(records.enumerated().allSatisfy { ($0.element["path"] as? String) == many.appendingPathComponent(String(format: "%04d.png", $0.offset)).path })
+}
+
+@Test func trainAndInspectHelpExplainTheOptions() throws {
+    let train = try vinspect(["train", "--help"])
+    #expect(train.status == 0)
+    for option in ["--good", "--classes", "--shots", "--seed", "--backbone", "--output", "--add-class", "--to", "--roi", "--augment"] {
+        #expect(train.output.contains(option), "train help lacks \(option)")
+    }
+    let inspect = try vinspect(["inspect", "--help"])
+    for option in ["--report", "--heatmaps", "--jobs", "--fail-on-defect", "Exit status"] {
+        #expect(inspect.output.contains(option), "inspect help lacks \(option)")
+    }
+    let nothing = try vinspect(["train", "--output", "x.vimodel"])
+    #expect(nothing.status == 3)
+    #expect(nothing.error.contains("--good"))
+}
