@@ -100,6 +100,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simdSwiftSettings),
+        // The integrator's example of the README (Examples/InspectFolder); a test runs it.
+        .executableTarget(
+            name: "inspect-folder-example", dependencies: ["VisualInspection"], path: "Examples/InspectFolder",
+            swiftSettings: simdSwiftSettings),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "ModelFileTests", dependencies: ["ModelFile"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: simdSwiftSettings),
@@ -108,7 +112,7 @@ let package = Package(
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "ModelFile"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "VisualInspectionTests", dependencies: ["VisualInspection", "ImageIO", "NeuralNet"], swiftSettings: simdSwiftSettings),
         .testTarget(
-            name: "vinspectTests", dependencies: ["vinspect", "VisualInspection"],
+            name: "vinspectTests", dependencies: ["vinspect", "inspect-folder-example", "VisualInspection"],
             swiftSettings: simdSwiftSettings),
     ],
     swiftLanguageModes: [.v6]

@@ -213,3 +213,23 @@ func jsonLines(_ text: String) -> [[String: Any]] {
     #expect(nothing.status == 3)
     #expect(nothing.error.contains("--good"))
 }
+
+@Test func theIntegratorExampleTrainsAndInspects() throws {
+    let folders = try LineFolders("example")
+    defer { try? FileManager.default.removeItem(at: folders.root) }
+    let process = Process()
+    process.executableURL = vinspectExecutable.deletingLastPathComponent().appendingPathComponent("inspect-folder-example")
+    process.arguments = [folders.good, folders.line, "compact"]
+    process.currentDirectoryURL = folders.root
+    let out = Pipe()
+    process.standardOutput = out
+    try process.run()
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 0, "\(text)")
+    let lines = text.split(separator: "\n")
+    #expect(lines.count == 6)
+    #expect(lines.filter { $0.contains("error:") }.count == 2)
+    #expect(lines.first?.hasPrefix("\(folders.line)/a/part.png ") == true)
+    #expect(FileManager.default.fileExists(atPath: folders.root.appendingPathComponent("example.vimodel").path))
+}
