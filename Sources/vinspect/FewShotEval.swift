@@ -40,6 +40,14 @@ struct FewShotEval: ParsableCommand {
     @Option(help: "Softmax inverse temperature on cosine similarities.") var scale: Float = 5
     @Option(help: "Soft k-means refinement steps with each episode's queries (0 = none).") var refine: Int = 0
     @Option(help: "Class sub-folders to leave out, comma-separated (e.g. MT_Free).") var exclude: String = ""
+    @Flag(help: "Open-set episodes: one more class per episode that the classifier is not shown; report known accuracy and how many of the extra class's queries are rejected as unknown.")
+    var openSet = false
+    @Option(help: "Open-set rejection rule (experiments): leave-one-out quantile of the support's own similarities.")
+    var rejectionQuantile: Double = 0.05
+    @Option(help: "Open-set rejection rule (experiments): margin below the leave-one-out quantile, or offset above the neighbour quantile.")
+    var rejectionMargin: Float = 0
+    @Option(help: "Open-set rejection rule (experiments): use this quantile of the support's similarities to the nearest other class instead.")
+    var neighbourQuantile: Double?
     @Flag(help: "Print the result as JSON.") var json = false
     @Option(help: "Keep the embeddings in this file and reuse them when backbone, image size and embedding match (for sweeps).")
     var cache: String?
@@ -78,6 +86,27 @@ struct FewShotEval: ParsableCommand {
                 let tensors = data.map { NamedTensor(name: $0.name, shape: [$0.vectors.count, $0.vectors[0].count], scalars: $0.vectors.flatMap { $0 }) }
                 try ModelFile(metadata: ["kind": .string("embedding-cache"), "key": .string(key)], tensors: tensors).write(toFile: cache)
             }
+        }
+        if openSet {
+            if folders.classes.count < ways + 1 {
+                throw ValidationError("--open-set needs --ways + 1 classes; \(classesDirectory) has \(folders.classes.count)")
+            }
+            let result = Episodes.evaluateOpenSet(data, ways: ways, shots: shots, queries: queries, episodes: episodes, seed: seed,
+                                                  transform: EmbeddingTransform(power: power), centerOnSupport: centerOnSupport,
+                                                  scale: scale, rejectionQuantile: rejectionQuantile,
+                                                  rejectionMargin: rejectionMargin, neighbourQuantile: neighbourQuantile)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            } else {
+                print(String(format: "%d-way %d-shot + 1 unknown class, %d queries/class, %d episodes (seed %llu): known accuracy %.2f %% ± %.2f %% "
+                             + "(%.2f %% without rejection; %.2f %% of known queries rejected), unknown rejected %.2f %% ± %.2f %%",
+                             ways, shots, queries, episodes, seed, 100 * result.knownAccuracy, 100 * result.knownAccuracy95,
+                             100 * result.knownAccuracyWithoutRejection, 100 * result.knownRejected,
+                             100 * result.unknownRejected, 100 * result.unknownRejected95))
+            }
+            return
         }
         let result = Episodes.evaluate(data, ways: ways, shots: shots, queries: queries, episodes: episodes, seed: seed,
                                        transform: EmbeddingTransform(power: power), centerOnSupport: centerOnSupport,

@@ -79,3 +79,14 @@ func clusters(_ classes: Int, perClass: Int, dimension: Int = 32, spread: Float 
     let refined = Episodes.evaluate(data, ways: 5, shots: 1, queries: 15, episodes: 200, seed: 1, refinementSteps: 3)
     #expect(refined.accuracy >= plain.accuracy - 0.01, "refined \(refined.accuracy) vs plain \(plain.accuracy)")
 }
+
+@Test func openSetEpisodesRejectTheUnseenClassMoreThanTheKnownOnes() {
+    // Tight clusters: an unseen class is far from every prototype, a known query is not.
+    let data = clusters(7, perClass: 25, spread: 0.15, seed: 11)
+    for shots in [1, 5] {
+        let result = Episodes.evaluateOpenSet(data, ways: 5, shots: shots, queries: 10, episodes: 40, seed: 3)
+        #expect(result.knownAccuracyWithoutRejection > 0.9)
+        #expect(result.unknownRejected > result.knownRejected + 0.3, "shots \(shots): \(result)")
+        #expect(result.knownAccuracy <= result.knownAccuracyWithoutRejection)
+    }
+}
