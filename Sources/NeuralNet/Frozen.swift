@@ -122,6 +122,21 @@ public struct FrozenBackbone: Sendable {
             if taps.contains(index) { maps.append(x) }
         }
         if stoppingAfterLastTap { return BackboneFeatures(maps: maps, embedding: Tensor(zeros: [input.shape[0], 0]), logits: nil) }
+        return finish(x, maps: maps, pool: pool)
+    }
+
+    /// Completes features computed with `stoppingAfterLastTap: true`: runs the layers after
+    /// the last tap and adds the embedding and logits, as if the whole network had run.
+    /// Used to pay for the deep layers only when their embedding is needed.
+    public func completing(_ partial: BackboneFeatures, pool: ThreadPool? = .shared) -> BackboneFeatures {
+        guard partial.embedding.shape.last == 0, let lastTap = taps.max(), let tapOutput = partial.maps.last else { return partial }
+        var x = tapOutput
+        for index in (lastTap + 1)..<layers.count { x = layers[index](x, pool: pool) }
+        return finish(x, maps: partial.maps, pool: pool)
+    }
+
+    /// The embedding and logits from the last layer's output.
+    private func finish(_ x: Tensor, maps: [Tensor], pool: ThreadPool?) -> BackboneFeatures {
         let n = x.shape[0], c = x.shape[3]
         let embedding = adaptiveAvgPoolForward(x, outHeight: 1, outWidth: 1).reshaped([n, c])
         var logits: Tensor?

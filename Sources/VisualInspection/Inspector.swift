@@ -136,7 +136,9 @@ public final class Inspector: Sendable {
             ?? RegionOfInterest(x: 0, y: 0, width: image.width, height: image.height)
         let size = prep.size
         let input = prep.tensor(image).reshaped([1, size, size, 3])
-        let features = model.backbone.features(input, stoppingAfterLastTap: model.classifier == nil, pool: pool)
+        // The deep layers after the last tap are run only when the classifier needs the
+        // embedding: always without an anomaly scorer, otherwise only for defects.
+        var features = model.backbone.features(input, stoppingAfterLastTap: model.scorer != nil, pool: pool)
 
         var result = InspectionResult(verdict: .ok, score: 0, anomalyScore: nil, threshold: nil, anomalyMap: nil, mask: nil,
                                       boxes: [], defectType: nil, typeConfidence: nil, imageWidth: image.width,
@@ -164,7 +166,8 @@ public final class Inspector: Sendable {
                                     area: Int((Double(box.area) * sx * sy).rounded()), score: calibration.normalized(box.peak))
             }
         }
-        if let classifier = model.classifier {
+        if let classifier = model.classifier, model.scorer == nil || result.verdict == .defect {
+            features = model.backbone.completing(features, pool: pool)
             let vector = embeddings(from: features, source: classifier.embedding)[0]
             if model.scorer == nil {
                 // Classifier only: the OK class, when there is one, decides the verdict.

@@ -87,3 +87,16 @@ func featureMapsHaveStrides4816(_ architecture: BackboneArchitecture) {
         #expect(error.description.contains("fc.bias is missing"))
     }
 }
+
+@Test(arguments: BackboneArchitecture.allCases)
+func completingStoppedFeaturesEqualsTheWholeForwardPass(_ architecture: BackboneArchitecture) {
+    let frozen = architecture.make(classes: 7, seed: 4).frozen()
+    let input = randomTensor([2, 48, 40, 3], seed: 5)
+    let whole = frozen.features(input)
+    let stopped = frozen.features(input, stoppingAfterLastTap: true)
+    #expect(stopped.embedding.shape == [2, 0])
+    let completed = frozen.completing(stopped)
+    #expect(completed.embedding.scalars == whole.embedding.scalars)
+    #expect(completed.logits?.scalars == whole.logits?.scalars)
+    #expect(completed.maps.map(\.scalars) == whole.maps.map(\.scalars))
+}
