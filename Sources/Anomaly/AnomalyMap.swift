@@ -10,8 +10,10 @@ import Darwin
 /// A per-pixel anomaly map: raw anomaly values (patch distances, upsampled and smoothed),
 /// row-major `[height, width]`.
 public struct AnomalyMap: Sendable, Equatable {
+    /// Map size in pixels.
     public var width: Int
     public var height: Int
+    /// Raw anomaly values, row-major `[height, width]`.
     public var values: [Float]
 
     public init(width: Int, height: Int, values: [Float]) {
@@ -94,6 +96,7 @@ func gaussianBlur(_ values: [Float], width: Int, height: Int, sigma: Float) -> [
 
 /// A defect region found in an anomaly map: its bounding box, area and peak score.
 public struct DefectBox: Sendable, Equatable, Codable {
+    /// The bounding box, in map pixels.
     public var x: Int, y: Int, width: Int, height: Int
     /// Pixels of the region (in map pixels, before any rescaling of the box).
     public var area: Int

@@ -14,6 +14,7 @@ public struct Calibration: Sendable, Equatable, Codable {
         /// The F1-optimal threshold between held-out good scores and defect scores.
         case f1WithDefects = "f1-with-defects"
     }
+    /// How the threshold was found.
     public var method: Method
     /// The raw score at which the normalised score is 0.5: above it, a defect.
     public var threshold: Float
@@ -80,9 +81,13 @@ func goodOnlyThreshold(_ scores: [Float], falseRejectRate: Double) -> Float {
 /// good patches, and the calibrated threshold. Sendable and safe to call from many
 /// threads at once.
 public struct AnomalyScorer: Sendable {
+    /// The frozen feature extractor.
     public let backbone: FrozenBackbone
+    /// How patch features, the bank and the map are made.
     public let options: AnomalyScorerOptions
+    /// The memory bank of good patches.
     public let memory: PatchMemory
+    /// The decision threshold and the scores it came from.
     public var calibration: Calibration
 
     public init(backbone: FrozenBackbone, options: AnomalyScorerOptions, memory: PatchMemory, calibration: Calibration) {

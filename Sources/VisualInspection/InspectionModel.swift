@@ -86,6 +86,7 @@ public struct InspectionModel: Sendable {
     public var minimumDefectArea: Int
     /// When the model was built (ISO 8601) and by which version.
     public var created: String
+    /// The tool and version that built it, e.g. `vinspect 0.1.0`.
     public var createdBy: String
 
     /// The name of the class folder that holds good parts.

@@ -9,6 +9,7 @@ import TensorCore
 /// A defect region in the original image: its bounding box (pixels of the original image),
 /// its area and its score (normalised like the image score: 0.5 is the threshold).
 public struct DefectRegion: Sendable, Equatable, Codable {
+    /// The bounding box, in pixels of the original image.
     public var x: Int, y: Int, width: Int, height: Int
     /// Area of the region in pixels of the original image (approximate: counted on the map).
     public var area: Int
@@ -358,12 +359,14 @@ private final class BatchState: @unchecked Sendable {
 /// Batch inspection as an `AsyncSequence` of records in input order (see
 /// ``Inspector/results(for:jobs:)``).
 public struct InspectionResults: AsyncSequence, Sendable {
+    /// Each element is one input's record.
     public typealias Element = InspectionRecord
     let inspector: Inspector
     let paths: [String]
     let jobs: Int
     let heatmapDirectory: String?
 
+    /// Starts the batch: worker threads begin inspecting ahead of the consumer.
     public func makeAsyncIterator() -> Iterator {
         Iterator(batch: inspector.batch(paths, jobs: jobs, heatmapDirectory: heatmapDirectory))
     }
@@ -372,6 +375,7 @@ public struct InspectionResults: AsyncSequence, Sendable {
     public struct Iterator: AsyncIteratorProtocol {
         let batch: InspectionBatch
 
+        /// The next record in input order; nil when all inputs are done.
         public mutating func next() async -> InspectionRecord? {
             let batch = self.batch
             return await withCheckedContinuation { continuation in

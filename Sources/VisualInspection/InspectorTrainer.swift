@@ -29,7 +29,9 @@ public struct TrainingOptions: Sendable {
 
 /// A class of labelled training images (a defect type, or `good`).
 public struct LabelledImages: Sendable {
+    /// The class name (the folder name for `vinspect train --classes`).
     public var name: String
+    /// Its example images.
     public var images: [Image]
 
     public init(name: String, images: [Image]) {

@@ -101,7 +101,9 @@ func formatNumber(_ x: Double) -> String {
 
 /// Why a report could not be written.
 public enum ReportError: Error, CustomStringConvertible, Sendable {
+    /// The file could not be created (missing folder, permissions).
     case cannotCreate(path: String, reason: String)
+    /// A write failed (disk full, I/O error).
     case writeFailed(path: String, reason: String)
 
     public var description: String {
@@ -124,7 +126,9 @@ public final class ReportWriter {
         case csv
     }
 
+    /// The report file.
     public let path: String
+    /// JSON Lines or CSV.
     public let format: Format
     private let descriptor: Int32
 
