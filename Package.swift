@@ -46,7 +46,8 @@ let cpuCheckCSettings: [CSetting] = march.map { [.unsafeFlags(["-march=\($0)"])]
 /// The compact backbone weights that ship with the project (see README); copied next to
 /// the executable as a resource when present.
 let shippedBackboneExists = FileManager.default.fileExists(
-    atPath: Context.packageDirectory + "/Sources/VisualInspection/Resources/compact-default.vimodel")
+    atPath: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("Sources/VisualInspection/Resources/compact-default.vimodel").path)
 
 let package = Package(
     name: "VisualInspection",

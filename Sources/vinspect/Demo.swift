@@ -36,7 +36,7 @@ struct Demo: ParsableCommand {
         }
         let model = output + "/model.vimodel", report = output + "/report.jsonl", heatmaps = output + "/heatmaps"
         print("== 1. train: \(root)/train/good (good parts) + \(root)/train/defects (scratch, stain, crack)")
-        var train = try Train.parse(["--good", root + "/train/good", "--classes", root + "/train/defects", "--backbone", backbone,
+        let train = try Train.parse(["--good", root + "/train/good", "--classes", root + "/train/defects", "--backbone", backbone,
                                      "--output", model])
         try train.run()
         print("\n== 2. inspect: \(root)/line -> \(report), \(heatmaps)/")

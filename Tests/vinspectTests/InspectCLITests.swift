@@ -233,3 +233,18 @@ func jsonLines(_ text: String) -> [[String: Any]] {
     #expect(lines.first?.hasPrefix("\(folders.line)/a/part.png ") == true)
     #expect(FileManager.default.fileExists(atPath: folders.root.appendingPathComponent("example.vimodel").path))
 }
+
+@Test func demoTrainsOnTheFixturesAndWritesAReportAndHeatMaps() throws {
+    let output = try temporaryFolder("demo")
+    defer { try? FileManager.default.removeItem(at: output) }
+    let result = try vinspect(["demo", "--output", output.path])
+    #expect(result.status == 0, "\(result.error)")
+    #expect(result.output.contains("verdicts right:"))
+    let records = jsonLines(try String(contentsOfFile: output.appendingPathComponent("report.jsonl").path, encoding: .utf8))
+    let lineImages = try FileManager.default.contentsOfDirectory(atPath: repositoryRoot.appendingPathComponent("Fixtures/demo/line").path)
+    #expect(records.count == lineImages.count)
+    #expect(records.allSatisfy { $0["verdict"] as? String != "error" })
+    let maps = try FileManager.default.contentsOfDirectory(atPath: output.appendingPathComponent("heatmaps").path)
+    #expect(maps.count == lineImages.count)
+    #expect(FileManager.default.fileExists(atPath: output.appendingPathComponent("model.vimodel").path))
+}
