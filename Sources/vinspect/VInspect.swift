@@ -21,7 +21,7 @@ struct VInspect: ParsableCommand {
               3  could not run (bad options, unreadable model, unsupported CPU)
             """,
         version: VisualInspectionVersion.string,
-        subcommands: [Images.self, Evaluate.self, FewShotEval.self, BackboneCommand.self])
+        subcommands: [Images.self, Evaluate.self, FewShotTrain.self, FewShotEval.self, BackboneCommand.self])
 
     /// Parses, checks the CPU, runs, and maps every outcome to the documented exit codes.
     static func main() {
