@@ -26,20 +26,22 @@ public struct BaseClass: Sendable {
 public struct HeadTrainingOptions: Sendable, Codable, Equatable {
     /// Classes per training episode.
     public var ways = 10
-    /// Support examples per class.
-    public var shots = 5
+    /// Support examples per class (1 was at least as good as 5 for 1- and 5-shot evaluation
+    /// in the seed-0 sweep, README).
+    public var shots = 1
     /// Query examples per class.
     public var queries = 10
-    /// Training episodes (optimiser steps).
-    public var episodes = 1000
+    /// Training episodes (optimiser steps). Longer training fitted the base classes
+    /// (training accuracy near 100 %) and lost accuracy on other data sets.
+    public var episodes = 300
     /// Rank of the residual update, or output width of a plain head.
-    public var rank = 64
+    public var rank = 16
     /// Residual form (identity at the start) or plain `V x + b`.
     public var residual = true
     /// Exponent of the power transform in front of the head.
     public var power: Float = 0.2
     /// Peak AdamW learning rate (cosine decay to 0 after a 5 % warm-up).
-    public var learningRate: Float = 1e-3
+    public var learningRate: Float = 3e-4
     /// AdamW's decoupled weight decay on `V` and `U` (pulls a residual head towards the identity).
     public var weightDecay: Float = 0.01
     /// Inverse temperature of the training softmax over cosines.

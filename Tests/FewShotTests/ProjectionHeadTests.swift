@@ -55,7 +55,7 @@ func trainingOptions(episodes: Int = 150, rank: Int = 4) -> HeadTrainingOptions 
                           transform: EmbeddingTransform(power: 1, head: head), centerOnSupport: true).accuracy
     }
     let before = evaluate(identity), after = evaluate(trained)
-    #expect(after > before + 0.05, "held-out accuracy with the identity \(before), trained \(after)")
+    #expect(after > before + 0.2, "held-out accuracy with the identity \(before), trained \(after)")
 }
 
 @Test(arguments: [true, false])
