@@ -13,18 +13,21 @@ struct FewShotTrain: ParsableCommand {
         commandName: "fewshot-train",
         abstract: "Train a projection head for the few-shot classifier on base classes (not the ones it will classify).",
         discussion: """
-            Embeds every image of the CLASSES_DIR folders (one sub-folder per class) and of
-            --generated synthetic defect classes once with the frozen backbone, then trains a head
-            on the power-transformed embeddings by --episodes N-way K-shot episodes with the
-            prototypical loss on cosines (the classifier's own rule), AdamW and a cosine schedule.
-            The head is written to --output; use it with `vinspect fewshot-eval --head`.
-            Evaluate it only on classes it was not trained on. The defaults are the best of a
-            small sweep on seed-0 NEU and magnetic-tile episodes; longer or faster training fits the
-            base classes and loses accuracy elsewhere. Example (train on magnetic-tile
-            defects and 54 generated classes, evaluate on NEU):
-              vinspect fewshot-train data/magnetic-tile --exclude MT_Free --generated 54 --views 4 \\
-                --backbone lite0.vimodel --output mt-head.vimodel
-              vinspect fewshot-eval data/neu-cls --ways 6 --shots 1 --backbone lite0.vimodel --head mt-head.vimodel
+            Embeds every image of the CLASSES_DIR folders (one sub-folder per class) and
+            of --generated synthetic defect classes once with the frozen backbone, then
+            trains a head on the power-transformed embeddings by --episodes N-way K-shot
+            episodes with the prototypical loss on cosines (the classifier's own rule),
+            AdamW and a cosine schedule. The head is written to --output; use it with
+            `vinspect fewshot-eval --head`, only on classes it was not trained on.
+            The defaults are the best of a small sweep on seed-0 NEU and magnetic-tile
+            episodes; longer or faster training fits the base classes and loses
+            accuracy elsewhere. Example (magnetic-tile defects and 54 generated classes,
+            then evaluated on NEU):
+              vinspect fewshot-train data/magnetic-tile --exclude MT_Free \\
+                --generated 54 --views 4 --backbone lite0.vimodel \\
+                --output mt-head.vimodel
+              vinspect fewshot-eval data/neu-cls --ways 6 --shots 1 \\
+                --backbone lite0.vimodel --head mt-head.vimodel
             """)
 
     @Argument(help: "Folders with one sub-folder of images per base class (none: generated classes only).")
@@ -36,7 +39,7 @@ struct FewShotTrain: ParsableCommand {
     @Option(help: "Images per generated class.") var generatedImages: Int = 30
     @Option(help: "Seed of the generated images (kept apart from --seed so that the data stay fixed while training varies).")
     var generatedSeed: UInt64 = 0
-    @Option(help: "Also write the generated images here as PNG files, one sub-folder per class (to look at them).")
+    @Option(help: "Also write the generated images here as PNG files, one sub-folder per class, to look at them (only when they are embedded, not when read from --cache-directory).")
     var saveGenerated: String?
     @Option(help: "Symmetry views embedded per image of the folders (1-8: itself, mirrors, quarter turns); episodes pick one view per image.")
     var views: Int = 1
