@@ -84,8 +84,9 @@ let package = Package(
         .target(name: "NeuralNet", dependencies: ["TensorCore", "ModelFile"], swiftSettings: simdSwiftSettings),
         // The anomaly scorer: patch features, memory bank, maps, calibration, metrics.
         .target(name: "Anomaly", dependencies: ["TensorCore", "NeuralNet"], swiftSettings: simdSwiftSettings),
-        // The prototype-network few-shot classifier.
-        .target(name: "FewShot", dependencies: ["TensorCore"], swiftSettings: simdSwiftSettings),
+        // The prototype-network few-shot classifier and the episodic training of its
+        // projection head (autograd from NeuralNet, storage in model files).
+        .target(name: "FewShot", dependencies: ["TensorCore", "NeuralNet", "ModelFile"], swiftSettings: simdSwiftSettings),
         // The model file format and the weight importers (safetensors, PyTorch); standard
         // library and Glibc only, so loading weights never depends on the compute engine.
         .target(name: "ModelFile"),
@@ -109,7 +110,7 @@ let package = Package(
         .testTarget(name: "ModelFileTests", dependencies: ["ModelFile"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "AnomalyTests", dependencies: ["Anomaly", "NeuralNet"], swiftSettings: simdSwiftSettings),
-        .testTarget(name: "FewShotTests", dependencies: ["FewShot", "TensorCore"], swiftSettings: simdSwiftSettings),
+        .testTarget(name: "FewShotTests", dependencies: ["FewShot", "TensorCore", "ModelFile"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "ModelFile"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "VisualInspectionTests", dependencies: ["VisualInspection", "ImageIO", "NeuralNet"], swiftSettings: simdSwiftSettings),
         .testTarget(

@@ -21,8 +21,9 @@ public enum Episodes {
     ///   - ways: classes per episode.
     ///   - shots: support examples per class.
     ///   - queries: query examples per class.
-    ///   - transform: embedding transform; a nil `center` with `centerOnSupport` uses the
-    ///     episode's support mean.
+    ///   - transform: embedding transform (with its optional projection head).
+    ///   - centerOnSupport: replace the transform's `center` by the mean of the episode's
+    ///     support features (after the power transform and the head).
     ///   - refinementSteps: soft k-means steps with the episode's queries.
     ///   - scale: the classifier's softmax inverse temperature.
     public static func evaluate(
@@ -44,9 +45,8 @@ public enum Episodes {
             }
             var t = transform
             if centerOnSupport {
-                let powered = EmbeddingTransform(power: transform.power, center: [])
-                let all = support.flatMap(\.1).map { v in v.map { $0 >= 0 ? powf($0, powered.power) : -powf(-$0, powered.power) } }
-                t.center = meanVector(all)
+                t.center = []
+                t.center = meanVector(support.flatMap(\.1).map(t.features))
             }
             var classifier = PrototypeClassifier(transform: t)
             classifier.scale = scale

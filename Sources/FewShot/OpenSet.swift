@@ -55,8 +55,8 @@ extension Episodes {
             }
             var t = transform
             if centerOnSupport {
-                let all = support.flatMap(\.1).map { v in v.map { $0 >= 0 ? powf($0, t.power) : -powf(-$0, t.power) } }
-                t.center = meanVector(all)
+                t.center = []
+                t.center = meanVector(support.flatMap(\.1).map(t.features))
             }
             var classifier = PrototypeClassifier(transform: t)
             classifier.scale = scale

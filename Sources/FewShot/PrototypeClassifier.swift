@@ -43,31 +43,53 @@ public struct Prediction: Sendable, Equatable {
     public var probabilities: [Float]
 }
 
-/// How raw backbone embeddings are turned into the vectors the classifier compares.
+/// How raw backbone embeddings are turned into the vectors the classifier compares:
+/// power transform, then the optional projection head, then centring, then L2
+/// normalisation.
 public struct EmbeddingTransform: Sendable, Equatable, Codable {
     /// Exponent applied to each feature (sign kept) before normalisation; values below 1
     /// make pooled ReLU features closer to Gaussian, which nearest-mean classifiers prefer.
     /// The default 0.2 was the best of 0.2-1 on NEU-CLS episodes (README). 1 leaves them alone.
+    /// Ignored when a ``head`` is set: the head's own ``ProjectionHead/power`` is used,
+    /// because the head was trained on features transformed with it.
     public var power: Float = 0.2
-    /// A vector subtracted after the power transform (e.g. the mean embedding of a base
+    /// A vector subtracted after the power transform and the head (e.g. the mean of a base
     /// data set, or of the support set), before L2 normalisation. Empty: none.
     public var center: [Float] = []
+    /// A learned projection applied after the power transform; nil: none (the classifier
+    /// then behaves exactly as without heads).
+    public var head: ProjectionHead?
 
-    public init(power: Float = 0.2, center: [Float] = []) {
+    public init(power: Float = 0.2, center: [Float] = [], head: ProjectionHead? = nil) {
         self.power = power
         self.center = center
+        self.head = head
+    }
+
+    /// The exponent actually applied: the head's when there is one.
+    public var effectivePower: Float { head?.power ?? power }
+
+    /// The power-transformed and projected vector, before centring and normalisation
+    /// (what ``center`` is computed from).
+    public func features(_ raw: [Float]) -> [Float] {
+        let v = powerTransformed(raw, effectivePower)
+        return head.map { $0.project(v) } ?? v
     }
 
     /// The transformed, L2-normalised vector.
     public func apply(_ raw: [Float]) -> [Float] {
-        var v = raw
-        if power != 1 { v = v.map { $0 >= 0 ? powf($0, power) : -powf(-$0, power) } }
+        var v = features(raw)
         if !center.isEmpty {
             precondition(center.count == v.count, "EmbeddingTransform: centre of \(center.count) for \(v.count) features")
             for i in v.indices { v[i] -= center[i] }
         }
         return normalizedVector(v)
     }
+}
+
+/// `sign(x) |x|^power` element-wise (the vector itself for power 1).
+public func powerTransformed(_ raw: [Float], _ power: Float) -> [Float] {
+    power == 1 ? raw : raw.map { $0 >= 0 ? powf($0, power) : -powf(-$0, power) }
 }
 
 /// A few-shot classifier over named classes.

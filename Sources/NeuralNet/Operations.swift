@@ -278,6 +278,34 @@ public func addRowVector(_ x: Variable, _ v: Variable) -> Variable {
     return Variable(output, parents: [x, v]) { grad in [grad, columnSums(grad)] }
 }
 
+/// `x[r, c] * s[c]` for every row of a `[N, D]` variable: a per-feature scale `s` `[D]`
+/// (the diagonal part of a projection head, without building a `[D, D]` matrix).
+public func scaledColumns(_ x: Variable, _ s: Variable) -> Variable {
+    let d = s.shape[0]
+    precondition(s.shape.count == 1 && x.shape.count == 2 && x.shape[1] == d, "scaledColumns: \(x.shape) * \(s.shape)")
+    let rows = x.shape[0]
+    let xv = x.value, sv = s.value.scalars
+    var output = xv
+    output.withUnsafeMutableBufferPointer { out in
+        for r in 0..<rows { for c in 0..<d { out[r * d + c] *= sv[c] } }
+    }
+    return Variable(output, parents: [x, s]) { grad in
+        var dx = grad
+        var ds = [Float](repeating: 0, count: d)
+        dx.withUnsafeMutableBufferPointer { g in
+            xv.withUnsafeBufferPointer { v in
+                for r in 0..<rows {
+                    for c in 0..<d {
+                        ds[c] += g[r * d + c] * v[r * d + c]
+                        g[r * d + c] *= sv[c]
+                    }
+                }
+            }
+        }
+        return [dx, Tensor(ds, shape: [d])]
+    }
+}
+
 /// Inverted dropout: in training, zeroes each element with probability `rate` and scales
 /// the rest by `1 / (1 - rate)`; the identity otherwise.
 public func dropout<G: RandomNumberGenerator>(_ input: Variable, rate: Float, training: Bool, using generator: inout G) -> Variable {
@@ -420,6 +448,32 @@ public func prototypicalLoss(support: Variable, supportLabels: [Int], query: Var
                              ways: Int, temperature: Float = 1) -> Variable {
     let prototypes = classMeans(support, labels: supportLabels, classes: ways)
     let logits = (-temperature) * squaredDistances(query, prototypes)
+    return crossEntropy(logits, labels: queryLabels)
+}
+
+/// The prototypical loss the few-shot classifier is evaluated with: both sets centred on
+/// the support mean (optionally), rows L2-normalised, prototypes the normalised class means
+/// of the support, logits `scale * cos(query, prototype)`, cross-entropy of the true classes.
+///
+/// Cosine rather than squared Euclidean because the classifier compares cosines; with
+/// normalised rows the two differ only by the normalisation of the prototypes.
+///
+/// - Parameters:
+///   - support: `[S, D]` with `supportLabels` in `0..<ways` (every class present).
+///   - query: `[Q, D]` with `queryLabels` in `0..<ways`.
+///   - scale: the inverse temperature of the softmax.
+///   - centerOnSupport: subtract the mean support row from every row first.
+public func cosinePrototypicalLoss(support: Variable, supportLabels: [Int], query: Variable, queryLabels: [Int],
+                                   ways: Int, scale: Float, centerOnSupport: Bool = true) -> Variable {
+    var s = support, q = query
+    if centerOnSupport {
+        let d = support.shape[1]
+        let negativeMean = (-1) * classMeans(support, labels: [Int](repeating: 0, count: support.shape[0]), classes: 1).reshaped([d])
+        s = addRowVector(support, negativeMean)
+        q = addRowVector(query, negativeMean)
+    }
+    let prototypes = l2Normalized(classMeans(l2Normalized(s), labels: supportLabels, classes: ways))
+    let logits = scale * matmul(l2Normalized(q), prototypes, transposeB: true)
     return crossEntropy(logits, labels: queryLabels)
 }
 

@@ -85,3 +85,31 @@ public func embeddings(from features: BackboneFeatures, source: EmbeddingSource)
 func adaptiveAvgPoolForFeatures(_ x: Tensor) -> Tensor {
     globalAvgPool(Variable(x)).value
 }
+
+/// The image seen through the `view`-th symmetry of the square, `[H, W, C]`: 0 itself,
+/// 1 mirrored left-right, 2 top-bottom, 3 and 4 a quarter turn either way, 5 a half turn,
+/// 6 and 7 the two diagonal mirrors. Surface defects have no preferred orientation, so
+/// these are the same defect seen again (used to multiply base-class examples when a head
+/// is trained).
+public func symmetryView(_ image: Tensor, _ view: Int) -> Tensor {
+    switch view % 8 {
+    case 0: return image
+    case 1: return flipped(image, horizontal: true)
+    case 2: return flipped(image, horizontal: false)
+    case 3: return rotated90(image, times: 1)
+    case 4: return rotated90(image, times: 3)
+    case 5: return rotated90(image, times: 2)
+    case 6: return flipped(rotated90(image, times: 1), horizontal: true)
+    default: return flipped(rotated90(image, times: 1), horizontal: false)
+    }
+}
+
+/// Raw embeddings of `views` symmetry views of each image (see ``symmetryView(_:_:)``),
+/// `[images][views][D]`; view 0 is the image itself.
+public func viewEmbeddings(of images: [Tensor], views: Int, backbone: FrozenBackbone, source: EmbeddingSource,
+                           pool: ThreadPool = .shared) -> [[[Float]]] {
+    let count = Swift.max(1, Swift.min(views, 8))
+    let all = embeddings(of: images.flatMap { image in (0..<count).map { symmetryView(image, $0) } }, backbone: backbone,
+                         source: source, pool: pool)
+    return images.indices.map { i in Array(all[(i * count)..<((i + 1) * count)]) }
+}

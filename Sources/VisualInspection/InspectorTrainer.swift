@@ -97,9 +97,7 @@ public enum InspectorTrainer {
             // are at least two classes to take a mean over; the centre is then fixed, so
             // classes added later leave the existing prototypes untouched.
             if classes.count >= 2 {
-                let powered = EmbeddingTransform(power: transform.power, center: [])
-                let all = raw.flatMap { $0 }.map { v in v.map { $0 >= 0 ? powf($0, powered.power) : -powf(-$0, powered.power) } }
-                transform.center = meanOf(all)
+                transform.center = meanOf(raw.flatMap { $0 }.map(transform.features))
             }
             var prototypes = PrototypeClassifier(transform: transform)
             for (cls, vectors) in zip(classes, raw) { prototypes.add(cls.name, embeddings: vectors) }

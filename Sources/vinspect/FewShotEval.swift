@@ -33,9 +33,12 @@ struct FewShotEval: ParsableCommand {
     @Option(name: .customLong("arch"), help: "Architecture of a raw checkpoint given to --backbone.")
     var architecture: BackboneArchitecture?
     @Option(help: "Side of the square images are resized to.") var imageSize: Int = 224
-    @Option(help: "Embedding: last (pooled last map) or multi (pooled stride-8, stride-16 and last).")
-    var embedding: EmbeddingSource = .multi
-    @Option(help: "Power transform exponent applied to features (1 = none).") var power: Float = 0.2
+    @Option(help: "Embedding: last (pooled last map) or multi (pooled stride-8, stride-16 and last). Default: the head's, else multi.")
+    var embedding: EmbeddingSource?
+    @Option(help: "Power transform exponent applied to features (1 = none); with --head, the head's own exponent is used.")
+    var power: Float = 0.2
+    @Option(help: "A projection head from `vinspect fewshot-train`, applied after the power transform (train it on other classes than these).")
+    var head: String?
     @Flag(inversion: .prefixedNo, help: "Centre embeddings on each episode's support mean before normalising.") var centerOnSupport = true
     @Option(help: "Softmax inverse temperature on cosine similarities.") var scale: Float = 5
     @Option(help: "Soft k-means refinement steps with each episode's queries (0 = none).") var refine: Int = 0
@@ -65,6 +68,21 @@ struct FewShotEval: ParsableCommand {
             throw ValidationError("\(classesDirectory) has \(folders.classes.count) classes, fewer than --ways \(ways)")
         }
         let log: (String) -> Void = { line in if json { printError(line) } else { print(line) } }
+        var projection: ProjectionHead?
+        var embedding = self.embedding ?? .multi
+        if let head {
+            let (loaded, metadata) = try ProjectionHead.load(from: head)
+            let trainedWith = metadata["embedding"]?.stringValue.flatMap(EmbeddingSource.init(rawValue:))
+            if let trainedWith {
+                if let chosen = self.embedding, chosen != trainedWith {
+                    throw ValidationError("\(head) was trained on --embedding \(trainedWith.rawValue) embeddings, not \(chosen.rawValue)")
+                }
+                embedding = trainedWith
+            }
+            projection = loaded
+            log("head \(head): \(loaded.residual ? "residual" : "plain"), D \(loaded.inputDimension), rank \(loaded.rank), power \(loaded.power), "
+                + "trained on \(metadata["trained_on"]?.arrayValue?.count ?? 0) classes")
+        }
         let key = "\(backbone)|\(imageSize)|\(embedding.rawValue)|\(folders.classes.map { "\($0.name):\($0.files.count)" }.joined(separator: ","))"
         var data: [(name: String, vectors: [[Float]])] = []
         if let cache, let file = try? ModelFile(contentsOfFile: cache), file.metadata["key"]?.stringValue == key {
@@ -87,12 +105,15 @@ struct FewShotEval: ParsableCommand {
                 try ModelFile(metadata: ["kind": .string("embedding-cache"), "key": .string(key)], tensors: tensors).write(toFile: cache)
             }
         }
+        if let projection, let width = data.first?.vectors.first?.count, width != projection.inputDimension {
+            throw ValidationError("\(head ?? "the head") takes \(projection.inputDimension) features, the \(embedding.rawValue) embeddings have \(width)")
+        }
         if openSet {
             if folders.classes.count < ways + 1 {
                 throw ValidationError("--open-set needs --ways + 1 classes; \(classesDirectory) has \(folders.classes.count)")
             }
             let result = Episodes.evaluateOpenSet(data, ways: ways, shots: shots, queries: queries, episodes: episodes, seed: seed,
-                                                  transform: EmbeddingTransform(power: power), centerOnSupport: centerOnSupport,
+                                                  transform: EmbeddingTransform(power: power, head: projection), centerOnSupport: centerOnSupport,
                                                   scale: scale, rejectionQuantile: rejectionQuantile,
                                                   rejectionMargin: rejectionMargin, neighbourQuantile: neighbourQuantile)
             if json {
@@ -109,7 +130,7 @@ struct FewShotEval: ParsableCommand {
             return
         }
         let result = Episodes.evaluate(data, ways: ways, shots: shots, queries: queries, episodes: episodes, seed: seed,
-                                       transform: EmbeddingTransform(power: power), centerOnSupport: centerOnSupport,
+                                       transform: EmbeddingTransform(power: power, head: projection), centerOnSupport: centerOnSupport,
                                        refinementSteps: refine, scale: scale)
         if json {
             let encoder = JSONEncoder()

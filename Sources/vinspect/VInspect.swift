@@ -21,8 +21,8 @@ struct VInspect: ParsableCommand {
               3  could not run (bad options, unreadable model, unsupported CPU)
             """,
         version: VisualInspectionVersion.string,
-        subcommands: [Train.self, Inspect.self, Evaluate.self, FewShotEval.self, BackboneCommand.self, Info.self, Demo.self,
-                      Images.self])
+        subcommands: [Train.self, Inspect.self, Evaluate.self, FewShotTrain.self, FewShotEval.self, BackboneCommand.self, Info.self,
+                      Demo.self, Images.self])
 
     /// Parses, checks the CPU, runs, and maps every outcome to the documented exit codes.
     static func main() {

@@ -111,6 +111,19 @@ func activationGradients(_ kind: Activation) {
     }
 }
 
+@Test func projectionHeadOperationGradients() {
+    checkGradients("scaledColumns", inputs: [randomTensor([5, 7], seed: 30), randomTensor([7], seed: 31)]) { v in
+        scaledColumns(v[0], v[1])
+    }
+    for center in [false, true] {
+        checkGradients("cosinePrototypicalLoss center \(center)",
+                       inputs: [randomTensor([6, 4], seed: 32), randomTensor([5, 4], seed: 33)]) { v in
+            cosinePrototypicalLoss(support: v[0], supportLabels: [0, 1, 2, 0, 1, 2], query: v[1], queryLabels: [2, 0, 1, 1, 0],
+                                   ways: 3, scale: 3, centerOnSupport: center)
+        }
+    }
+}
+
 @Test func dropoutGradientUsesTheSameMask() {
     checkGradients("dropout", inputs: [randomTensor([6, 7], seed: 25)]) { v in
         var rng = Xoshiro256(seed: 26)  // the same mask on every evaluation

@@ -45,6 +45,7 @@ func vinspect(_ arguments: [String]) throws -> RunResult {
     let result = try vinspect(["--help"])
     #expect(result.status == 0)
     #expect(result.output.contains("images"))
+    #expect(result.output.contains("fewshot-train") && result.output.contains("fewshot-eval"))
     #expect(result.output.contains("could not run"))
 }
 

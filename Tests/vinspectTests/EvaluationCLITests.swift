@@ -84,3 +84,33 @@ func temporaryFolder(_ name: String) throws -> URL {
     let tooMany = try vinspect(["fewshot-eval", root.path, "--ways", "4", "--backbone", "compact"])
     #expect(tooMany.status == 3)
 }
+
+@Test func fewShotTrainWritesAHeadThatFewShotEvalUses() throws {
+    let root = try temporaryFolder("head")
+    defer { try? FileManager.default.removeItem(at: root) }
+    let classes = root.appendingPathComponent("classes")
+    for (index, name) in ["scratch", "spot", "clean"].enumerated() {
+        let folder = classes.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        for i in 0..<4 { try partImage(seed: i * 3 + index, defect: index == 0).write(toFile: folder.appendingPathComponent("\(i).png").path) }
+    }
+    let head = root.appendingPathComponent("head.vimodel").path
+    let common = ["--backbone", "compact", "--image-size", "48"]
+    let train = try vinspect(["fewshot-train", "--generated", "4", "--generated-images", "3", "--ways", "3", "--shots", "1",
+                              "--queries", "2", "--episodes", "5", "--dimension", "4", "--output", head] + common)
+    #expect(train.status == 0, "\(train.error)")
+    #expect(train.output.contains("trained a residual head"))
+    let eval = try vinspect(["fewshot-eval", classes.path, "--ways", "3", "--queries", "2", "--episodes", "5",
+                             "--head", head, "--json"] + common)
+    #expect(eval.status == 0, "\(eval.error)")
+    #expect(eval.error.contains("head \(head)"))
+    let accuracy = (try JSONSerialization.jsonObject(with: Data(eval.output.utf8)) as? [String: Any])?["accuracy"] as? Double ?? -1
+    #expect(accuracy >= 0 && accuracy <= 1)
+    // The head was trained on multi embeddings; asking for others is refused with a message.
+    let mismatch = try vinspect(["fewshot-eval", classes.path, "--ways", "3", "--queries", "2", "--episodes", "5",
+                                 "--head", head, "--embedding", "last"] + common)
+    #expect(mismatch.status == 3)
+    #expect(mismatch.error.contains("trained on --embedding multi"))
+    let nothing = try vinspect(["fewshot-train", "--output", head] + common)
+    #expect(nothing.status == 3)
+}
