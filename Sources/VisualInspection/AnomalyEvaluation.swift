@@ -21,9 +21,11 @@ public struct AnomalyRunResult: Sendable, Codable {
     /// and of defect images rejected.
     public var goodAccepted: Double
     public var defectsRejected: Double
+    /// Memory-bank rows (0 in Gaussian mode).
     public var bankSize: Int
     public var trainSeconds: Double
-    /// Milliseconds per test image for the backbone features and for the bank search plus map.
+    /// Milliseconds per test image for the backbone features and for the bank search (or
+    /// Mahalanobis distances) plus map.
     public var featureMilliseconds: Double
     public var scoringMilliseconds: Double
 }
@@ -59,12 +61,17 @@ public enum AnomalyEvaluation {
         pool: ThreadPool = .shared,
         progress: (String) -> Void = { _ in }
     ) throws(ImageError) -> [AnomalyRunResult] {
-        var preprocessing = Preprocessing(size: options.imageSize, mean: normalization.mean, std: normalization.std)
+        var preprocessing = Preprocessing(size: options.imageSize, mean: normalization.mean, std: normalization.std,
+                                          fit: options.fit)
         preprocessing.regionOfInterest = regionOfInterest
         // The test set is the same for every seed: preprocess it once.
         var testImages: [Tensor] = [], masks: [[Bool]] = [], labels: [Bool] = []
+        var sizes: [(width: Int, height: Int)] = []  // after the region-of-interest crop
         for item in dataset.test {
-            testImages.append(try preprocessing.tensor(contentsOfFile: item.path))
+            let image = try Image(contentsOfFile: item.path)
+            let part = preprocessing.cropped(image)
+            sizes.append((part.width, part.height))
+            testImages.append(preprocessing.tensor(image))
             labels.append(item.isDefect)
             if let mask = item.maskPath {
                 masks.append(try preprocessing.mask(contentsOfFile: mask))
@@ -92,9 +99,11 @@ public enum AnomalyEvaluation {
                 let grid = extractPatchFeatures(Tensor.stacked(Array(testImages[start..<end])), backbone: backbone,
                                                 options: scorerOptions.features, pool: pool)
                 let t1 = seconds()
-                for map in scorer.maps(of: grid, pool: pool) {
-                    maps.append(map.values)
-                    scores.append(map.maximum)
+                for (offset, map) in scorer.maps(of: grid, pool: pool).enumerated() {
+                    // Scored over the whole input, compared with the mask in the image's frame.
+                    let size = sizes[start + offset]
+                    maps.append(preprocessing.imageFrame(of: map, width: size.width, height: size.height).values)
+                    scores.append(scorer.imageScore(of: map))
                 }
                 featureTime += t1 - t0
                 scoringTime += seconds() - t1
@@ -111,7 +120,7 @@ public enum AnomalyEvaluation {
                 f1Max: AnomalyMetrics.f1Max(scores: scores, labels: labels).f1,
                 goodAccepted: Double(zip(scores, labels).filter { !$0.1 && $0.0 <= threshold }.count) / Double(max(1, labels.filter { !$0 }.count)),
                 defectsRejected: Double(zip(scores, labels).filter { $0.1 && $0.0 > threshold }.count) / Double(max(1, labels.filter { $0 }.count)),
-                bankSize: scorer.memory.bank.count, trainSeconds: trainSeconds,
+                bankSize: scorer.memory?.bank.count ?? 0, trainSeconds: trainSeconds,
                 featureMilliseconds: featureTime * 1000 / Double(testImages.count),
                 scoringMilliseconds: scoringTime * 1000 / Double(testImages.count))
             results.append(result)
