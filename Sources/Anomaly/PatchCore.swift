@@ -62,25 +62,12 @@ public enum ScoringMode: String, Sendable, Codable, CaseIterable {
     case positionGaussian = "gaussian"
 }
 
-/// How an image of any shape becomes the square network input.
-public enum InputFit: String, Sendable, Codable, CaseIterable {
-    /// Resized to the square, whatever its aspect ratio (long, narrow parts are squashed).
-    case stretch
-    /// Resized with its aspect ratio kept until its longer side fills the square, centred,
-    /// and the rest filled by mirroring the image at its edges: every image keeps the same
-    /// proportions, so a texture looks the same in long and in short images.
-    case pad
-}
-
 /// Everything that decides how the scorer is built.
 public struct AnomalyScorerOptions: Sendable, Equatable, Codable {
     /// What is learnt from the good patches: a memory bank (default) or per-position Gaussians.
     public var mode: ScoringMode = .memoryBank
     /// Side of the square the images are resized to before the backbone.
     public var imageSize: Int = 224
-    /// How images of other shapes are brought to the square (applied by the caller's
-    /// preprocessing, e.g. `VisualInspection.Preprocessing`, before the scorer sees them).
-    public var fit: InputFit = .stretch
     /// Patch features: layers and neighbourhood aggregation.
     public var features = PatchFeatureOptions()
     /// Variants of the good images added to the bank.
@@ -110,7 +97,7 @@ public struct AnomalyScorerOptions: Sendable, Equatable, Codable {
     public init() {}
 
     private enum CodingKeys: String, CodingKey {
-        case mode, imageSize, fit, features, augmentation, coresetFraction, maximumBankSize, coresetThreshold, smoothingSigma, seed
+        case mode, imageSize, features, augmentation, coresetFraction, maximumBankSize, coresetThreshold, smoothingSigma, seed
         case gaussianChannels, gaussianRegularization, topFraction
     }
 
@@ -121,7 +108,6 @@ public struct AnomalyScorerOptions: Sendable, Equatable, Codable {
         let d = AnomalyScorerOptions()
         mode = try c.decodeIfPresent(ScoringMode.self, forKey: .mode) ?? d.mode
         imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? d.imageSize
-        fit = try c.decodeIfPresent(InputFit.self, forKey: .fit) ?? d.fit
         features = try c.decodeIfPresent(PatchFeatureOptions.self, forKey: .features) ?? d.features
         augmentation = try c.decodeIfPresent(BankAugmentation.self, forKey: .augmentation) ?? d.augmentation
         coresetFraction = try c.decodeIfPresent(Double.self, forKey: .coresetFraction) ?? d.coresetFraction

@@ -61,17 +61,12 @@ public enum AnomalyEvaluation {
         pool: ThreadPool = .shared,
         progress: (String) -> Void = { _ in }
     ) throws(ImageError) -> [AnomalyRunResult] {
-        var preprocessing = Preprocessing(size: options.imageSize, mean: normalization.mean, std: normalization.std,
-                                          fit: options.fit)
+        var preprocessing = Preprocessing(size: options.imageSize, mean: normalization.mean, std: normalization.std)
         preprocessing.regionOfInterest = regionOfInterest
         // The test set is the same for every seed: preprocess it once.
         var testImages: [Tensor] = [], masks: [[Bool]] = [], labels: [Bool] = []
-        var sizes: [(width: Int, height: Int)] = []  // after the region-of-interest crop
         for item in dataset.test {
-            let image = try Image(contentsOfFile: item.path)
-            let part = preprocessing.cropped(image)
-            sizes.append((part.width, part.height))
-            testImages.append(preprocessing.tensor(image))
+            testImages.append(try preprocessing.tensor(contentsOfFile: item.path))
             labels.append(item.isDefect)
             if let mask = item.maskPath {
                 masks.append(try preprocessing.mask(contentsOfFile: mask))
@@ -99,10 +94,8 @@ public enum AnomalyEvaluation {
                 let grid = extractPatchFeatures(Tensor.stacked(Array(testImages[start..<end])), backbone: backbone,
                                                 options: scorerOptions.features, pool: pool)
                 let t1 = seconds()
-                for (offset, map) in scorer.maps(of: grid, pool: pool).enumerated() {
-                    // Scored over the whole input, compared with the mask in the image's frame.
-                    let size = sizes[start + offset]
-                    maps.append(preprocessing.imageFrame(of: map, width: size.width, height: size.height).values)
+                for map in scorer.maps(of: grid, pool: pool) {
+                    maps.append(map.values)
                     scores.append(scorer.imageScore(of: map))
                 }
                 featureTime += t1 - t0

@@ -143,12 +143,9 @@ public final class Inspector: Sendable {
                                       imageHeight: image.height, region: region, milliseconds: 0)
         if let scorer = model.scorer {
             let grid = patchFeatures(fromMaps: features.maps, options: scorer.options.features, pool: pool)
-            let input = scorer.maps(of: grid, pool: pool)[0]
+            let map = scorer.maps(of: grid, pool: pool)[0]
             let calibration = scorer.calibration
-            // Scored over the whole input, as in calibration; shown, masked and boxed in the
-            // image's own frame (the same map unless the input was padded).
-            let raw = scorer.imageScore(of: input)
-            let map = prep.imageFrame(of: input, width: region.width, height: region.height)
+            let raw = scorer.imageScore(of: map)
             result.anomalyScore = raw
             result.threshold = calibration.threshold
             result.score = calibration.normalized(raw)

@@ -64,7 +64,7 @@ public enum InspectorTrainer {
                              pool: ThreadPool? = .shared) throws(InspectionModelError) -> InspectionModel {
         let classes = classes.filter { !$0.images.isEmpty }
         var preprocessing = Preprocessing(size: options.scorer.imageSize, mean: backbone.inputNormalization.mean,
-                                          std: backbone.inputNormalization.std, fit: options.scorer.fit)
+                                          std: backbone.inputNormalization.std)
         preprocessing.regionOfInterest = options.regionOfInterest
         let frozen = backbone.frozen()
 

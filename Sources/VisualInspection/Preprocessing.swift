@@ -1,4 +1,3 @@
-import Anomaly
 import ImageIO
 import NeuralNet
 import TensorCore
@@ -28,61 +27,18 @@ public struct RegionOfInterest: Sendable, Equatable, Codable {
 }
 
 /// How an image becomes network input: cropped to the region of interest (if any),
-/// resized to a square (stretched, or padded by mirroring, see ``InputFit``), grey
-/// replicated to RGB, normalised with the backbone's statistics.
+/// resized to a square, grey replicated to RGB, normalised with the backbone's statistics.
 public struct Preprocessing: Sendable, Equatable, Codable {
     /// Side of the square the image is resized to.
     public var size: Int
-    /// How an image that is not square is brought to the square.
-    public var fit: InputFit = .stretch
     /// The part of each image to inspect; nil: all of it.
     public var regionOfInterest: RegionOfInterest?
     /// Per-channel mean and standard deviation, in units of the full range.
     public var mean: [Float]
     public var std: [Float]
 
-    public init(size: Int, mean: [Float], std: [Float], fit: InputFit = .stretch) {
-        self.size = size; self.mean = mean; self.std = std; self.fit = fit
-    }
-
-    private enum CodingKeys: String, CodingKey { case size, fit, regionOfInterest, mean, std }
-
-    /// Decodes; `fit` is missing from files written before it existed and then stays `stretch`.
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        size = try c.decode(Int.self, forKey: .size)
-        fit = try c.decodeIfPresent(InputFit.self, forKey: .fit) ?? .stretch
-        regionOfInterest = try c.decodeIfPresent(RegionOfInterest.self, forKey: .regionOfInterest)
-        mean = try c.decode([Float].self, forKey: .mean)
-        std = try c.decode([Float].self, forKey: .std)
-    }
-
-    /// Where an image (after the region-of-interest crop) of `width x height` pixels lies in
-    /// the `size x size` input: the whole square when stretched, a centred rectangle with the
-    /// image's proportions when padded.
-    public func contentRect(width: Int, height: Int) -> RegionOfInterest {
-        guard fit == .pad, width > 0, height > 0, width != height else { return RegionOfInterest(x: 0, y: 0, width: size, height: size) }
-        let scale = Double(size) / Double(max(width, height))
-        let w = min(size, max(1, Int((Double(width) * scale).rounded())))
-        let h = min(size, max(1, Int((Double(height) * scale).rounded())))
-        return RegionOfInterest(x: (size - w) / 2, y: (size - h) / 2, width: w, height: h)
-    }
-
-    /// A map over the whole input, cut to the image's part and stretched back to
-    /// `size x size`: the frame of a stretched input, of ``mask(contentsOfFile:)`` and of the
-    /// boxes. The same map when the input is stretched.
-    public func imageFrame(of map: AnomalyMap, width: Int, height: Int) -> AnomalyMap {
-        let r = contentRect(width: width, height: height)
-        guard r.width < size || r.height < size else { return map }
-        let sx = Double(map.width) / Double(size), sy = Double(map.height) / Double(size)
-        let x0 = Int((Double(r.x) * sx).rounded()), y0 = Int((Double(r.y) * sy).rounded())
-        let w = max(1, min(map.width - x0, Int((Double(r.width) * sx).rounded())))
-        let h = max(1, min(map.height - y0, Int((Double(r.height) * sy).rounded())))
-        var values = [Float](repeating: 0, count: w * h)
-        for y in 0..<h {
-            for x in 0..<w { values[y * w + x] = map.values[(y0 + y) * map.width + x0 + x] }
-        }
-        return AnomalyMap(width: w, height: h, values: values).resized(width: map.width, height: map.height)
+    public init(size: Int, mean: [Float], std: [Float]) {
+        self.size = size; self.mean = mean; self.std = std
     }
 
     /// The image cropped to the region of interest (the whole image when there is none or
@@ -94,11 +50,8 @@ public struct Preprocessing: Sendable, Equatable, Codable {
 
     /// The normalised `[size, size, 3]` tensor of an image.
     public func tensor(_ image: Image) -> Tensor {
-        let part = cropped(image.droppingAlpha())
-        let r = contentRect(width: part.width, height: part.height)
-        let content = part.resized(width: r.width, height: r.height).tensor(channels: 3, mean: mean, std: std)
-            .reshaped([r.height, r.width, 3])
-        return r.width == size && r.height == size ? content : mirrorPadded(content, to: size, at: r)
+        cropped(image.droppingAlpha()).resized(width: size, height: size).tensor(channels: 3, mean: mean, std: std)
+            .reshaped([size, size, 3])
     }
 
     /// Reads and preprocesses an image file.
@@ -113,28 +66,5 @@ public struct Preprocessing: Sendable, Equatable, Codable {
         let binary = Image(width: image.width, height: image.height, channels: 1,
                            pixels: image.pixels.map { $0 > 127 ? 255 : 0 })
         return binary.resized(width: size, height: size).pixels.map { $0 > 127 }
-    }
-}
-
-/// `content` `[h, w, C]` placed at `r` in a `[size, size, C]` tensor whose other pixels
-/// mirror the content at its edges (the edge pixel repeated once, as a reflection in a
-/// mirror would); a margin wider than the content mirrors again, back and forth.
-func mirrorPadded(_ content: Tensor, to size: Int, at r: RegionOfInterest) -> Tensor {
-    let (h, w, c) = (content.shape[0], content.shape[1], content.shape[2])
-    func mirror(_ i: Int, _ n: Int) -> Int {
-        let period = 2 * n
-        let m = ((i % period) + period) % period
-        return m < n ? m : period - 1 - m
-    }
-    return content.withUnsafeBufferPointer { src in
-        Tensor(uninitializedShape: [size, size, c]) { out in
-            for y in 0..<size {
-                let sy = mirror(y - r.y, h)
-                for x in 0..<size {
-                    let sx = mirror(x - r.x, w)
-                    for ch in 0..<c { out[(y * size + x) * c + ch] = src[(sy * w + sx) * c + ch] }
-                }
-            }
-        }
     }
 }

@@ -26,9 +26,6 @@ struct ScorerOptions: ParsableArguments {
     @Option(help: "Side of the square images are resized to.")
     var imageSize: Int = 224
 
-    @Option(help: "How images that are not square reach the square: stretch, or pad (aspect ratio kept, the rest filled by mirroring the image).")
-    var fit: InputFit = .stretch
-
     @Option(help: "Feature maps used, by stride index (0: stride 4, 1: stride 8, 2: stride 16), comma-separated.")
     var layers: String = "1,2"
 
@@ -77,7 +74,6 @@ struct ScorerOptions: ParsableArguments {
         o.coresetThreshold = maxBank
         o.smoothingSigma = sigma
         o.mode = mode
-        o.fit = fit
         o.gaussianChannels = gaussianChannels
         o.topFraction = topFraction
         return o
@@ -91,7 +87,6 @@ struct ScorerOptions: ParsableArguments {
 
 extension BankAugmentation: ExpressibleByArgument {}
 extension ScoringMode: ExpressibleByArgument {}
-extension InputFit: ExpressibleByArgument {}
 
 /// `vinspect evaluate DATASET_DIR`: measure the anomaly scorer.
 struct Evaluate: ParsableCommand {

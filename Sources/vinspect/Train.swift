@@ -179,7 +179,7 @@ func describe(_ model: InspectionModel, path: String) -> String {
     lines.append("backbone:     \(model.architecture)\(source)")
     let p = model.preprocessing
     let roi = p.regionOfInterest.map { ", region \($0.x),\($0.y),\($0.width),\($0.height)" } ?? ""
-    lines.append("input:        \(p.size)x\(p.size)\(p.fit == .pad ? " (aspect ratio kept, mirrored padding)" : "")\(roi)")
+    lines.append("input:        \(p.size)x\(p.size)\(roi)")
     if let scorer = model.scorer {
         let o = scorer.options
         let learnt: String
