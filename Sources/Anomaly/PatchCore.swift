@@ -90,8 +90,9 @@ public struct AnomalyScorerOptions: Sendable, Equatable, Codable {
     /// there are fewer good patches per position than channels.
     public var gaussianRegularization: Float = 0.01
     /// The image's score is the mean of this fraction of its largest map values (0: the
-    /// largest value alone, as PatchCore). A small fraction (e.g. 0.01) is less sensitive
-    /// to a single noisy peak; large defects gain, tiny ones may lose.
+    /// largest value alone, as PatchCore). A small fraction is less sensitive to a single
+    /// noisy peak and rewards large defects; tiny ones may lose (0.05 was best on magnetic
+    /// tile, see README).
     public var topFraction: Double = 0
 
     public init() {}
