@@ -77,21 +77,47 @@ func goodOnlyThreshold(_ scores: [Float], falseRejectRate: Double) -> Float {
     return Float(threshold)
 }
 
-/// An anomaly scorer trained from good images: a frozen backbone, the memory bank of
-/// good patches, and the calibrated threshold. Sendable and safe to call from many
-/// threads at once.
+/// What the scorer learnt from the good images' patch features.
+public enum NormalityModel: Sendable {
+    /// A memory bank of good patches (``ScoringMode/memoryBank``).
+    case memoryBank(PatchMemory)
+    /// One Gaussian per grid position (``ScoringMode/positionGaussian``).
+    case positionGaussian(GaussianMemory)
+}
+
+/// An anomaly scorer trained from good images: a frozen backbone, what normal patches look
+/// like (a memory bank or per-position Gaussians), and the calibrated threshold. Sendable
+/// and safe to call from many threads at once.
 public struct AnomalyScorer: Sendable {
     /// The frozen feature extractor.
     public let backbone: FrozenBackbone
     /// How patch features, the bank and the map are made.
     public let options: AnomalyScorerOptions
-    /// The memory bank of good patches.
-    public let memory: PatchMemory
+    /// The trained part: memory bank or per-position Gaussians.
+    public let normality: NormalityModel
     /// The decision threshold and the scores it came from.
     public var calibration: Calibration
 
+    /// A scorer around a trained memory bank (``ScoringMode/memoryBank``).
     public init(backbone: FrozenBackbone, options: AnomalyScorerOptions, memory: PatchMemory, calibration: Calibration) {
-        self.backbone = backbone; self.options = options; self.memory = memory; self.calibration = calibration
+        self.init(backbone: backbone, options: options, normality: .memoryBank(memory), calibration: calibration)
+    }
+
+    /// A scorer around either trained part.
+    public init(backbone: FrozenBackbone, options: AnomalyScorerOptions, normality: NormalityModel, calibration: Calibration) {
+        self.backbone = backbone; self.options = options; self.normality = normality; self.calibration = calibration
+    }
+
+    /// The memory bank, in memory-bank mode.
+    public var memory: PatchMemory? {
+        if case .memoryBank(let memory) = normality { return memory }
+        return nil
+    }
+
+    /// The per-position Gaussians, in Gaussian mode.
+    public var gaussian: GaussianMemory? {
+        if case .positionGaussian(let gaussian) = normality { return gaussian }
+        return nil
     }
 
     /// Patch grids of all bank variants of the images, in batches.
@@ -122,31 +148,61 @@ public struct AnomalyScorer: Sendable {
         targetFalseRejectRate: Double = 0.01, pool: ThreadPool? = .shared
     ) -> AnomalyScorer {
         precondition(!goodImages.isEmpty, "AnomalyScorer.train: no good images")
-        // One grid per image variant; the owner of each variant is its source image.
+        // One grid per image variant; the owner of each variant (grid image) is its source image.
         var grids: [PatchGrid] = [], owners: [Int] = []
         for (index, image) in goodImages.enumerated() {
             let imageGrids = AnomalyScorer.grids([image], backbone: backbone, options: options, variants: true, pool: pool)
             grids += imageGrids
             owners += Array(repeating: index, count: imageGrids.reduce(0) { $0 + $1.features.shape[0] })
         }
-        let (memory, rowOwners) = PatchMemory.buildWithOwners(from: grids, owners: owners, options: options, pool: pool)
-        var scorer = AnomalyScorer(backbone: backbone, options: options, memory: memory,
-                                   calibration: Calibration(method: .heldOutGood, threshold: 0, goodScores: [], defectScores: [],
-                                                            targetFalseRejectRate: targetFalseRejectRate))
-        // Held-out good scores: each fold of images scored against the bank without the
-        // rows that came from it. (The coreset was chosen once, with every image present;
-        // removing a fold's rows afterwards is what makes calibration cheap, at the price of
-        // a bank slightly thinner than one built without the fold.)
+        var scorer: AnomalyScorer
+        // Held-out good scores: each fold of images scored by a scorer that never saw it.
+        // (Made one at a time when scored, so that only one fold's model is in memory.)
+        var foldScorers: [(held: [Int], make: () -> AnomalyScorer)] = []
+        let uncalibrated = Calibration(method: .heldOutGood, threshold: 0, goodScores: [], defectScores: [],
+                                       targetFalseRejectRate: targetFalseRejectRate)
+        let folds = goodImages.count >= 2 ? Swift.min(goodImages.count, 5) : 0
+        switch options.mode {
+        case .memoryBank:
+            let (memory, rowOwners) = PatchMemory.buildWithOwners(from: grids, owners: owners, options: options, pool: pool)
+            scorer = AnomalyScorer(backbone: backbone, options: options, memory: memory, calibration: uncalibrated)
+            // The coreset was chosen once, with every image present; removing a fold's rows
+            // afterwards is what makes calibration cheap, at the price of a bank slightly
+            // thinner than one built without the fold.
+            for fold in 0..<folds {
+                let held = goodImages.indices.filter { $0 % folds == fold }
+                foldScorers.append((held, {
+                    AnomalyScorer(backbone: backbone, options: options, memory: memory.excluding(owners: rowOwners, Set(held)),
+                                  calibration: uncalibrated)
+                }))
+            }
+        case .positionGaussian:
+            let d = grids[0].dimension
+            let channels = GaussianMemory.channelSubset(count: options.gaussianChannels, of: d, seed: options.seed)
+            let samples = grids.flatMap { grid in
+                (0..<grid.features.shape[0]).map { GaussianMemory.selectedRows(grid, image: $0, channels: channels) }
+            }
+            func fitted(_ keep: [Int]) -> AnomalyScorer {
+                let memory = GaussianMemory.fit(samples: keep.map { samples[$0] }, channels: channels, featureDimension: d,
+                                                gridWidth: grids[0].width, gridHeight: grids[0].height, options: options, pool: pool)
+                return AnomalyScorer(backbone: backbone, options: options, normality: .positionGaussian(memory),
+                                     calibration: uncalibrated)
+            }
+            scorer = fitted(Array(samples.indices))
+            // Refit without the fold: the Gaussians are cheap to fit (no coreset), and a
+            // held-out image then meets exactly the statistics a new part would.
+            for fold in 0..<folds {
+                let held = goodImages.indices.filter { $0 % folds == fold }
+                let heldSet = Set(held)
+                foldScorers.append((held, { fitted(samples.indices.filter { !heldSet.contains(owners[$0]) }) }))
+            }
+        }
         var goodScores: [Float] = []
         let method: Calibration.Method
-        if goodImages.count >= 2 {
+        if !foldScorers.isEmpty {
             method = .heldOutGood
-            let folds = Swift.min(goodImages.count, 5)
-            for fold in 0..<folds {
-                let held = Set(goodImages.indices.filter { $0 % folds == fold })
-                let foldScorer = AnomalyScorer(backbone: backbone, options: options,
-                                               memory: memory.excluding(owners: rowOwners, held), calibration: scorer.calibration)
-                goodScores += foldScorer.score(held.sorted().map { goodImages[$0] }, pool: pool).map(\.raw)
+            for (held, make) in foldScorers {
+                goodScores += make().score(held.map { goodImages[$0] }, pool: pool).map(\.raw)
             }
         } else {
             method = .jitteredViews
@@ -175,16 +231,27 @@ public struct AnomalyScorer: Sendable {
     /// Raw scores and maps of normalised `[S, S, 3]` images.
     public func score(_ images: [Tensor], pool: ThreadPool? = .shared) -> [(raw: Float, map: AnomalyMap)] {
         AnomalyScorer.grids(images, backbone: backbone, options: options, variants: false, pool: pool)
-            .flatMap { maps(of: $0, pool: pool) }.map { ($0.maximum, $0) }
+            .flatMap { maps(of: $0, pool: pool) }.map { (imageScore(of: $0), $0) }
     }
 
     /// The anomaly maps (at `imageSize`) of images whose patch features are already
-    /// extracted: bank search, upsampling and smoothing.
+    /// extracted: bank search (or Mahalanobis distances), upsampling and smoothing.
     public func maps(of grid: PatchGrid, pool: ThreadPool? = .shared) -> [AnomalyMap] {
-        memory.patchDistances(grid, pool: pool).map { distances in
-            AnomalyMap.fromGrid(distances, gridWidth: grid.width, gridHeight: grid.height,
+        let distances: [[Float]]
+        switch normality {
+        case .memoryBank(let memory): distances = memory.patchDistances(grid, pool: pool)
+        case .positionGaussian(let gaussian): distances = gaussian.patchDistances(grid, pool: pool)
+        }
+        return distances.map { values in
+            AnomalyMap.fromGrid(values, gridWidth: grid.width, gridHeight: grid.height,
                                 width: options.imageSize, height: options.imageSize, sigma: options.smoothingSigma)
         }
+    }
+
+    /// The raw image score of a map: its maximum, or the mean of its largest
+    /// `options.topFraction` of values.
+    public func imageScore(of map: AnomalyMap) -> Float {
+        map.topMean(fraction: options.topFraction)
     }
 }
 

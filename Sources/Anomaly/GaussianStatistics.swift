@@ -65,6 +65,32 @@ public struct PositionGaussian: Sendable {
         inverseFactors = factors
     }
 
+    /// Rebuilds fitted Gaussians from the arrays ``means`` and ``inverseFactors`` of an
+    /// earlier fit (e.g. read from a model file); nil when their lengths do not fit
+    /// `positions` and `dimension` or a value is not finite.
+    ///
+    /// - Parameters:
+    ///   - positions: `P`, at least 1.
+    ///   - dimension: `D`, at least 1.
+    ///   - means: `[P, D]`, row-major.
+    ///   - inverseFactors: `[P, D (D + 1) / 2]`, each position's `L^-1` packed by rows.
+    public init?(positions: Int, dimension: Int, means: [Float], inverseFactors: [Float]) {
+        guard positions > 0, dimension > 0, means.count == positions * dimension,
+              inverseFactors.count == positions * (dimension * (dimension + 1) / 2),
+              means.allSatisfy(\.isFinite), inverseFactors.allSatisfy(\.isFinite) else { return nil }
+        self.positions = positions
+        self.dimension = dimension
+        self.means = means
+        self.inverseFactors = inverseFactors
+    }
+
+    /// The per-position means, `[P, D]` row-major (for storing the fit).
+    public var meanValues: [Float] { means }
+
+    /// The per-position `L^-1`, `[P, D (D + 1) / 2]`, lower triangles packed by rows (for
+    /// storing the fit).
+    public var inverseFactorValues: [Float] { inverseFactors }
+
     /// The Mahalanobis distance of every position's feature to that position's Gaussian:
     /// `sqrt((x - mu)^T Sigma^-1 (x - mu))`.
     ///

@@ -8,6 +8,9 @@ import TensorCore
 public enum BankAugmentation: String, Sendable, Codable, CaseIterable {
     /// The images as they are.
     case none
+    /// The image mirrored left-right, top-bottom and both (4 variants): for textures
+    /// with a direction (grinding marks, fibres) that a quarter turn would not preserve.
+    case mirrors
     /// The four 90-degree rotations.
     case rotate90
     /// The four 90-degree rotations, each also mirrored (8 variants).
@@ -25,6 +28,9 @@ public enum BankAugmentation: String, Sendable, Codable, CaseIterable {
     func variants(of image: Tensor) -> [Tensor] {
         switch self {
         case .none: return [image]
+        case .mirrors:
+            let leftRight = flipped(image, horizontal: true)
+            return [image, leftRight, flipped(image, horizontal: false), flipped(leftRight, horizontal: false)]
         case .rotate90: return (0..<4).map { rotated90(image, times: $0) }
         case .dihedral:
             let mirrored = flipped(image, horizontal: true)
@@ -44,8 +50,22 @@ public enum BankAugmentation: String, Sendable, Codable, CaseIterable {
     }
 }
 
+/// What the scorer learns from the good images' patch features.
+public enum ScoringMode: String, Sendable, Codable, CaseIterable {
+    /// A memory bank of good patches (PatchCore-style): a patch's anomaly value is its
+    /// distance to the nearest good patch, wherever it lay. Suits parts that do not always
+    /// lie the same way and few good images.
+    case memoryBank = "bank"
+    /// One Gaussian per grid position (PaDiM-style): a patch's anomaly value is its
+    /// Mahalanobis distance to the good patches seen at the same position. Suits
+    /// well-aligned parts and many good images; cheaper to score than a large bank.
+    case positionGaussian = "gaussian"
+}
+
 /// Everything that decides how the scorer is built.
 public struct AnomalyScorerOptions: Sendable, Equatable, Codable {
+    /// What is learnt from the good patches: a memory bank (default) or per-position Gaussians.
+    public var mode: ScoringMode = .memoryBank
     /// Side of the square the images are resized to before the backbone.
     public var imageSize: Int = 224
     /// Patch features: layers and neighbourhood aggregation.
@@ -60,10 +80,46 @@ public struct AnomalyScorerOptions: Sendable, Equatable, Codable {
     public var coresetThreshold: Int = 16_384
     /// Standard deviation, in pixels of the resized image, of the Gaussian that smooths the map.
     public var smoothingSigma: Float = 4
-    /// Seed of the coreset's random start and projection.
+    /// Seed of the coreset's random start and projection, and of the Gaussian mode's
+    /// channel subset.
     public var seed: UInt64 = 0
+    /// Gaussian mode: how many feature channels, drawn at random with `seed`, the Gaussians
+    /// model (0: all). Memory and fitting grow with its square; PaDiM keeps 100-550.
+    public var gaussianChannels: Int = 0
+    /// Gaussian mode: added to every covariance diagonal, which keeps it invertible when
+    /// there are fewer good patches per position than channels.
+    public var gaussianRegularization: Float = 0.01
+    /// The image's score is the mean of this fraction of its largest map values (0: the
+    /// largest value alone, as PatchCore). A small fraction is less sensitive to a single
+    /// noisy peak and rewards large defects; tiny ones may lose (0.05 was best on magnetic
+    /// tile, see README).
+    public var topFraction: Double = 0
 
     public init() {}
+
+    private enum CodingKeys: String, CodingKey {
+        case mode, imageSize, features, augmentation, coresetFraction, maximumBankSize, coresetThreshold, smoothingSigma, seed
+        case gaussianChannels, gaussianRegularization, topFraction
+    }
+
+    /// Decodes options; a key that is missing (a file written before the option existed)
+    /// keeps its default, so older model files stay readable with their old behaviour.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = AnomalyScorerOptions()
+        mode = try c.decodeIfPresent(ScoringMode.self, forKey: .mode) ?? d.mode
+        imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? d.imageSize
+        features = try c.decodeIfPresent(PatchFeatureOptions.self, forKey: .features) ?? d.features
+        augmentation = try c.decodeIfPresent(BankAugmentation.self, forKey: .augmentation) ?? d.augmentation
+        coresetFraction = try c.decodeIfPresent(Double.self, forKey: .coresetFraction) ?? d.coresetFraction
+        maximumBankSize = try c.decodeIfPresent(Int.self, forKey: .maximumBankSize) ?? d.maximumBankSize
+        coresetThreshold = try c.decodeIfPresent(Int.self, forKey: .coresetThreshold) ?? d.coresetThreshold
+        smoothingSigma = try c.decodeIfPresent(Float.self, forKey: .smoothingSigma) ?? d.smoothingSigma
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
+        gaussianChannels = try c.decodeIfPresent(Int.self, forKey: .gaussianChannels) ?? d.gaussianChannels
+        gaussianRegularization = try c.decodeIfPresent(Float.self, forKey: .gaussianRegularization) ?? d.gaussianRegularization
+        topFraction = try c.decodeIfPresent(Double.self, forKey: .topFraction) ?? d.topFraction
+    }
 }
 
 /// The memory bank and how it was made: the trained part of the scorer.

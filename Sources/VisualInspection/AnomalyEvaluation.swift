@@ -21,9 +21,11 @@ public struct AnomalyRunResult: Sendable, Codable {
     /// and of defect images rejected.
     public var goodAccepted: Double
     public var defectsRejected: Double
+    /// Memory-bank rows (0 in Gaussian mode).
     public var bankSize: Int
     public var trainSeconds: Double
-    /// Milliseconds per test image for the backbone features and for the bank search plus map.
+    /// Milliseconds per test image for the backbone features and for the bank search (or
+    /// Mahalanobis distances) plus map.
     public var featureMilliseconds: Double
     public var scoringMilliseconds: Double
 }
@@ -94,7 +96,7 @@ public enum AnomalyEvaluation {
                 let t1 = seconds()
                 for map in scorer.maps(of: grid, pool: pool) {
                     maps.append(map.values)
-                    scores.append(map.maximum)
+                    scores.append(scorer.imageScore(of: map))
                 }
                 featureTime += t1 - t0
                 scoringTime += seconds() - t1
@@ -111,7 +113,7 @@ public enum AnomalyEvaluation {
                 f1Max: AnomalyMetrics.f1Max(scores: scores, labels: labels).f1,
                 goodAccepted: Double(zip(scores, labels).filter { !$0.1 && $0.0 <= threshold }.count) / Double(max(1, labels.filter { !$0 }.count)),
                 defectsRejected: Double(zip(scores, labels).filter { $0.1 && $0.0 > threshold }.count) / Double(max(1, labels.filter { $0 }.count)),
-                bankSize: scorer.memory.bank.count, trainSeconds: trainSeconds,
+                bankSize: scorer.memory?.bank.count ?? 0, trainSeconds: trainSeconds,
                 featureMilliseconds: featureTime * 1000 / Double(testImages.count),
                 scoringMilliseconds: scoringTime * 1000 / Double(testImages.count))
             results.append(result)

@@ -121,7 +121,9 @@ public struct InspectionModel: Sendable {
     /// The `kind` of an inspection model file's metadata.
     public static let kind = "inspection-model"
     /// The layout version of the metadata and tensors below; a newer one is refused.
-    public static let layoutVersion = 1
+    /// Version 2 added the Gaussian-mode scorer; files without one are still written as
+    /// version 1, so that older builds keep reading them.
+    public static let layoutVersion = 2
 
     /// Reads a model written by ``write(toFile:)``.
     ///
@@ -131,6 +133,13 @@ public struct InspectionModel: Sendable {
     /// `classifier` (transform, scale, rejection threshold, embedding, class names and shot
     /// counts); tensors `backbone.<state name>`, `anomaly.bank` `[B, D]` and
     /// `classifier.<i>` `[K_i, D]` (the transformed support embeddings of class `i`).
+    ///
+    /// A scorer in Gaussian mode (`options.mode` `gaussian`, layout 2) has instead of the
+    /// bank: metadata `anomaly.grid_width`/`grid_height` (`h*w = P` positions),
+    /// `gaussian_channels` (the `C` patch-feature channels modelled, ascending) and
+    /// `gaussian_samples`; tensors `anomaly.mean` `[P, C]` and `anomaly.inverse_cholesky`
+    /// `[P, C (C + 1) / 2]` (each position's `L^-1`, lower triangle packed by rows, with
+    /// `L L^T` the regularised covariance). Files without `mode` are memory-bank scorers.
     ///
     /// - Throws: ``InspectionModelError`` naming the file.
     public init(contentsOfFile path: String) throws(InspectionModelError) {
@@ -164,19 +173,30 @@ public struct InspectionModel: Sendable {
         if let anomaly = meta["anomaly"]?.objectValue {
             let options: AnomalyScorerOptions = try decodeMetadata(anomaly["options"], "anomaly.options", path: path)
             let calibration: Calibration = try decodeMetadata(anomaly["calibration"], "anomaly.calibration", path: path)
-            guard let bank = tensorsByName["anomaly.bank"], bank.shape.count == 2, bank.shape[0] > 0 else {
-                throw invalid("the anomaly part has no memory bank")
-            }
             let expected = options.features.layers.reduce(0) { total, layer in
                 total + (layer >= 0 && layer < network.featureChannels.count ? network.featureChannels[layer] : -1_000_000)
             }
-            guard bank.shape[1] == expected, options.imageSize == preprocessing.size else {
-                throw invalid("memory bank of width \(bank.shape[1]) does not fit the backbone's layers (\(expected))")
+            guard expected > 0, options.imageSize == preprocessing.size else {
+                throw invalid("the scorer's layers \(options.features.layers) or input size \(options.imageSize) do not fit the backbone and preprocessing")
             }
-            let memory = PatchMemory(bank: MemoryBank(Tensor(bank.scalars, shape: bank.shape)),
-                                     patchCount: anomaly["patch_count"]?.intValue ?? bank.shape[0],
-                                     gridWidth: anomaly["grid_width"]?.intValue ?? 0, gridHeight: anomaly["grid_height"]?.intValue ?? 0)
-            scorer = AnomalyScorer(backbone: frozen, options: options, memory: memory, calibration: calibration)
+            switch options.mode {
+            case .memoryBank:
+                guard let bank = tensorsByName["anomaly.bank"], bank.shape.count == 2, bank.shape[0] > 0 else {
+                    throw invalid("the anomaly part has no memory bank")
+                }
+                guard bank.shape[1] == expected else {
+                    throw invalid("memory bank of width \(bank.shape[1]) does not fit the backbone's layers (\(expected))")
+                }
+                let memory = PatchMemory(bank: MemoryBank(Tensor(bank.scalars, shape: bank.shape)),
+                                         patchCount: anomaly["patch_count"]?.intValue ?? bank.shape[0],
+                                         gridWidth: anomaly["grid_width"]?.intValue ?? 0, gridHeight: anomaly["grid_height"]?.intValue ?? 0)
+                scorer = AnomalyScorer(backbone: frozen, options: options, memory: memory, calibration: calibration)
+            case .positionGaussian:
+                let gaussian = try readGaussian(anomaly, tensorsByName, featureDimension: expected, options: options,
+                                                backbone: frozen, path: path)
+                scorer = AnomalyScorer(backbone: frozen, options: options, normality: .positionGaussian(gaussian),
+                                       calibration: calibration)
+            }
             goodCount = anomaly["good_images"]?.intValue ?? 0
         }
 
@@ -215,7 +235,7 @@ public struct InspectionModel: Sendable {
     public func modelFile() throws(InspectionModelError) -> ModelFile {
         var meta: [String: JSONValue] = [
             "kind": .string(InspectionModel.kind),
-            "layout": .number(Double(InspectionModel.layoutVersion)),
+            "layout": .number(1),  // raised below for parts that need a newer reader
             "backbone": .object(backboneMetadata),
             "preprocessing": try encodeMetadata(preprocessing),
             "minimum_defect_area": .number(Double(minimumDefectArea)),
@@ -224,17 +244,31 @@ public struct InspectionModel: Sendable {
         ]
         var tensors = backboneTensors.map { NamedTensor(name: "backbone." + $0.name, shape: $0.shape, scalars: $0.scalars) }
         if let scorer {
-            meta["anomaly"] = .object([
+            var anomaly: [String: JSONValue] = [
                 "options": try encodeMetadata(scorer.options),
                 "calibration": try encodeMetadata(scorer.calibration),
-                "patch_count": .number(Double(scorer.memory.patchCount)),
-                "grid_width": .number(Double(scorer.memory.gridWidth)),
-                "grid_height": .number(Double(scorer.memory.gridHeight)),
                 "good_images": .number(Double(goodImageCount)),
-                "bank_size": .number(Double(scorer.memory.bank.count)),
-            ])
-            let bank = scorer.memory.bank.features
-            tensors.append(NamedTensor(name: "anomaly.bank", shape: bank.shape, scalars: bank.scalars))
+            ]
+            switch scorer.normality {
+            case .memoryBank(let memory):
+                anomaly["patch_count"] = .number(Double(memory.patchCount))
+                anomaly["grid_width"] = .number(Double(memory.gridWidth))
+                anomaly["grid_height"] = .number(Double(memory.gridHeight))
+                anomaly["bank_size"] = .number(Double(memory.bank.count))
+                let bank = memory.bank.features
+                tensors.append(NamedTensor(name: "anomaly.bank", shape: bank.shape, scalars: bank.scalars))
+            case .positionGaussian(let memory):
+                meta["layout"] = .number(2)
+                anomaly["grid_width"] = .number(Double(memory.gridWidth))
+                anomaly["grid_height"] = .number(Double(memory.gridHeight))
+                anomaly["gaussian_channels"] = .array(memory.channels.map { .number(Double($0)) })
+                anomaly["gaussian_samples"] = .number(Double(memory.sampleCount))
+                let g = memory.gaussian, c = g.dimension
+                tensors.append(NamedTensor(name: "anomaly.mean", shape: [g.positions, c], scalars: g.meanValues))
+                tensors.append(NamedTensor(name: "anomaly.inverse_cholesky", shape: [g.positions, c * (c + 1) / 2],
+                                           scalars: g.inverseFactorValues))
+            }
+            meta["anomaly"] = .object(anomaly)
         }
         if let classifier {
             let c = classifier.classifier
@@ -267,6 +301,46 @@ public struct InspectionModel: Sendable {
             throw .modelFile(.writeFailed(path: path, reason: reason))
         }
     }
+}
+
+// MARK: - Gaussian-mode scorer
+
+/// The Gaussian-mode part of a model file (see ``InspectionModel/init(contentsOfFile:)``),
+/// checked against itself, the backbone's feature width and the grid the backbone gives at
+/// the scorer's input size.
+private func readGaussian(
+    _ anomaly: [String: JSONValue], _ tensors: [String: NamedTensor], featureDimension: Int, options: AnomalyScorerOptions,
+    backbone: FrozenBackbone, path: String
+) throws(InspectionModelError) -> GaussianMemory {
+    func invalid(_ detail: String) -> InspectionModelError { .invalid(path: path, detail: detail) }
+    guard let mean = tensors["anomaly.mean"], let factors = tensors["anomaly.inverse_cholesky"] else {
+        throw invalid("the Gaussian-mode anomaly part has no anomaly.mean or anomaly.inverse_cholesky tensor")
+    }
+    guard let width = anomaly["grid_width"]?.intValue, let height = anomaly["grid_height"]?.intValue, width > 0, height > 0,
+          let channelValues = anomaly["gaussian_channels"]?.arrayValue else {
+        throw invalid("the Gaussian-mode anomaly part has no grid size or channel list")
+    }
+    let channels = channelValues.compactMap { $0.intValue }
+    guard channels.count == channelValues.count, GaussianMemory.channelsAreValid(channels, featureDimension: featureDimension) else {
+        throw invalid("the Gaussian channel list is not an ascending list inside the \(featureDimension) patch-feature channels")
+    }
+    let c = channels.count, positions = width * height
+    guard mean.shape == [positions, c], factors.shape == [positions, c * (c + 1) / 2] else {
+        throw invalid("Gaussian tensors of shapes anomaly.mean \(mean.shape) and anomaly.inverse_cholesky \(factors.shape) "
+                      + "do not fit a \(height)x\(width) grid of \(c) channels ([\(positions), \(c)] and [\(positions), \(c * (c + 1) / 2)])")
+    }
+    // The grid the backbone actually gives at this input size, from one blank image: a
+    // mismatch would otherwise surface only when the first part is inspected.
+    let probe = extractPatchFeatures(Tensor(zeros: [1, options.imageSize, options.imageSize, 3]), backbone: backbone,
+                                     options: options.features, pool: nil)
+    guard probe.width == width, probe.height == height else {
+        throw invalid("Gaussians for a \(height)x\(width) grid, but the backbone gives \(probe.height)x\(probe.width) at \(options.imageSize) px")
+    }
+    guard let gaussian = PositionGaussian(positions: positions, dimension: c, means: mean.scalars, inverseFactors: factors.scalars) else {
+        throw invalid("the Gaussian tensors hold values that are not finite")
+    }
+    return GaussianMemory(gaussian: gaussian, channels: channels, featureDimension: featureDimension, gridWidth: width,
+                          gridHeight: height, sampleCount: anomaly["gaussian_samples"]?.intValue ?? 0)
 }
 
 // MARK: - Codable values in model-file metadata

@@ -148,7 +148,7 @@ public final class Inspector: Sendable {
             let grid = patchFeatures(fromMaps: features.maps, options: scorer.options.features, pool: pool)
             let map = scorer.maps(of: grid, pool: pool)[0]
             let calibration = scorer.calibration
-            let raw = map.maximum
+            let raw = scorer.imageScore(of: map)
             result.anomalyScore = raw
             result.threshold = calibration.threshold
             result.score = calibration.normalized(raw)

@@ -12,6 +12,17 @@ struct ScorerOptions: ParsableArguments {
     @Option(name: .customLong("arch"), help: "Architecture of a raw checkpoint given to --backbone.")
     var architecture: BackboneArchitecture?
 
+    @Option(help: ArgumentHelp(
+        "What the scorer learns from the good patches: bank (memory bank, nearest good patch anywhere) or gaussian (one Gaussian per position, Mahalanobis distance).",
+        discussion: "gaussian suits well-aligned parts and many good images; bank suits parts that move or turn and few images."))
+    var mode: ScoringMode = .memoryBank
+
+    @Option(help: "Gaussian mode: feature channels kept, drawn at random with the seed (0 = all).")
+    var gaussianChannels: Int = 0
+
+    @Option(help: "Image score: mean of this fraction of the map's largest values (0 = the maximum).")
+    var topFraction: Double = 0
+
     @Option(help: "Side of the square images are resized to.")
     var imageSize: Int = 224
 
@@ -42,6 +53,8 @@ struct ScorerOptions: ParsableArguments {
         if aggregation < 1 || aggregation % 2 == 0 { throw ValidationError("--aggregation must be an odd number >= 1") }
         if !(coresetFraction > 0 && coresetFraction <= 1) { throw ValidationError("--coreset-fraction must be in (0, 1]") }
         if maxBank < 1 { throw ValidationError("--max-bank must be positive") }
+        if gaussianChannels < 0 { throw ValidationError("--gaussian-channels must be 0 (all) or positive") }
+        if !(topFraction >= 0 && topFraction < 1) { throw ValidationError("--top-fraction must be in [0, 1)") }
         if let roi, RegionOfInterest(roi) == nil { throw ValidationError("--roi takes x,y,width,height with width and height positive") }
     }
 
@@ -60,6 +73,9 @@ struct ScorerOptions: ParsableArguments {
         o.maximumBankSize = maxBank
         o.coresetThreshold = maxBank
         o.smoothingSigma = sigma
+        o.mode = mode
+        o.gaussianChannels = gaussianChannels
+        o.topFraction = topFraction
         return o
     }
 
@@ -70,6 +86,7 @@ struct ScorerOptions: ParsableArguments {
 }
 
 extension BankAugmentation: ExpressibleByArgument {}
+extension ScoringMode: ExpressibleByArgument {}
 
 /// `vinspect evaluate DATASET_DIR`: measure the anomaly scorer.
 struct Evaluate: ParsableCommand {

@@ -182,9 +182,17 @@ func describe(_ model: InspectionModel, path: String) -> String {
     lines.append("input:        \(p.size)x\(p.size)\(roi)")
     if let scorer = model.scorer {
         let o = scorer.options
-        lines.append("anomaly:      \(model.goodImageCount) good images, memory bank \(scorer.memory.bank.count) x \(scorer.memory.bank.dimension) "
-                     + "(from \(scorer.memory.patchCount) patches), layers \(o.features.layers.map(String.init).joined(separator: ",")), "
-                     + "aggregation \(o.features.aggregation), augmentation \(o.augmentation.rawValue)")
+        let learnt: String
+        switch scorer.normality {
+        case .memoryBank(let memory):
+            learnt = "memory bank \(memory.bank.count) x \(memory.bank.dimension) (from \(memory.patchCount) patches)"
+        case .positionGaussian(let gaussian):
+            learnt = "Gaussians at \(gaussian.gridHeight)x\(gaussian.gridWidth) positions over \(gaussian.channels.count) "
+                + "of \(gaussian.featureDimension) channels (from \(gaussian.sampleCount) patch grids)"
+        }
+        lines.append("anomaly:      \(model.goodImageCount) good images, \(learnt), layers \(o.features.layers.map(String.init).joined(separator: ",")), "
+                     + "aggregation \(o.features.aggregation), augmentation \(o.augmentation.rawValue)"
+                     + (o.topFraction > 0 ? ", score = mean of top \(format(o.topFraction * 100)) %" : ""))
         let c = scorer.calibration
         lines.append("threshold:    \(format(Double(c.threshold))) raw (\(c.method.rawValue); \(c.goodScores.count) held-out good"
                      + (c.defectScores.isEmpty ? "" : ", \(c.defectScores.count) defect") + " scores"

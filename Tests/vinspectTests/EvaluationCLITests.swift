@@ -56,6 +56,39 @@ func temporaryFolder(_ name: String) throws -> URL {
     #expect((json?["summary"] as? [String: Any])?["image_auroc"] != nil)
 }
 
+@Test func evaluateRunsTheGaussianModeWithATopFractionScore() throws {
+    let root = try temporaryFolder("mvtec-gaussian")
+    defer { try? FileManager.default.removeItem(at: root) }
+    for sub in ["train/good", "test/good", "test/scratch"] {
+        try FileManager.default.createDirectory(at: root.appendingPathComponent(sub), withIntermediateDirectories: true)
+    }
+    for i in 0..<5 { try partImage(seed: i, defect: false).write(toFile: root.appendingPathComponent("train/good/\(i).png").path) }
+    for i in 0..<3 {
+        try partImage(seed: 10 + i, defect: false).write(toFile: root.appendingPathComponent("test/good/\(i).png").path)
+        try partImage(seed: 20 + i, defect: true).write(toFile: root.appendingPathComponent("test/scratch/\(i).png").path)
+    }
+    let result = try vinspect(["evaluate", root.path, "--seeds", "0", "--backbone", "compact", "--image-size", "48",
+                               "--layers", "0,1", "--mode", "gaussian", "--gaussian-channels", "40", "--top-fraction", "0.01",
+                               "--augment", "mirrors", "--json"])
+    #expect(result.status == 0, "\(result.error)")
+    let json = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
+    let options = json?["options"] as? [String: Any]
+    #expect(options?["mode"] as? String == "gaussian")
+    #expect(options?["gaussianChannels"] as? Int == 40)
+    let runs = json?["runs"] as? [[String: Any]]
+    #expect(runs?.first?["bankSize"] as? Int == 0)
+    let auroc = runs?.first?["imageAUROC"] as? Double ?? -1
+    #expect(auroc >= 0 && auroc <= 1)
+
+    let help = try vinspect(["evaluate", "--help"])
+    #expect(help.output.contains("--mode") && help.output.contains("gaussian") && help.output.contains("--top-fraction"))
+    let bad = try vinspect(["evaluate", root.path, "--backbone", "compact", "--mode", "padim"])
+    #expect(bad.status == 3)
+    let badFraction = try vinspect(["evaluate", root.path, "--backbone", "compact", "--top-fraction", "1.5"])
+    #expect(badFraction.status == 3)
+    #expect(badFraction.error.contains("--top-fraction"))
+}
+
 @Test func evaluateRefusesAFolderThatIsNotADataSet() throws {
     let result = try vinspect(["evaluate", "Fixtures/codec", "--backbone", "compact"])
     #expect(result.status == 3)

@@ -154,7 +154,7 @@ func jsonLines(_ text: String) -> [[String: Any]] {
     #expect(newClasses.map(\.name) == ["scratch", "spot", "dent"])
     #expect(Array(newClasses.prefix(2)) == oldClasses)
     #expect(after.scorer!.calibration == before.scorer!.calibration)
-    #expect(after.scorer!.memory.bank.features.scalars == before.scorer!.memory.bank.features.scalars)
+    #expect(after.scorer!.memory!.bank.features.scalars == before.scorer!.memory!.bank.features.scalars)
 
     let info = try vinspect(["info", folders.model])
     #expect(info.status == 0)
