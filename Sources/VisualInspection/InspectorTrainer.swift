@@ -23,6 +23,10 @@ public struct TrainingOptions: Sendable {
     public var sharpenThresholdWithDefects = true
     /// Smallest defect region reported as a box, in pixels of the original image.
     public var minimumDefectArea = 16
+    /// A projection head for the classifier's embeddings, trained episodically on other
+    /// classes (`vinspect fewshot-train`); nil: none. Its input width must match the
+    /// embedding's.
+    public var projectionHead: ProjectionHead?
 
     public init() {}
 }
@@ -92,7 +96,10 @@ public enum InspectorTrainer {
         if !classes.isEmpty {
             let raw = classes.map { embeddings(of: $0.images.map(preprocessing.tensor), backbone: frozen, source: options.embedding,
                                                 pool: pool ?? .shared) }
-            var transform = EmbeddingTransform()
+            if let head = options.projectionHead, let width = raw.first?.first?.count, width != head.inputDimension {
+                throw .nothingToTrain(detail: "the projection head takes \(head.inputDimension) features, the \(options.embedding.rawValue) embeddings of this backbone have \(width)")
+            }
+            var transform = EmbeddingTransform(head: options.projectionHead)
             // Centre on the mean of all training embeddings (power-transformed) when there
             // are at least two classes to take a mean over; the centre is then fixed, so
             // classes added later leave the existing prototypes untouched.

@@ -61,6 +61,9 @@ struct Train: ParsableCommand {
     @Option(help: "Classifier embedding: last (pooled last map) or multi (pooled stride-8, stride-16 and last maps).")
     var embedding: EmbeddingSource = .multi
 
+    @Option(help: "A projection head for the classifier, from `vinspect fewshot-train` (trained on other classes than these).")
+    var head: String?
+
     @OptionGroup var scorer: ScorerOptions
 
     func validate() throws {
@@ -121,6 +124,7 @@ struct Train: ParsableCommand {
         options.embedding = embedding
         options.targetFalseRejectRate = falseRejectRate
         options.minimumDefectArea = minDefectArea
+        if let head { options.projectionHead = try ProjectionHead.load(from: head).head }
         let model = try InspectorTrainer.train(backbone: network, backboneSource: scorer.backbone, good: goodImages, classes: labelled,
                                                options: options)
         try model.write(toFile: output!)
@@ -206,7 +210,8 @@ func describe(_ model: InspectionModel, path: String) -> String {
         lines.append("classes:      " + c.classes.map { "\($0.name) (\($0.shots))" }.joined(separator: ", "))
         lines.append("classifier:   embedding \(classifier.embedding.rawValue), power \(format(Double(c.transform.power))), "
                      + "scale \(format(Double(c.scale))), unknown below similarity "
-                     + (c.rejectionThreshold.map { format(Double($0)) } ?? "never"))
+                     + (c.rejectionThreshold.map { format(Double($0)) } ?? "never")
+                     + (c.transform.head.map { ", projection head \($0.inputDimension) -> \($0.outputDimension)" } ?? ""))
     } else {
         lines.append("classes:      none (no class folders given)")
     }

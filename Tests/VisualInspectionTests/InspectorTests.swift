@@ -171,3 +171,26 @@ final class UnsafeSharedResults: @unchecked Sendable {
     #expect((object["boxes"] as? [Any])?.isEmpty == true)
     #expect(error.csvLine.hasPrefix("\"a,\"\"b\"\".png\",error,,"))
 }
+
+@Test func aProjectionHeadTravelsInTheModelFile() throws {
+    let backbone = BackboneArchitecture.compact.make()
+    var options = TrainingOptions()
+    options.scorer.imageSize = 48
+    options.scorer.features = .init(layers: [0, 1], aggregation: 3)
+    var prep = Preprocessing(size: 48, mean: backbone.inputNormalization.mean, std: backbone.inputNormalization.std)
+    prep.regionOfInterest = nil
+    let width = embeddings(of: [prep.tensor(testPart(seed: 1))], backbone: backbone.frozen(), source: .multi)[0].count
+    var rng = Xoshiro256(seed: 9)
+    var head = ProjectionHead.identity(dimension: width, rank: 4, power: 0.3, using: &rng)
+    head.bias = head.bias.map { _ in 0.01 }
+    options.projectionHead = head
+    let classes = [LabelledImages(name: "bar", images: (0..<2).map { testPart(seed: 30 + $0, defect: true) }),
+                   LabelledImages(name: "plain", images: (0..<2).map { testPart(seed: 40 + $0) })]
+    let model = try InspectorTrainer.train(backbone: backbone, good: [], classes: classes, options: options)
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("head-\(getpid()).vimodel").path
+    defer { unlink(path) }
+    try model.write(toFile: path)
+    let loaded = try InspectionModel(contentsOfFile: path)
+    #expect(loaded.classifier?.classifier.transform.head == head)
+    #expect(loaded.classifier?.classifier == model.classifier?.classifier)
+}
