@@ -100,9 +100,9 @@ let package = Package(
         .testTarget(name: "AnomalyTests", dependencies: ["Anomaly", "NeuralNet"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "FewShotTests", dependencies: ["FewShot", "TensorCore"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "ModelFile"], swiftSettings: simdSwiftSettings),
-        .testTarget(name: "VisualInspectionTests", dependencies: ["VisualInspection", "ImageIO"], swiftSettings: simdSwiftSettings),
+        .testTarget(name: "VisualInspectionTests", dependencies: ["VisualInspection", "ImageIO", "NeuralNet"], swiftSettings: simdSwiftSettings),
         .testTarget(
-            name: "vinspectTests", dependencies: ["vinspect", "VisualInspection"],
+            name: "vinspectTests", dependencies: ["vinspect", "VisualInspection", "NeuralNet"],
             swiftSettings: simdSwiftSettings),
     ],
     swiftLanguageModes: [.v6]
