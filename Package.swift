@@ -114,7 +114,7 @@ let package = Package(
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "ModelFile"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "VisualInspectionTests", dependencies: ["VisualInspection", "ImageIO", "NeuralNet"], swiftSettings: simdSwiftSettings),
         .testTarget(
-            name: "vinspectTests", dependencies: ["vinspect", "inspect-folder-example", "VisualInspection"],
+            name: "vinspectTests", dependencies: ["vinspect", "inspect-folder-example", "VisualInspection", "NeuralNet"],
             swiftSettings: simdSwiftSettings),
     ],
     swiftLanguageModes: [.v6]

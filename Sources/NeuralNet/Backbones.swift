@@ -345,4 +345,46 @@ public final class CompactNet: Backbone {
         for (index, block) in blocks.enumerated() { block.collectState(into: &state, prefix: prefix + "blocks.\(index).") }
         fc.collectState(into: &state, prefix: prefix + "fc.")
     }
+
+    /// Multiplies the output of every stage by a constant, changing the weights so that the
+    /// network computes `factors[k]` times its stage-`k` feature map (stages 0, 1, 2 are the
+    /// stride-4, -8 and -16 maps, stage 3 the map the embedding pools) and the same logits.
+    ///
+    /// Used after distillation, which trains against teacher maps divided by their RMS (a
+    /// batch-norm scale of 1 cannot grow to a teacher's scale of 5-30 in a few thousand
+    /// Adam steps): this puts the teacher's scale back. Within a stage the residual stream
+    /// scales as a whole: each block's projection batch norm (`gamma`, `beta`) is multiplied
+    /// by the stage's factor, and each block's expansion batch norm receives an input scaled
+    /// by the factor of the stream it reads, so its running mean and variance are scaled by
+    /// that factor and its square. Training-mode batch statistics are scale-invariant, so the
+    /// result holds in both modes, up to the epsilon inside the square root.
+    ///
+    /// - Parameter factors: one positive factor per stage (4).
+    public func scaleStageOutputs(by factors: [Float]) {
+        precondition(factors.count == Self.stages.count && factors.allSatisfy { $0 > 0 },
+                     "CompactNet.scaleStageOutputs: needs \(Self.stages.count) positive factors, got \(factors)")
+        var index = 0
+        var incoming: Float = 1  // the scale of the stream entering the next block
+        for (stage, (_, _, repeats)) in Self.stages.enumerated() {
+            for _ in 0..<repeats {
+                let block = blocks[index]
+                if let expand = block.expand {
+                    let statistics = expand.norm.statistics
+                    statistics.mean.value = incoming * statistics.mean.value
+                    statistics.variance.value = (incoming * incoming) * statistics.variance.value
+                } else {
+                    // Without an expansion the depthwise convolution reads the stream.
+                    let statistics = block.depthwise.norm.statistics
+                    statistics.mean.value = incoming * statistics.mean.value
+                    statistics.variance.value = (incoming * incoming) * statistics.variance.value
+                }
+                let norm = block.project.norm
+                norm.gamma.value = factors[stage] * norm.gamma.value
+                norm.beta.value = factors[stage] * norm.beta.value
+                incoming = factors[stage]
+                index += 1
+            }
+        }
+        fc.weight.value = (1 / incoming) * fc.weight.value
+    }
 }

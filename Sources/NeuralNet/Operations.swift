@@ -501,3 +501,20 @@ public func l2Normalized(_ x: Variable, epsilon: Float = 1e-8) -> Variable {
         return [Tensor(dx, shape: [n, d])]
     }
 }
+
+/// The sum of squared differences between a variable and a constant target of the same
+/// shape, `sum((x - target)^2)`, as a scalar variable: the distillation loss, in one pass
+/// instead of a difference, a product and a sum, each holding a tensor as large as a
+/// feature map.
+///
+/// - Parameters:
+///   - x: any shape.
+///   - target: the same shape as `x`; no gradient flows to it.
+public func sumOfSquaredErrors(_ x: Variable, target: Tensor) -> Variable {
+    precondition(x.shape == target.shape, "sumOfSquaredErrors: \(x.shape) against target \(target.shape)")
+    let difference = x.value - target
+    let total = difference.withUnsafeBufferPointer { d in d.reduce(0.0) { $0 + Double($1) * Double($1) } }
+    return Variable(Tensor([Float(total)], shape: []), parents: [x]) { grad in
+        [(2 * grad.scalars[0]) * difference]
+    }
+}

@@ -82,8 +82,15 @@ public enum BackboneStore {
     }
 
     /// Writes a backbone to a model file.
-    public static func save(_ backbone: any Backbone, to path: String, source: String? = nil) throws(BackboneError) {
-        let file = ModelFile(metadata: metadata(of: backbone, source: source), tensors: tensors(of: backbone))
+    ///
+    /// - Parameters:
+    ///   - source: where the weights came from (a checkpoint's file name).
+    ///   - extraMetadata: more metadata keys, e.g. how the weights were trained; they
+    ///     replace the standard keys of the same name.
+    public static func save(_ backbone: any Backbone, to path: String, source: String? = nil,
+                            extraMetadata: [String: JSONValue] = [:]) throws(BackboneError) {
+        let meta = metadata(of: backbone, source: source).merging(extraMetadata) { _, new in new }
+        let file = ModelFile(metadata: meta, tensors: tensors(of: backbone))
         do { try file.write(toFile: path) } catch { throw .modelFile(error) }
     }
 
@@ -112,7 +119,7 @@ public enum BackboneStore {
         return network
     }
 
-    /// Reads a backbone written by ``save(_:to:source:)``.
+    /// Reads a backbone written by ``save(_:to:source:extraMetadata:)``.
     public static func load(from path: String) throws(BackboneError) -> any Backbone {
         let file: ModelFile
         do { file = try ModelFile(contentsOfFile: path) } catch { throw .modelFile(error) }

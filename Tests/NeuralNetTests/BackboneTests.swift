@@ -99,4 +99,23 @@ func completingStoppedFeaturesEqualsTheWholeForwardPass(_ architecture: Backbone
     #expect(completed.embedding.scalars == whole.embedding.scalars)
     #expect(completed.logits?.scalars == whole.logits?.scalars)
     #expect(completed.maps.map(\.scalars) == whole.maps.map(\.scalars))
+
+@Test func compactStageScalingScalesEveryMapAndKeepsTheLogits() {
+    var rng = Xoshiro256(seed: 5)
+    let network = CompactNet(classes: 4, using: &rng)
+    randomizeNormalization(network, seed: 6)
+    let input = randomTensor([2, 64, 64, 3], seed: 7)
+    let before = network.frozen().features(input)
+    let factors: [Float] = [3, 0.5, 7, 12]
+    network.scaleStageOutputs(by: factors)
+    let after = network.frozen().features(input)
+    func worst(_ a: Tensor, _ b: Tensor, _ factor: Float) -> Float {
+        let scale = b.scalars.map { abs($0) }.max() ?? 1
+        return (zip(a.scalars, b.scalars).map { abs($0 - factor * $1) }.max() ?? 0) / max(scale * factor, 1e-6)
+    }
+    for index in 0..<3 {
+        #expect(worst(after.maps[index], before.maps[index], factors[index]) < 1e-4, "map \(index)")
+    }
+    #expect(worst(after.embedding, before.embedding, factors[3]) < 1e-4, "embedding")
+    #expect(worst(after.logits!, before.logits!, 1) < 1e-4, "logits")
 }

@@ -109,6 +109,13 @@ func activationGradients(_ kind: Activation) {
         prototypicalLoss(support: v[0], supportLabels: [0, 0, 1, 1, 2, 2], query: v[1], queryLabels: [2, 0, 1, 1],
                          ways: 3, temperature: 0.5)
     }
+    // The target is a constant: only x gets a gradient. Shapes of a feature map, where the
+    // distillation uses it, and of an embedding batch.
+    let target = randomTensor([2, 3, 4, 5], seed: 26)
+    checkGradients("sumOfSquaredErrors map", inputs: [randomTensor([2, 3, 4, 5], seed: 27)]) { v in
+        sumOfSquaredErrors(v[0], target: target)
+    }
+    checkGradients("sumOfSquaredErrors rows", inputs: [a]) { v in sumOfSquaredErrors(v[0], target: randomTensor([5, 3], seed: 28)) }
 }
 
 @Test func projectionHeadOperationGradients() {
