@@ -94,6 +94,37 @@ def med(xs):
     return statistics.median(xs)
 
 
+def print_tables(log) -> None:
+    """The Markdown tables of a run (also from a saved --json file, with --tables-from)."""
+    print(f"\nloadavg before {log['loadavg']['before']}, after training {log['loadavg'].get('after_train')}, "
+          f"after {log['loadavg'].get('after')}")
+    print("\n| training | ours s | peer s | ours/peer speed | CPU s ours / peer | CPU ratio | ours peak RSS MiB | peer peak RSS MiB | reps |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, t in log["train"].items():
+        r = t["runs"]
+        o, p = med([x["wall"] for x in r["ours"]]), med([x["wall"] for x in r["peer"]])
+        oc, pc = med([x["cpu"] for x in r["ours"]]), med([x["cpu"] for x in r["peer"]])
+        t["summary"] = {"ours_s": o, "peer_s": p, "ratio": p / o, "ours_cpu_s": oc, "peer_cpu_s": pc}
+        print(f"| {name} images | {o:.1f} | {p:.1f} | {p / o:.2f} | {oc:.1f} / {pc:.1f} | {pc / oc:.2f} | "
+              f"{max(x['rss_mib'] for x in r['ours']):.0f} | {max(x['rss_mib'] for x in r['peer']):.0f} | {len(r['ours'])} |")
+    print("\n| inspect (model / setting) | ours images/s | peer images/s | ours/peer | CPU ms/image ours / peer | CPU ratio "
+          "| ours peak RSS MiB | peer peak RSS MiB | reps |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, t in log["inspect"].items():
+        r = t["runs"]
+        o, p = med([x["images_per_s"] for x in r["ours"]]), med([x["images_per_s"] for x in r["peer"]])
+        # CPU per image over the whole process (startup and model loading included).
+        oc = med([x["cpu"] / x.get("images", 160) for x in r["ours"]]) * 1e3
+        pc = med([x["cpu"] / x.get("images", 160) for x in r["peer"]]) * 1e3
+        t["summary"] = {"ours_images_per_s": o, "peer_images_per_s": p, "ratio": o / p, "ours_cpu_ms_per_image": oc,
+                        "peer_cpu_ms_per_image": pc}
+        print(f"| {name} | {o:.2f} | {p:.2f} | {o / p:.2f} | {oc:.0f} / {pc:.0f} | {pc / oc:.2f} | "
+              f"{max(x['rss_mib'] for x in r['ours']):.0f} | {max(x['rss_mib'] for x in r['peer']):.0f} | {len(r['ours'])} |")
+    print("\nscore agreement, ours (a) vs peer (b):")
+    for name, agreement in log.get("agreement", {}).items():
+        print(f"  model {name}: {json.dumps(agreement)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -112,8 +143,18 @@ def main() -> None:
     ap.add_argument("--models", default="8,full", help="models to inspect with: 8, full or both")
     ap.add_argument("--settings", default="1 thread,2 threads,2 jobs")
     ap.add_argument("--workdir", default="/tmp/vinspect-e2e")
-    ap.add_argument("--json")
+    ap.add_argument("--parts", default="train8,trainfull,inspect",
+                    help="which parts to run: train8, trainfull, inspect (inspect needs the models of a train part, "
+                         "from this run or an earlier one in the same --workdir)")
+    ap.add_argument("--json", help="results file, rewritten after every measurement; with --append an existing "
+                                   "file is read first and the new parts are added to it")
+    ap.add_argument("--append", action="store_true")
+    ap.add_argument("--tables-from", metavar="JSON", help="only print the tables of a saved run")
     a = ap.parse_args()
+    if a.tables_from:
+        with open(a.tables_from) as f:
+            print_tables(json.load(f))
+        return
     os.makedirs(a.workdir, exist_ok=True)
     W = a.workdir
     good = os.path.join(a.data, "train", "good")
@@ -121,6 +162,16 @@ def main() -> None:
     peer = [sys.executable, os.path.join(HERE, "e2e_peer.py")]
     two = {"VINSPECT_THREADS": "2"}
     log = {"cpu": cpu_name(), "cores": os.cpu_count(), "loadavg": {"before": loadavg()}, "train": {}, "inspect": {}}
+    if a.append and a.json and os.path.exists(a.json):
+        with open(a.json) as f:
+            log = json.load(f)
+        log["loadavg"]["before (appended run)"] = loadavg()
+    parts = {p.strip() for p in a.parts.split(",")}
+
+    def save():
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(log, f, indent=1)
     print(f"CPU {log['cpu']} ({log['cores']} cores); loadavg before: {log['loadavg']['before']}", flush=True)
 
     # ------------------------------------------------------------- training
@@ -138,19 +189,23 @@ def main() -> None:
             runs["ours"].append({"wall": o["wall"], "rss_mib": o["rss_mib"], "cpu": o["cpu"]})
             runs["peer"].append({"wall": p["wall"], "rss_mib": p["rss_mib"], "cpu": p["cpu"], "stages": pj["stages"],
                                  "bank": pj["bank"], "threshold": pj["threshold"]})
+            log["train"][name] = {"runs": runs, "ours_command": " ".join(ours_cmd), "peer_command": " ".join(peer_cmd)}
+            save()
             print(f"  train {name} rep {r + 1}: ours {o['wall']:.2f} s, peer {p['wall']:.2f} s "
                   f"(peer stages {pj['stages']}; loadavg {loadavg()})", flush=True)
         info = subprocess.run([a.vinspect, "info", os.path.join(W, f"ours-{name}.vimodel")], capture_output=True, text=True).stdout
-        log["train"][name] = {"runs": runs, "ours_info": info,
-                              "ours_command": " ".join(ours_cmd), "peer_command": " ".join(peer_cmd)}
+        log["train"][name]["ours_info"] = info
+        save()
         return runs
 
-    print(f"train {a.shots} images (--shots {a.shots} --seed {a.seed}), {a.reps} reps", flush=True)
-    train_pair(str(a.shots) if a.shots else "8", a.shots, a.reps)
-    if not a.skip_full_train:
+    if "train8" in parts:
+        print(f"train {a.shots} images (--shots {a.shots} --seed {a.seed}), {a.reps} reps", flush=True)
+        train_pair(str(a.shots) if a.shots else "8", a.shots, a.reps)
+    if "trainfull" in parts and not a.skip_full_train:
         print(f"train all images, {a.reps_full} reps (loadavg {loadavg()})", flush=True)
         train_pair("full", None, a.reps_full)
     log["loadavg"]["after_train"] = loadavg()
+    save()
 
     # ------------------------------------------------------------- inspection
     settings = {
@@ -158,7 +213,7 @@ def main() -> None:
         "2 threads": (two, ["--jobs", "1"], ["--threads", "2"]),
         "2 jobs": (two, ["--jobs", "2"], ["--threads", "1", "--jobs", "2"]),
     }
-    models = [m.strip() for m in a.models.split(",") if m.strip()]
+    models = [m.strip() for m in a.models.split(",") if m.strip()] if "inspect" in parts else []
     for model in models:
         mname = str(a.shots) if model == "8" else model
         for sname in [s.strip() for s in a.settings.split(",")]:
@@ -172,9 +227,12 @@ def main() -> None:
                 o = timed(ours_cmd, env, W, "ours")
                 p = timed(peer_cmd, {}, W, "peer")
                 pj = peer_json(p)
-                runs["ours"].append({"images_per_s": ours_rate(o), "wall": o["wall"], "rss_mib": o["rss_mib"], "cpu": o["cpu"]})
-                runs["peer"].append({"images_per_s": pj["images_per_s"], "wall": p["wall"], "rss_mib": p["rss_mib"],
+                runs["ours"].append({"images_per_s": ours_rate(o), "images": pj["images"], "wall": o["wall"], "rss_mib": o["rss_mib"], "cpu": o["cpu"]})
+                runs["peer"].append({"images_per_s": pj["images_per_s"], "images": pj["images"], "wall": p["wall"], "rss_mib": p["rss_mib"],
                                      "cpu": p["cpu"], "stage_seconds": pj["stage_seconds"]})
+                log["inspect"][f"{mname} / {sname}"] = {"runs": runs, "ours_command": " ".join(ours_cmd),
+                                                        "peer_command": " ".join(peer_cmd)}
+                save()
                 print(f"  inspect model {mname}, {sname}, rep {r + 1}: ours {runs['ours'][-1]['images_per_s']:.2f} images/s, "
                       f"peer {pj['images_per_s']:.2f} images/s (loadavg {loadavg()})", flush=True)
             log["inspect"][f"{mname} / {sname}"] = {"runs": runs, "ours_command": " ".join(ours_cmd),
@@ -185,32 +243,9 @@ def main() -> None:
         log.setdefault("agreement", {})[mname] = E.compare_reports(os.path.join(W, f"ours-{mname}.jsonl"),
                                                                    os.path.join(W, f"peer-{mname}.jsonl"))
     log["loadavg"]["after"] = loadavg()
-
-    # ------------------------------------------------------------- tables
-    print(f"\nloadavg before {log['loadavg']['before']}, after training {log['loadavg']['after_train']}, "
-          f"after {log['loadavg']['after']}")
-    print("\n| training | ours s | peer s | ours/peer speed | ours peak RSS MiB | peer peak RSS MiB | reps |")
-    print("|---|---|---|---|---|---|---|")
-    for name, t in log["train"].items():
-        r = t["runs"]
-        o, p = med([x["wall"] for x in r["ours"]]), med([x["wall"] for x in r["peer"]])
-        t["summary"] = {"ours_s": o, "peer_s": p, "ratio": p / o}
-        print(f"| {name} images | {o:.1f} | {p:.1f} | {p / o:.2f} | {max(x['rss_mib'] for x in r['ours']):.0f} | "
-              f"{max(x['rss_mib'] for x in r['peer']):.0f} | {len(r['ours'])} |")
-    print("\n| inspect (model / setting) | ours images/s | peer images/s | ours/peer | ours peak RSS MiB | peer peak RSS MiB | reps |")
-    print("|---|---|---|---|---|---|---|")
-    for name, t in log["inspect"].items():
-        r = t["runs"]
-        o, p = med([x["images_per_s"] for x in r["ours"]]), med([x["images_per_s"] for x in r["peer"]])
-        t["summary"] = {"ours_images_per_s": o, "peer_images_per_s": p, "ratio": o / p}
-        print(f"| {name} | {o:.2f} | {p:.2f} | {o / p:.2f} | {max(x['rss_mib'] for x in r['ours']):.0f} | "
-              f"{max(x['rss_mib'] for x in r['peer']):.0f} | {len(r['ours'])} |")
-    print("\nscore agreement, ours (a) vs peer (b):")
-    for name, agreement in log.get("agreement", {}).items():
-        print(f"  model {name}: {json.dumps(agreement)}")
+    save()
+    print_tables(log)
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(log, f, indent=1)
         print(f"wrote {a.json}")
 
 

@@ -16,7 +16,9 @@ count once, at load), times k = 1 search of all queries `--repeats` times after 
 warm-up run and reports the median. The driver runs ours, faiss, numpy, ours, faiss,
 numpy, ... for `--rounds` rounds and reports the median over rounds of those medians, so
 that load from other processes falls on all three alike. /proc/loadavg is printed before
-and after.
+and after. The process CPU time of the search (all threads) is reported too: on a loaded
+machine the 1-thread CPU-time ratio is the steadier figure (with 2 threads it also counts
+spin-waiting).
 
 Threads: ours ThreadPool(threadCount: T) (1: the calling thread only); faiss
 omp_set_num_threads(T) with OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = T; numpy
@@ -88,17 +90,18 @@ def peer(a) -> None:
             return E.nearest_sq(queries, bank, norms, with_indices=True)
         version = np.__version__
     d, i = search()  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(a.repeats):
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         d, i = search()
         times.append((time.perf_counter() - t) * 1e3)
+        cpu.append((time.process_time() - c) * 1e3)
     np.save(os.path.join(a.workdir, f"{a.engine}_t{a.threads}_indices.npy"), np.asarray(i, np.int32))
     q, b, dim = queries.shape[0], bank.shape[0], bank.shape[1]
     med = statistics.median(times)
     print(json.dumps({"engine": a.engine, "version": version, "threads": a.threads, "ms": [round(t, 3) for t in times],
                       "ms_median": round(med, 3), "ms_best": round(min(times), 3),
-                      "gflop_per_s": round(2.0 * q * b * dim / (med * 1e-3) / 1e9, 2)}))
+                      "cpu_ms_median": round(statistics.median(cpu), 3), "gflop_per_s": round(2.0 * q * b * dim / (med * 1e-3) / 1e9, 2)}))
 
 
 def run_json(cmd, env=None):
@@ -125,6 +128,7 @@ def driver(a) -> None:
     threads = [int(t) for t in a.threads.split(",") if t.strip()]
     engines = ["ours", "faiss", "numpy"]
     results = {t: {e: [] for e in engines} for t in threads}
+    cpu = {t: {e: [] for e in engines} for t in threads}
     versions = {}
     for t in threads:
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
@@ -140,6 +144,7 @@ def driver(a) -> None:
                                     "--workdir", a.workdir, "--repeats", str(a.repeats)], env)
                     versions[e] = res["version"]
                 results[t][e].append(res["ms_median"])
+                cpu[t][e].append(res["cpu_ms_median"])
             print(f"  threads {t} round {r + 1}: " + ", ".join(f"{e} {results[t][e][-1]:.1f} ms" for e in engines)
                   + f"  (loadavg {loadavg().split()[0]})", flush=True)
 
@@ -168,8 +173,9 @@ def driver(a) -> None:
     flops = 2.0 * a.queries * a.bank * a.dimension
     print(f"\nk-NN, {a.queries} queries x [{a.bank}, {a.dimension}] bank, k = 1 ({flops / 1e9:.2f} GFLOP); "
           f"faiss {versions.get('faiss')}, numpy {versions.get('numpy')}")
-    print("| threads | ours ms | faiss ms | numpy ms | ours GFLOP/s | ours/faiss | ours/numpy | same index as float64 (ours / faiss / numpy) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| threads | ours ms | faiss ms | numpy ms | ours GFLOP/s | ours/faiss | ours/numpy "
+          "| CPU ms ours / faiss / numpy | CPU-time ratio ours/faiss, ours/numpy | same index as float64 (ours / faiss / numpy) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     table = []
     for t in threads:
         med = {e: statistics.median(results[t][e]) for e in engines}
@@ -177,13 +183,17 @@ def driver(a) -> None:
                "ours_gflop_per_s": round(flops / (med["ours"] * 1e-3) / 1e9, 1),
                "ours_over_faiss": round(med["faiss"] / med["ours"], 3),
                "ours_over_numpy": round(med["numpy"] / med["ours"], 3),
-               "rounds": {e: results[t][e] for e in engines}}
+               "rounds": {e: results[t][e] for e in engines},
+               "cpu_ms": {e: statistics.median(cpu[t][e]) for e in engines}}
         table.append(row)
         agree = " / ".join(f"{check[f'{e}_t{t}']['same_index']}" + (f" (+{check[f'{e}_t{t}']['near_ties']} ties)"
                                                                      if check[f'{e}_t{t}']['near_ties'] else "")
                            for e in engines)
         print(f"| {t} | {med['ours']:.1f} | {med['faiss']:.1f} | {med['numpy']:.1f} | {row['ours_gflop_per_s']} | "
-              f"{row['ours_over_faiss']:.2f} | {row['ours_over_numpy']:.2f} | {agree} of {a.queries} |")
+              f"{row['ours_over_faiss']:.2f} | {row['ours_over_numpy']:.2f} | "
+              + " / ".join(f"{row['cpu_ms'][e]:.0f}" for e in engines) + " | "
+              + f"{row['cpu_ms']['faiss'] / row['cpu_ms']['ours']:.2f}, {row['cpu_ms']['numpy'] / row['cpu_ms']['ours']:.2f} | "
+              + f"{agree} of {a.queries} |")
     print("(ratios are throughput, ours/peer = peer time / our time: above 1 means ours is faster)")
     print(f"loadavg after: {after}")
     if any(c["wrong"] for c in check.values()):
