@@ -172,7 +172,7 @@ def main() -> None:
         if a.json:
             with open(a.json, "w") as f:
                 json.dump(log, f, indent=1)
-    print(f"CPU {log['cpu']} ({log['cores']} cores); loadavg before: {log['loadavg']['before']}", flush=True)
+    print(f"CPU {log['cpu']} ({log['cores']} cores); loadavg before: {loadavg()}", flush=True)
 
     # ------------------------------------------------------------- training
     def train_pair(name, shots, reps):
