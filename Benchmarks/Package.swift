@@ -58,6 +58,10 @@ let package = Package(
             dependencies: [.product(name: "TensorCore", package: rootPackage), .product(name: "Anomaly", package: rootPackage)],
             swiftSettings: simdSwiftSettings),
         .executableTarget(
+            name: "knn-bench",
+            dependencies: [.product(name: "TensorCore", package: rootPackage), .product(name: "Anomaly", package: rootPackage)],
+            swiftSettings: simdSwiftSettings),
+        .executableTarget(
             name: "layer-profile",
             dependencies: [.product(name: "TensorCore", package: rootPackage), .product(name: "NeuralNet", package: rootPackage)],
             swiftSettings: simdSwiftSettings),
