@@ -117,9 +117,7 @@ struct FewShotEval: ParsableCommand {
                                                   scale: scale, rejectionQuantile: rejectionQuantile,
                                                   rejectionMargin: rejectionMargin, neighbourQuantile: neighbourQuantile)
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try encoder.encode(result), as: UTF8.self))
+                try printJSON(result)
             } else {
                 print(String(format: "%d-way %d-shot + 1 unknown class, %d queries/class, %d episodes (seed %llu): known accuracy %.2f %% ± %.2f %% "
                              + "(%.2f %% without rejection; %.2f %% of known queries rejected), unknown rejected %.2f %% ± %.2f %%",
@@ -133,9 +131,7 @@ struct FewShotEval: ParsableCommand {
                                        transform: EmbeddingTransform(power: power, head: projection), centerOnSupport: centerOnSupport,
                                        refinementSteps: refine, scale: scale)
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            try printJSON(result)
         } else {
             print(String(format: "%d-way %d-shot, %d queries/class, %d episodes (seed %llu): accuracy %.2f %% ± %.2f %%",
                          ways, shots, queries, episodes, seed, 100 * result.accuracy, 100 * result.confidence95))
@@ -144,3 +140,10 @@ struct FewShotEval: ParsableCommand {
 }
 
 extension EmbeddingSource: ExpressibleByArgument {}
+
+/// Prints a value as pretty, key-sorted JSON on standard output.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}

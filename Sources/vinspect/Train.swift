@@ -86,16 +86,7 @@ struct Train: ParsableCommand {
         }
         let start = monotonicSeconds()
         var unreadable = 0
-        func load(_ files: [String]) -> [Image] {
-            var images: [Image] = []
-            for file in files {
-                do { images.append(try Image(contentsOfFile: file)) } catch {
-                    unreadable += 1
-                    printError("vinspect: skipped \(error)")
-                }
-            }
-            return images
-        }
+        func load(_ files: [String]) -> [Image] { readTrainingImages(files, unreadable: &unreadable) }
         var generator = Xoshiro256(seed: seed)
         func draw(_ files: [String]) -> [String] {
             guard let shots, shots < files.count else { return files }
@@ -125,7 +116,7 @@ struct Train: ParsableCommand {
         options.targetFalseRejectRate = falseRejectRate
         options.minimumDefectArea = minDefectArea
         if let head { options.projectionHead = try ProjectionHead.load(from: head).head }
-        let model = try InspectorTrainer.train(backbone: network, backboneSource: scorer.backbone, good: goodImages, classes: labelled,
+        let model = try InspectorTrainer.train(backbone: network, backboneSource: scorer.backbone == "default" ? "the shipped \(DefaultBackbone.fileName)" : scorer.backbone, good: goodImages, classes: labelled,
                                                options: options)
         try model.write(toFile: output!)
         print("trained in \(format(monotonicSeconds() - start)) s -> \(output!)")
@@ -144,13 +135,7 @@ struct Train: ParsableCommand {
         var generator = Xoshiro256(seed: seed)
         var files = imageFilesBelow(folder)
         if let shots, shots < files.count { files = Array(files.shuffled(using: &generator).prefix(shots)) }
-        var images: [Image] = []
-        for file in files {
-            do { images.append(try Image(contentsOfFile: file)) } catch {
-                unreadable += 1
-                printError("vinspect: skipped \(error)")
-            }
-        }
+        let images = readTrainingImages(files, unreadable: &unreadable)
         let extended = try InspectorTrainer.addingClass(className, images: images, to: model)
         let destination = output ?? path
         try extended.write(toFile: destination)
@@ -158,6 +143,19 @@ struct Train: ParsableCommand {
         print("added \(images.count) image(s) to class \(className) (now \(shotsNow) shots) -> \(destination)")
         if unreadable > 0 { throw ExitStatus.someInputsUnreadable }
     }
+}
+
+/// Decodes training images; an unreadable one is reported on standard error, counted and
+/// skipped, so that one bad file does not stop a training run.
+func readTrainingImages(_ files: [String], unreadable: inout Int) -> [Image] {
+    var images: [Image] = []
+    for file in files {
+        do { images.append(try Image(contentsOfFile: file)) } catch {
+            unreadable += 1
+            printError("vinspect: skipped \(error)")
+        }
+    }
+    return images
 }
 
 /// Image files (PNG, JPEG) below a folder, recursively, in the walk's order.
