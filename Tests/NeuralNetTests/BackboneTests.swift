@@ -99,6 +99,7 @@ func completingStoppedFeaturesEqualsTheWholeForwardPass(_ architecture: Backbone
     #expect(completed.embedding.scalars == whole.embedding.scalars)
     #expect(completed.logits?.scalars == whole.logits?.scalars)
     #expect(completed.maps.map(\.scalars) == whole.maps.map(\.scalars))
+}
 
 @Test func compactStageScalingScalesEveryMapAndKeepsTheLogits() {
     var rng = Xoshiro256(seed: 5)
