@@ -13,6 +13,21 @@ public struct EpisodeResult: Sendable, Codable {
 
 /// Episodic few-shot evaluation.
 public enum Episodes {
+    /// The classifier of one episode: the support's classes, the transform centred on the
+    /// support's mean features when asked (the support is all an episode may look at).
+    static func episodeClassifier(support: [(String, [[Float]])], transform: EmbeddingTransform, centerOnSupport: Bool,
+                                  scale: Float) -> PrototypeClassifier {
+        var t = transform
+        if centerOnSupport {
+            t.center = []
+            t.center = meanVector(support.flatMap(\.1).map(t.features))
+        }
+        var classifier = PrototypeClassifier(transform: t)
+        classifier.scale = scale
+        for (name, vectors) in support { classifier.add(name, embeddings: vectors) }
+        return classifier
+    }
+
     /// Draws `episodes` N-way K-shot episodes from labelled embeddings and classifies the
     /// queries with a fresh ``PrototypeClassifier`` each time.
     ///
@@ -43,14 +58,8 @@ public enum Episodes {
                 support.append((eligible[c].name, picks.prefix(shots).map { eligible[c].vectors[$0] }))
                 query += picks.dropFirst(shots).prefix(queries).map { (eligible[c].vectors[$0], label) }
             }
-            var t = transform
-            if centerOnSupport {
-                t.center = []
-                t.center = meanVector(support.flatMap(\.1).map(t.features))
-            }
-            var classifier = PrototypeClassifier(transform: t)
-            classifier.scale = scale
-            for (name, vectors) in support { classifier.add(name, embeddings: vectors) }
+            let classifier = episodeClassifier(support: support, transform: transform, centerOnSupport: centerOnSupport,
+                                               scale: scale)
             let predictions = classifier.predict(batch: query.map(\.0), refinementSteps: refinementSteps)
             let correct = zip(predictions, query).filter { $0.0.nearest == $0.1.1 }.count
             accuracies.append(Double(correct) / Double(query.count))

@@ -53,14 +53,8 @@ extension Episodes {
                     query += picks.prefix(queries).map { (eligible[c].vectors[$0], -1) }
                 }
             }
-            var t = transform
-            if centerOnSupport {
-                t.center = []
-                t.center = meanVector(support.flatMap(\.1).map(t.features))
-            }
-            var classifier = PrototypeClassifier(transform: t)
-            classifier.scale = scale
-            for (name, vectors) in support { classifier.add(name, embeddings: vectors) }
+            var classifier = episodeClassifier(support: support, transform: transform, centerOnSupport: centerOnSupport,
+                                               scale: scale)
             if let neighbourQuantile {
                 classifier.calibrateRejectionFromNeighbours(quantile: neighbourQuantile, offset: rejectionMargin)
             } else {
