@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from typing import Dict, List
@@ -58,6 +57,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_nets as R  # noqa: E402
+from machine import cpu_name  # noqa: E402
 import torch_pickle  # noqa: E402
 
 OPSET = 17
@@ -251,17 +251,6 @@ def time_session(sess, x: np.ndarray, min_time: float, min_runs: int = 5) -> dic
     return {"ms_per_batch_median": round(med * 1e3, 3), "images_per_s": round(x.shape[0] / med, 2),
             "ms_per_batch_best": round(min(times) * 1e3, 3), "cpu_ms_per_batch": round(cpu * 1e3, 3),
             "runs": len(times)}
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def errors(ort_out: Dict[str, np.ndarray], ref_out: Dict[str, np.ndarray]) -> Dict[str, dict]:
