@@ -14,11 +14,14 @@ public struct FusedConv: Sendable {
     public let dilation: (Int, Int)
     public let groups: Int
     public let activation: Activation
+    /// The weight packed once for the direct kernel (one group only).
+    let packed: PackedConvWeights?
 
     public init(weight: Tensor, bias: Tensor, stride: (Int, Int), padding: Padding, dilation: (Int, Int),
                 groups: Int, activation: Activation) {
         self.weight = weight; self.bias = bias; self.stride = stride; self.padding = padding
         self.dilation = dilation; self.groups = groups; self.activation = activation
+        packed = groups == 1 ? PackedConvWeights(weight) : nil
     }
 
     /// Output channels.
@@ -31,7 +34,7 @@ public struct FusedConv: Sendable {
                              kernelHeight: weight.shape[0], kernelWidth: weight.shape[1], stride: stride,
                              padding: padding, dilation: dilation, groups: groups)
         return conv2dForward(x, weight: weight, bias: bias, geometry: g, activation: activation, residual: residual,
-                             pool: pool)
+                             pool: pool, packed: packed)
     }
 }
 

@@ -47,6 +47,65 @@ for (index, layer) in network.layers.enumerated() {
 }
 print(String(format: "total %.1f ms (%.1f images/s) on %d thread(s)", sum, 1000 / sum, threads))
 
+// Per convolution kind: each block's convolutions run one by one (residuals ignored).
+do {
+    var kinds: [String: Double] = [:]
+    var x = input
+    for layer in network.layers {
+        guard case .block(let block) = layer else { x = layer(x, pool: pool); continue }
+        var h = x
+        for conv in block.convolutions {
+            let k = conv.weight.shape
+            let kind = conv.groups > 1 ? "depthwise \(k[0])x\(k[1])/\(conv.stride.0)"
+                : (k[0] == 1 && k[1] == 1 ? "pointwise" : "general \(k[0])x\(k[1])/\(conv.stride.0)")
+            var best = 1e9
+            var y = h
+            for _ in 0..<5 {
+                let t0 = now()
+                y = conv(h, pool: pool)
+                best = min(best, now() - t0)
+            }
+            kinds[kind, default: 0] += best * 1000
+            h = y
+        }
+        x = layer(x, pool: pool)
+    }
+    for (kind, ms) in kinds.sorted(by: { $0.value > $1.value }) { print(String(format: "%-22@ %7.2f ms", kind, ms)) }
+}
+
+// Direct kernel vs im2col + sgemm, same shapes, interleaved (ratio > 1: direct is faster).
+do {
+    let shapes: [(String, Int, Int, Int, Int, Int, Int)] = [  // name, H, Cin, Cout, K, stride, batch
+        ("pw 112 16->96", 112, 16, 96, 1, 1, 1), ("pw 56 24->144", 56, 24, 144, 1, 1, 1),
+        ("pw 56 144->24", 56, 144, 24, 1, 1, 1), ("pw 28 240->40", 28, 240, 40, 1, 1, 1),
+        ("pw 14 480->112", 14, 480, 112, 1, 1, 1), ("pw 7 1152->192", 7, 1152, 192, 1, 1, 1),
+        ("pw 7 320->1280", 7, 320, 1280, 1, 1, 1), ("3x3 56 64->64", 56, 64, 64, 3, 1, 1),
+        ("3x3 28 128->128", 28, 128, 128, 3, 1, 1), ("3x3 14 256->256", 14, 256, 256, 3, 1, 1),
+        ("3x3 7 512->512", 7, 512, 512, 3, 1, 1), ("3x3/2 56 64->128", 56, 64, 128, 3, 2, 1),
+        ("7x7/2 224 3->64", 224, 3, 64, 7, 2, 1), ("3x3/2 224 3->32", 224, 3, 32, 3, 2, 1),
+    ]
+    var rng = Xoshiro256(seed: 4)
+    for (label, h, cin, cout, k, s, n) in shapes {
+        let g = ConvGeometry(batch: n, height: h, width: h, inChannels: cin, outChannels: cout, kernelHeight: k,
+                             kernelWidth: k, stride: (s, s), padding: k == 1 ? .valid : .symmetric(k / 2))
+        let x = Tensor(randomNormal: [n, h, h, cin], using: &rng), w = Tensor(randomNormal: [k, k, cin, cout], using: &rng)
+        let b = Tensor(randomNormal: [cout], using: &rng)
+        let packed = PackedConvWeights(w)
+        var bestOld = 1e9, bestNew = 1e9
+        for _ in 0..<7 {
+            var t0 = now()
+            _ = conv2dForwardGEMM(x, weight: w, bias: b, geometry: g, activation: .relu, pool: pool)
+            bestOld = min(bestOld, now() - t0)
+            t0 = now()
+            _ = conv2dForward(x, weight: w, bias: b, geometry: g, activation: .relu, pool: pool, packed: packed)
+            bestNew = min(bestNew, now() - t0)
+        }
+        let gflop = 2.0 * Double(n * g.outHeight * g.outWidth * cout * k * k * cin) * 1e-9
+        print(String(format: "%-18@ gemm %7.3f ms %5.1f GF/s | direct %7.3f ms %5.1f GF/s | ratio %.2f", label as NSString,
+                     bestOld * 1000, gflop / bestOld, bestNew * 1000, gflop / bestNew, bestOld / bestNew))
+    }
+}
+
 // Micro: one pointwise convolution with and without its epilogue.
 do {
     let g = ConvGeometry(batch: 1, height: 112, width: 112, inChannels: 16, outChannels: 96, kernelHeight: 1, kernelWidth: 1)

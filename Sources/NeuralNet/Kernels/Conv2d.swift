@@ -116,10 +116,13 @@ public enum Padding: Sendable, Equatable, Hashable {
 ///   - activation: applied last.
 ///   - residual: `[N, OH, OW, Cout]` added before the activation, or nil.
 ///   - pool: threads for the GEMM and the patch extraction.
+///   - packed: `weight` already packed for ``directConvForward`` (a frozen network keeps
+///     it); packed here when nil. Used when `groups == 1`.
 /// - Returns: `[N, OH, OW, Cout]`.
 public func conv2dForward(
     _ input: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry,
-    activation: Activation = .none, residual: Tensor? = nil, pool: ThreadPool? = .shared
+    activation: Activation = .none, residual: Tensor? = nil, pool: ThreadPool? = .shared,
+    packed: PackedConvWeights? = nil
 ) -> Tensor {
     precondition(input.shape == [g.batch, g.height, g.width, g.inChannels],
                  "conv2dForward: input \(input.shape) does not match \(g)")
@@ -129,6 +132,33 @@ public func conv2dForward(
     let outShape = [g.batch, g.outHeight, g.outWidth, g.outChannels]
     precondition(residual == nil || residual!.shape == outShape,
                  "conv2dForward: residual \(residual!.shape) does not match output \(outShape)")
+    if g.groups == 1 {
+        // Every convolution with one group (1x1 included): the direct kernel over packed
+        // weights, epilogue fused, every output element written once.
+        let weights = packed ?? PackedConvWeights(weight)
+        return Tensor(uninitializedShape: outShape) { out in
+            input.withUnsafeBufferPointer { x in
+                withOptionalPointer(bias) { biasPointer in
+                    withOptionalPointer(residual) { residualPointer in
+                        directConvForward(x.baseAddress!, weights: weights, bias: biasPointer, residual: residualPointer,
+                                          output: out.baseAddress!, geometry: g, activation: activation, pool: pool)
+                    }
+                }
+            }
+        }
+    }
+    return conv2dForwardGEMM(input, weight: weight, bias: bias, geometry: g, activation: activation, residual: residual,
+                             pool: pool)
+}
+
+/// Convolution forward through im2col and the general ``sgemm`` (depthwise: a direct
+/// loop), the epilogue as a second pass. ``conv2dForward`` uses it for grouped and
+/// depthwise convolutions; public so that benchmarks can compare it with the direct kernel.
+public func conv2dForwardGEMM(
+    _ input: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry,
+    activation: Activation = .none, residual: Tensor? = nil, pool: ThreadPool? = .shared
+) -> Tensor {
+    let outShape = [g.batch, g.outHeight, g.outWidth, g.outChannels]
     var output = Tensor(zeros: outShape)
     let m = g.batch * g.outHeight * g.outWidth
     output.withUnsafeMutableBufferPointer { out in
@@ -157,6 +187,13 @@ public func conv2dForward(
                       residual: residual, activation: activation, pool: pool)
     }
     return output
+}
+
+/// Calls `body` with the tensor's elements, or with nil when there is no tensor.
+@inline(__always)
+func withOptionalPointer<R>(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+    guard let tensor else { return body(nil) }
+    return tensor.withUnsafeBufferPointer { body($0.baseAddress!) }
 }
 
 /// `out[r, c] = act(out[r, c] + bias[c] + residual[r, c])` over `[rows, channels]`.

@@ -1,0 +1,491 @@
+// Direct ("indirect GEMM") convolution over pre-packed weights, NHWC, epilogue fused.
+//
+// Why not im2col + the general sgemm: for the convolutions of a backbone the general GEMM
+// spends a large share of its time outside the multiply: it re-packs the weights on every
+// call, copies every patch row into a packed A panel (for a 1x1 convolution that is a full
+// extra pass over the activations), and the bias / residual / activation epilogue is a
+// second pass over the output. Here:
+//   - the weights are packed once (``PackedConvWeights``, built when a network is frozen)
+//     into panels of 24 output channels: `[panel][tap][Cin][24]`, the layout the
+//     micro-kernel reads, contiguous;
+//   - the activations are read where they are: an output pixel's row of the patch matrix
+//     is, tap by tap, a run of Cin contiguous floats of the NHWC input (or zeros in the
+//     padding), so the micro-kernel takes one pointer per pixel and tap and never copies;
+//   - the epilogue is applied to the accumulators before they are stored.
+//
+// Micro-kernel: 4 output pixels x 24 output channels, 12 `SIMD8<Float>` accumulators (12 of
+// the 16 ymm registers on AVX2; the shape that ran at 98 % of the FMA peak in GEMM.swift),
+// one broadcast per pixel and three 8-wide weight loads per input channel.
+//
+// Blocking: the reduction (taps x Cin) is cut into chunks of about 256 (a chunk of one
+// weight panel, 256 x 24 floats, stays in L1), the pixels into blocks of 64 (their input
+// rows stay in L2 across the panels). Partial sums of earlier chunks wait in the output.
+//
+// Determinism: each output element is accumulated in the same order (chunk by chunk,
+// tap by tap, channel by channel) whichever thread computes it, and threads own disjoint
+// pixel ranges: the result is bitwise identical for any thread count.
+import TensorCore
+
+/// Convolution weights `[KH, KW, Cin, Cout]` (groups = 1) packed for ``directConvForward``:
+/// output channels in panels of 24 (the last one 8 or 16 wide when that is enough, padded
+/// with zeros to a multiple of 8), each panel `[KH * KW * Cin][width]`.
+public struct PackedConvWeights: Sendable {
+    public let kernelHeight: Int, kernelWidth: Int, inChannels: Int, outChannels: Int
+    /// The packed panels, one after another.
+    let storage: [Float]
+    /// Per panel: first output channel, width in floats (24, 16 or 8), offset in `storage`.
+    let panels: [(column: Int, width: Int, offset: Int)]
+
+    /// Packs `weight` (`[KH, KW, Cin, Cout]`, HWIO).
+    public init(_ weight: Tensor) {
+        precondition(weight.rank == 4, "PackedConvWeights: weight \(weight.shape) is not [KH, KW, Cin, Cout]")
+        kernelHeight = weight.shape[0]; kernelWidth = weight.shape[1]
+        inChannels = weight.shape[2]; outChannels = weight.shape[3]
+        let depth = kernelHeight * kernelWidth * inChannels
+        var panels: [(column: Int, width: Int, offset: Int)] = []
+        var column = 0, offset = 0
+        while column < outChannels {
+            // A tail of 9-23 channels is one zero-padded 24-wide panel rather than 8-wide
+            // ones: the 4 x 8 kernel is bound by its broadcasts and runs at about half the
+            // speed, which costs more than the padding's wasted lanes.
+            let chosen = outChannels - column > 8 ? 24 : 8
+            panels.append((column, chosen, offset))
+            offset += depth * chosen
+            column += chosen
+        }
+        var packed = [Float](repeating: 0, count: offset)
+        let cout = outChannels
+        weight.withUnsafeBufferPointer { w in
+            for panel in panels {
+                let valid = min(panel.width, cout - panel.column)
+                for row in 0..<depth {
+                    for j in 0..<valid {
+                        packed[panel.offset + row * panel.width + j] = w[row * cout + panel.column + j]
+                    }
+                }
+            }
+        }
+        storage = packed
+        self.panels = panels
+    }
+}
+
+/// `output = act(conv(input) + bias + residual)` for a convolution with one group, using
+/// weights packed by ``PackedConvWeights``.
+///
+/// - Parameters:
+///   - input: `[N, H, W, Cin]`.
+///   - weights: packed `[KH, KW, Cin, Cout]`; must match `geometry`.
+///   - bias: `[Cout]` or nil.
+///   - residual: `[N, OH, OW, Cout]` or nil.
+///   - output: `[N, OH, OW, Cout]`; every element is written (it may be uninitialised).
+///   - geometry: sizes, stride, padding and dilation; `groups` must be 1.
+///   - activation: applied last.
+///   - pool: threads; the pixels are split between them.
+public func directConvForward(
+    _ input: UnsafePointer<Float>, weights: PackedConvWeights, bias: UnsafePointer<Float>?,
+    residual: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, geometry g: ConvGeometry,
+    activation: Activation, pool: ThreadPool?
+) {
+    precondition(g.groups == 1 && weights.kernelHeight == g.kernelHeight && weights.kernelWidth == g.kernelWidth
+                 && weights.inChannels == g.inChannels && weights.outChannels == g.outChannels,
+                 "directConvForward: packed weights \(weights.kernelHeight)x\(weights.kernelWidth)x"
+                 + "\(weights.inChannels)x\(weights.outChannels) do not match \(g)")
+    let m = g.batch * g.outHeight * g.outWidth
+    let tiles = (m + 3) / 4
+    let chunks = reductionChunks(taps: g.kernelHeight * g.kernelWidth, channels: g.inChannels)
+    let zeros = [Float](repeating: 0, count: g.inChannels)
+    weights.storage.withUnsafeBufferPointer { packed in
+        zeros.withUnsafeBufferPointer { zero in
+            let job = DirectConvJob(
+                input: UnsafeSharedPointer(readOnly: input), zeros: UnsafeSharedPointer(readOnly: zero.baseAddress!),
+                packed: UnsafeSharedPointer(readOnly: packed.baseAddress!), panels: weights.panels,
+                bias: bias.map { UnsafeSharedPointer(readOnly: $0) }, residual: residual.map { UnsafeSharedPointer(readOnly: $0) },
+                output: UnsafeSharedPointer(output), g: g, pixels: m, chunks: chunks, activation: activation)
+            // Small problems run on the caller: the hand-off costs more than it saves.
+            let flops = m * g.outChannels * g.kernelHeight * g.kernelWidth * g.inChannels
+            if let pool, pool.threadCount > 1, flops >= 1 << 18 {
+                pool.parallelRanges(tiles) { job.run(tiles: $0) }
+            } else {
+                job.run(tiles: 0..<tiles)
+            }
+        }
+    }
+}
+
+/// A piece of the reduction: taps `taps`, input channels `channels` of each.
+struct ReductionChunk: Sendable {
+    var taps: Range<Int>
+    var channels: Range<Int>
+}
+
+/// Cuts `taps x channels` into chunks of about 256 reductions: several whole taps when Cin
+/// is small, equal channel ranges of one tap when it is large. Depends on the shape only.
+func reductionChunks(taps: Int, channels: Int, target: Int = 256) -> [ReductionChunk] {
+    if channels >= target {
+        let parts = (channels + target - 1) / target
+        var chunks: [ReductionChunk] = []
+        for tap in 0..<taps {
+            for part in 0..<parts {
+                let range = ThreadPool.range(of: part, participants: parts, count: channels)
+                chunks.append(ReductionChunk(taps: tap..<(tap + 1), channels: range))
+            }
+        }
+        return chunks
+    }
+    let perChunk = max(1, target / max(channels, 1))
+    let count = (taps + perChunk - 1) / perChunk
+    return (0..<count).map { ReductionChunk(taps: ThreadPool.range(of: $0, participants: count, count: taps), channels: 0..<channels) }
+}
+
+/// One call's arguments, shared by the pool's participants (each writes its own pixels).
+private struct DirectConvJob: Sendable {
+    let input: UnsafeSharedPointer<Float>
+    let zeros: UnsafeSharedPointer<Float>
+    let packed: UnsafeSharedPointer<Float>
+    let panels: [(column: Int, width: Int, offset: Int)]
+    let bias: UnsafeSharedPointer<Float>?
+    let residual: UnsafeSharedPointer<Float>?
+    let output: UnsafeSharedPointer<Float>
+    let g: ConvGeometry
+    let pixels: Int
+    let chunks: [ReductionChunk]
+    let activation: Activation
+
+    /// Pixel tiles of 4 per block of this many: their input rows stay in L2 across panels.
+    static let tilesPerBlock = 16
+
+    func run(tiles: Range<Int>) {
+        let g = self.g
+        let cin = g.inChannels, cout = g.outChannels
+        let x = UnsafePointer(input.pointer), zero = UnsafePointer(zeros.pointer)
+        let maxTaps = chunks.map(\.taps.count).max() ?? 1
+        let block = DirectConvJob.tilesPerBlock
+        let (lower, upper, clamps) = TileEpilogue.clamp(for: activation)
+        // The input pointers of a block's tiles for one chunk: [tile][tap][4 pixels],
+        // computed once and used by every panel.
+        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: block * maxTaps * 4) { table in
+            let table = table.baseAddress!
+            for blockStart in stride(from: tiles.lowerBound, to: tiles.upperBound, by: block) {
+                let blockEnd = min(blockStart + block, tiles.upperBound)
+                for (chunkIndex, chunk) in chunks.enumerated() {
+                    let first = chunkIndex == 0, last = chunkIndex == chunks.count - 1
+                    let taps = chunk.taps.count, c0 = chunk.channels.lowerBound
+                    for tile in blockStart..<blockEnd {
+                        for i in 0..<4 {
+                            // Pixels past the end repeat the last one; their results are not stored.
+                            let p = min(tile * 4 + i, pixels - 1)
+                            let ox = p % g.outWidth, rest = p / g.outWidth
+                            let oy = rest % g.outHeight, n = rest / g.outHeight
+                            let iy0 = oy * g.strideY - g.padTop, ix0 = ox * g.strideX - g.padLeft
+                            for (index, t) in chunk.taps.enumerated() {
+                                let iy = iy0 + (t / g.kernelWidth) * g.dilationY
+                                let ix = ix0 + (t % g.kernelWidth) * g.dilationX
+                                let inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
+                                table[((tile - blockStart) * taps + index) * 4 + i] =
+                                    inside ? x + ((n * g.height + iy) * g.width + ix) * cin + c0 : zero
+                            }
+                        }
+                    }
+                    let depth = chunk.channels.count
+                    for panel in panels {
+                        let weights = UnsafePointer(packed.pointer + panel.offset) + (chunk.taps.lowerBound * cin + c0) * panel.width
+                        let columns = min(panel.width, cout - panel.column)
+                        for tile in blockStart..<blockEnd {
+                            let m0 = tile * 4
+                            let out = output.pointer + m0 * cout + panel.column
+                            let epilogue = TileEpilogue(
+                                first: first, last: last, rows: min(4, pixels - m0), columns: columns, ldc: cout,
+                                bias: bias.map { UnsafePointer($0.pointer + panel.column) },
+                                residual: residual.map { UnsafePointer($0.pointer + m0 * cout + panel.column) },
+                                activation: activation, lower: lower, upper: upper, clamps: clamps)
+                            let pointers = table + (tile - blockStart) * taps * 4
+                            if panel.width == 24 {
+                                var acc = Accumulators24(loading: out, epilogue)
+                                for t in 0..<taps {
+                                    let q = pointers + t * 4
+                                    acc.multiply(q[0], q[1], q[2], q[3], depth: depth, b: weights + t * cin * 24)
+                                }
+                                acc.store(out, epilogue)
+                            } else {
+                                var acc = Accumulators8(loading: out, epilogue)
+                                for t in 0..<taps {
+                                    let q = pointers + t * 4
+                                    acc.multiply(q[0], q[1], q[2], q[3], depth: depth, b: weights + t * cin * 8)
+                                }
+                                acc.store(out, epilogue)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What happens to a tile's accumulators around the multiply.
+struct TileEpilogue {
+    /// First chunk: start from zero; otherwise from the partial sums in the output.
+    var first: Bool
+    /// Last chunk: add bias and residual, apply the activation.
+    var last: Bool
+    /// Valid pixels (rows, 1...4) and output channels (columns) of the tile.
+    var rows: Int, columns: Int
+    var ldc: Int
+    var bias: UnsafePointer<Float>?
+    var residual: UnsafePointer<Float>?
+    var activation: Activation
+    /// The activation as a clamp to `lower...upper`, when `clamps` (none, relu, relu6).
+    var lower: SIMD8<Float>, upper: SIMD8<Float>, clamps: Bool
+
+    /// The clamp bounds of an activation, and whether it is a clamp at all.
+    static func clamp(for activation: Activation) -> (SIMD8<Float>, SIMD8<Float>, Bool) {
+        switch activation {
+        case .none: return (SIMD8(repeating: -.infinity), SIMD8(repeating: .infinity), true)
+        case .relu: return (SIMD8(repeating: 0), SIMD8(repeating: .infinity), true)
+        case .relu6: return (SIMD8(repeating: 0), SIMD8(repeating: 6), true)
+        default: return (.zero, .zero, false)
+        }
+    }
+
+    /// Loads 8 floats of row `row` from column `column`, zero past the valid columns.
+    @inline(__always)
+    func load(_ p: UnsafePointer<Float>, row: Int, column: Int) -> SIMD8<Float> {
+        let q = p + row * ldc + column
+        if column + 8 <= columns { return UnsafeRawPointer(q).loadUnaligned(as: SIMD8<Float>.self) }
+        var v = SIMD8<Float>()
+        for j in 0..<max(0, columns - column) { v[j] = q[j] }
+        return v
+    }
+
+    /// The bias piece at `column` (zero without bias or before the last chunk).
+    @inline(__always)
+    func biasPiece(_ column: Int) -> SIMD8<Float> {
+        guard last, let bias else { return .zero }
+        return load(bias, row: 0, column: column)
+    }
+
+    /// Finishes (on the last chunk: bias piece `b`, residual, activation) and stores one
+    /// 8-wide piece of a row.
+    @inline(__always)
+    func store(_ value: SIMD8<Float>, _ b: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>, row: Int, column: Int) {
+        guard row < rows else { return }
+        var v = value
+        if last {
+            v += b
+            if let residual { v += load(residual, row: row, column: column) }
+            if clamps {
+                // Compare-and-blend: two vector ops (`clamped` goes lane by lane).
+                v = v.replacing(with: lower, where: v .< lower).replacing(with: upper, where: v .> upper)
+            } else {
+                for j in 0..<8 { v[j] = activation.apply(v[j]) }
+            }
+        }
+        let q = out + row * ldc + column
+        if column + 8 <= columns {
+            UnsafeMutableRawPointer(q).storeBytes(of: v, as: SIMD8<Float>.self)
+        } else {
+            // leftovers: the valid lanes of the last piece
+            for j in 0..<max(0, columns - column) { q[j] = v[j] }
+        }
+    }
+}
+
+@inline(__always)
+private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+/// The 4 x 24 register tile.
+struct Accumulators24 {
+    var c00: SIMD8<Float>, c01: SIMD8<Float>, c02: SIMD8<Float>
+    var c10: SIMD8<Float>, c11: SIMD8<Float>, c12: SIMD8<Float>
+    var c20: SIMD8<Float>, c21: SIMD8<Float>, c22: SIMD8<Float>
+    var c30: SIMD8<Float>, c31: SIMD8<Float>, c32: SIMD8<Float>
+
+    init(c00: SIMD8<Float>, c01: SIMD8<Float>, c02: SIMD8<Float>, c10: SIMD8<Float>, c11: SIMD8<Float>,
+         c12: SIMD8<Float>, c20: SIMD8<Float>, c21: SIMD8<Float>, c22: SIMD8<Float>, c30: SIMD8<Float>,
+         c31: SIMD8<Float>, c32: SIMD8<Float>) {
+        self.c00 = c00; self.c01 = c01; self.c02 = c02; self.c10 = c10; self.c11 = c11; self.c12 = c12
+        self.c20 = c20; self.c21 = c21; self.c22 = c22; self.c30 = c30; self.c31 = c31; self.c32 = c32
+    }
+
+    @inline(__always)
+    init(loading out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+        if e.first {
+            c00 = .zero; c01 = .zero; c02 = .zero; c10 = .zero; c11 = .zero; c12 = .zero
+            c20 = .zero; c21 = .zero; c22 = .zero; c30 = .zero; c31 = .zero; c32 = .zero
+        } else if e.rows == 4 && (e.columns == 24 || e.columns == 16) {
+            let p = UnsafePointer(out), ldc = e.ldc, third = e.columns == 24
+            c00 = load8(p); c01 = load8(p + 8); c02 = third ? load8(p + 16) : .zero
+            c10 = load8(p + ldc); c11 = load8(p + ldc + 8); c12 = third ? load8(p + ldc + 16) : .zero
+            c20 = load8(p + 2 * ldc); c21 = load8(p + 2 * ldc + 8); c22 = third ? load8(p + 2 * ldc + 16) : .zero
+            c30 = load8(p + 3 * ldc); c31 = load8(p + 3 * ldc + 8); c32 = third ? load8(p + 3 * ldc + 16) : .zero
+        } else {
+            self = Accumulators24.loadingEdge(out, e)
+        }
+    }
+
+    /// The partial sums of a tile with missing pixels or channels (zero there).
+    @inline(never)
+    static func loadingEdge(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) -> Accumulators24 {
+        let p = UnsafePointer(out), r = e.rows
+        func piece(_ row: Int, _ column: Int) -> SIMD8<Float> { row < r ? e.load(p, row: row, column: column) : .zero }
+        return Accumulators24(c00: piece(0, 0), c01: piece(0, 8), c02: piece(0, 16), c10: piece(1, 0), c11: piece(1, 8),
+                              c12: piece(1, 16), c20: piece(2, 0), c21: piece(2, 8), c22: piece(2, 16), c30: piece(3, 0),
+                              c31: piece(3, 8), c32: piece(3, 16))
+    }
+
+    /// Adds `sum over p < depth of a_i[p] * b[p, 0..<24]` to row i.
+    @inline(__always)
+    mutating func multiply(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>,
+                           _ a3: UnsafePointer<Float>, depth: Int, b: UnsafePointer<Float>) {
+        var pb = b
+        for p in 0..<depth {
+            let b0 = load8(pb), b1 = load8(pb + 8), b2 = load8(pb + 16)
+            var v = SIMD8<Float>(repeating: a0[p])
+            c00 = c00.addingProduct(v, b0); c01 = c01.addingProduct(v, b1); c02 = c02.addingProduct(v, b2)
+            v = SIMD8<Float>(repeating: a1[p])
+            c10 = c10.addingProduct(v, b0); c11 = c11.addingProduct(v, b1); c12 = c12.addingProduct(v, b2)
+            v = SIMD8<Float>(repeating: a2[p])
+            c20 = c20.addingProduct(v, b0); c21 = c21.addingProduct(v, b1); c22 = c22.addingProduct(v, b2)
+            v = SIMD8<Float>(repeating: a3[p])
+            c30 = c30.addingProduct(v, b0); c31 = c31.addingProduct(v, b1); c32 = c32.addingProduct(v, b2)
+            pb += 24
+        }
+    }
+
+    @inline(__always)
+    func store(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+        // Fast path: 4 pixels, 16 or 24 channels (a 16-channel tail skips the third piece).
+        guard e.rows == 4 && (e.columns == 24 || e.columns == 16) && (e.clamps || !e.last) else {
+            storeEdge(out, e)
+            return
+        }
+        let ldc = e.ldc, third = e.columns == 24
+        if e.last {
+            // Full tile, clamp activation: bias, residual and clamp on the registers.
+            var d00 = c00, d01 = c01, d02 = c02, d10 = c10, d11 = c11, d12 = c12
+            var d20 = c20, d21 = c21, d22 = c22, d30 = c30, d31 = c31, d32 = c32
+            if let bias = e.bias {
+                let b0 = load8(bias), b1 = load8(bias + 8), b2 = third ? load8(bias + 16) : .zero
+                d00 += b0; d01 += b1; d02 += b2; d10 += b0; d11 += b1; d12 += b2
+                d20 += b0; d21 += b1; d22 += b2; d30 += b0; d31 += b1; d32 += b2
+            }
+            if let r = e.residual {
+                d00 += load8(r); d01 += load8(r + 8)
+                d10 += load8(r + ldc); d11 += load8(r + ldc + 8)
+                d20 += load8(r + 2 * ldc); d21 += load8(r + 2 * ldc + 8)
+                d30 += load8(r + 3 * ldc); d31 += load8(r + 3 * ldc + 8)
+                if third {
+                    d02 += load8(r + 16); d12 += load8(r + ldc + 16); d22 += load8(r + 2 * ldc + 16)
+                    d32 += load8(r + 3 * ldc + 16)
+                }
+            }
+            let lo = e.lower, hi = e.upper
+            @inline(__always) func clamp(_ v: SIMD8<Float>) -> SIMD8<Float> {
+                // Compare-and-blend: two vector ops (`clamped` goes lane by lane).
+                v.replacing(with: lo, where: v .< lo).replacing(with: hi, where: v .> hi)
+            }
+            store8(clamp(d00), out); store8(clamp(d01), out + 8)
+            store8(clamp(d10), out + ldc); store8(clamp(d11), out + ldc + 8)
+            store8(clamp(d20), out + 2 * ldc); store8(clamp(d21), out + 2 * ldc + 8)
+            store8(clamp(d30), out + 3 * ldc); store8(clamp(d31), out + 3 * ldc + 8)
+            if third {
+                store8(clamp(d02), out + 16); store8(clamp(d12), out + ldc + 16)
+                store8(clamp(d22), out + 2 * ldc + 16); store8(clamp(d32), out + 3 * ldc + 16)
+            }
+        } else {
+            store8(c00, out); store8(c01, out + 8)
+            store8(c10, out + ldc); store8(c11, out + ldc + 8)
+            store8(c20, out + 2 * ldc); store8(c21, out + 2 * ldc + 8)
+            store8(c30, out + 3 * ldc); store8(c31, out + 3 * ldc + 8)
+            if third {
+                store8(c02, out + 16); store8(c12, out + ldc + 16); store8(c22, out + 2 * ldc + 16)
+                store8(c32, out + 3 * ldc + 16)
+            }
+        }
+    }
+
+    /// Tiles with missing pixels or channels, and activations that are not a clamp.
+    @inline(never)
+    func storeEdge(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+        let b0 = e.biasPiece(0), b1 = e.biasPiece(8), b2 = e.biasPiece(16)
+        e.store(c00, b0, out, row: 0, column: 0); e.store(c01, b1, out, row: 0, column: 8); e.store(c02, b2, out, row: 0, column: 16)
+        e.store(c10, b0, out, row: 1, column: 0); e.store(c11, b1, out, row: 1, column: 8); e.store(c12, b2, out, row: 1, column: 16)
+        e.store(c20, b0, out, row: 2, column: 0); e.store(c21, b1, out, row: 2, column: 8); e.store(c22, b2, out, row: 2, column: 16)
+        e.store(c30, b0, out, row: 3, column: 0); e.store(c31, b1, out, row: 3, column: 8); e.store(c32, b2, out, row: 3, column: 16)
+    }
+}
+
+@inline(__always)
+private func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+}
+
+/// The 4 x 8 register tile, for the last 8 output channels.
+struct Accumulators8 {
+    var c0: SIMD8<Float>, c1: SIMD8<Float>, c2: SIMD8<Float>, c3: SIMD8<Float>
+
+    @inline(__always)
+    init(loading out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+        if e.first {
+            c0 = .zero; c1 = .zero; c2 = .zero; c3 = .zero
+        } else if e.rows == 4 && e.columns == 8 {
+            let p = UnsafePointer(out), ldc = e.ldc
+            c0 = load8(p); c1 = load8(p + ldc); c2 = load8(p + 2 * ldc); c3 = load8(p + 3 * ldc)
+        } else {
+            let p = UnsafePointer(out), r = e.rows
+            c0 = e.load(p, row: 0, column: 0)
+            c1 = r > 1 ? e.load(p, row: 1, column: 0) : .zero
+            c2 = r > 2 ? e.load(p, row: 2, column: 0) : .zero
+            c3 = r > 3 ? e.load(p, row: 3, column: 0) : .zero
+        }
+    }
+
+    @inline(__always)
+    mutating func multiply(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>,
+                           _ a3: UnsafePointer<Float>, depth: Int, b: UnsafePointer<Float>) {
+        var pb = b
+        for p in 0..<depth {
+            let b0 = load8(pb)
+            c0 = c0.addingProduct(SIMD8<Float>(repeating: a0[p]), b0)
+            c1 = c1.addingProduct(SIMD8<Float>(repeating: a1[p]), b0)
+            c2 = c2.addingProduct(SIMD8<Float>(repeating: a2[p]), b0)
+            c3 = c3.addingProduct(SIMD8<Float>(repeating: a3[p]), b0)
+            pb += 8
+        }
+    }
+
+    @inline(__always)
+    func store(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+        guard e.rows == 4 && e.columns == 8 && (e.clamps || !e.last) else {
+            storeEdge(out, e)
+            return
+        }
+        let ldc = e.ldc
+        var d0 = c0, d1 = c1, d2 = c2, d3 = c3
+        if e.last {
+            if let bias = e.bias {
+                let b = load8(bias)
+                d0 += b; d1 += b; d2 += b; d3 += b
+            }
+            if let r = e.residual {
+                d0 += load8(r); d1 += load8(r + ldc); d2 += load8(r + 2 * ldc); d3 += load8(r + 3 * ldc)
+            }
+            let lo = e.lower, hi = e.upper
+            d0 = d0.replacing(with: lo, where: d0 .< lo).replacing(with: hi, where: d0 .> hi)
+            d1 = d1.replacing(with: lo, where: d1 .< lo).replacing(with: hi, where: d1 .> hi)
+            d2 = d2.replacing(with: lo, where: d2 .< lo).replacing(with: hi, where: d2 .> hi)
+            d3 = d3.replacing(with: lo, where: d3 .< lo).replacing(with: hi, where: d3 .> hi)
+        }
+        store8(d0, out); store8(d1, out + ldc); store8(d2, out + 2 * ldc); store8(d3, out + 3 * ldc)
+    }
+
+    @inline(never)
+    func storeEdge(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+        let b = e.biasPiece(0)
+        e.store(c0, b, out, row: 0, column: 0); e.store(c1, b, out, row: 1, column: 0)
+        e.store(c2, b, out, row: 2, column: 0); e.store(c3, b, out, row: 3, column: 0)
+    }
+}

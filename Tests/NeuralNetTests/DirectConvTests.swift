@@ -1,0 +1,68 @@
+import NeuralNet
+import TensorCore
+import Testing
+
+/// The direct convolution kernel against the reference at shapes that exercise each of its
+/// paths: reduction chunks made of several taps and of channel ranges of one tap, output
+/// channel tails of 8, 16 and 9-23 (padded panels), pixel counts that are not a multiple of
+/// the 4-pixel tile, stride, dilation and one-sided padding, and every epilogue.
+@Test(arguments: [
+    // (height, width, Cin, Cout, kernel, stride, dilation, padding)
+    (5, 7, 3, 8, 7, 2, 1, Padding.symmetric(3)),       // stem-like, Cin 3, 8-wide panel only
+    (6, 5, 100, 40, 3, 1, 1, Padding.symmetric(1)),    // 2 taps per chunk, 24 + 16-column tail
+    (4, 3, 300, 49, 3, 1, 1, Padding.same),            // 2 channel parts per tap, tail of 1
+    (7, 7, 64, 64, 3, 2, 1, Padding.same),             // stride 2, TF-same (bottom/right)
+    (9, 6, 17, 33, 3, 1, 2, Padding.symmetric(2)),     // dilation 2, tail of 9
+    (3, 3, 520, 16, 1, 1, 1, Padding.valid),           // pointwise, 3 channel parts
+    (1, 1, 8, 24, 1, 1, 1, Padding.valid),             // one pixel
+])
+func directConvolutionMatchesReference(
+    shape: (Int, Int, Int, Int, Int, Int, Int, Padding)
+) {
+    let (h, w, cin, cout, k, s, d, padding) = shape
+    let g = ConvGeometry(batch: 2, height: h, width: w, inChannels: cin, outChannels: cout, kernelHeight: k,
+                         kernelWidth: k, stride: (s, s), padding: padding, dilation: (d, d))
+    let x = randomTensor([2, h, w, cin], seed: UInt64(cin))
+    let weight = randomTensor([k, k, cin, cout], seed: UInt64(cout))
+    let b = randomTensor([cout], seed: 3)
+    let r = randomTensor([2, g.outHeight, g.outWidth, cout], seed: 4)
+    let plain = referenceConv2d(x, weight: weight, bias: nil, geometry: g)
+    let packed = PackedConvWeights(weight)
+    let bound = 2e-6 * Float(k * k * cin).squareRoot() * 4
+    for activation in [Activation.none, .relu, .relu6, .leakyRelu(slope: 0.1), .silu] {
+        for (bias, residual) in [(nil, nil), (b, nil), (b, r), (nil, r)] as [(Tensor?, Tensor?)] {
+            var expected = plain.scalars
+            for i in expected.indices {
+                var v = expected[i]
+                if let bias { v += bias.scalars[i % cout] }
+                if let residual { v += residual.scalars[i] }
+                expected[i] = activation.apply(v)
+            }
+            let one = conv2dForward(x, weight: weight, bias: bias, geometry: g, activation: activation,
+                                    residual: residual, pool: nil, packed: packed)
+            let two = conv2dForward(x, weight: weight, bias: bias, geometry: g, activation: activation,
+                                    residual: residual, pool: ThreadPool(threadCount: 2))
+            let error = zip(one.scalars, expected).map { abs($0 - $1) }.max() ?? 0
+            #expect(error < bound, "\(g) \(activation) bias \(bias != nil) residual \(residual != nil): error \(error)")
+            #expect(one.scalars == two.scalars, "\(g) \(activation): 1 and 2 threads differ")
+        }
+    }
+}
+
+/// Big enough that two threads really split the pixels (small problems run on one).
+@Test func directConvolutionSplitsPixelsDeterministically() {
+    let g = ConvGeometry(batch: 1, height: 30, width: 29, inChannels: 48, outChannels: 56, kernelHeight: 3,
+                         kernelWidth: 3, padding: .symmetric(1))
+    let x = randomTensor([1, 30, 29, 48], seed: 8), w = randomTensor([3, 3, 48, 56], seed: 9)
+    let b = randomTensor([56], seed: 10)
+    let one = conv2dForward(x, weight: w, bias: b, geometry: g, activation: .relu, pool: nil)
+    let two = conv2dForward(x, weight: w, bias: b, geometry: g, activation: .relu, pool: ThreadPool(threadCount: 2))
+    let three = conv2dForward(x, weight: w, bias: b, geometry: g, activation: .relu, pool: ThreadPool(threadCount: 3))
+    #expect(one.scalars == two.scalars && one.scalars == three.scalars)
+    let reference = referenceConv2d(x, weight: w, bias: b, geometry: g).scalars.map { max($0, 0) }
+    let error = zip(one.scalars, reference).map { abs($0 - $1) }.max() ?? 0
+    #expect(error < 1e-4)
+    // The im2col + sgemm path computes the same convolution.
+    let gemm = conv2dForwardGEMM(x, weight: w, bias: b, geometry: g, activation: .relu, pool: nil)
+    #expect((zip(gemm.scalars, one.scalars).map { abs($0 - $1) }.max() ?? 0) < 1e-4)
+}
