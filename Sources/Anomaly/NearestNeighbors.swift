@@ -20,6 +20,13 @@ public struct MemoryBank: Sendable {
     public let features: Tensor
     /// Squared Euclidean norm of each bank row, rounded as `dot(row, row)`. // [B]
     let norms: [Float]
+    /// The bank again, packed for the k = 1 search: panels of 24 rows, each `[D][24]`
+    /// (bank row r, element c at `(r / 24) * D * 24 + c * 24 + r % 24`), the last panel
+    /// padded with zero rows. Costs a second copy of the bank; the search then streams
+    /// contiguous panels and never re-packs.
+    let panels: [Float]
+    /// The norms padded to whole panels with +infinity (padding rows are never nearest).
+    let paddedNorms: [Float]
 
     /// The number of vectors in the bank (`B`).
     public var count: Int { features.shape[0] }
@@ -40,6 +47,16 @@ public struct MemoryBank: Sendable {
                 return dot(p, p, count: columns)
             }
         }
+        let panelCount = (rows + 23) / 24
+        var packed = [Float](repeating: 0, count: panelCount * 24 * columns)
+        features.withUnsafeBufferPointer { x in
+            for row in 0..<rows {
+                let base = (row / 24) * columns * 24 + row % 24
+                for c in 0..<columns { packed[base + c * 24] = x[row * columns + c] }
+            }
+        }
+        panels = packed
+        paddedNorms = norms + [Float](repeating: .infinity, count: panelCount * 24 - rows)
     }
 
     /// How the search cuts the work into cache-sized pieces.
@@ -92,6 +109,7 @@ public struct MemoryBank: Sendable {
         precondition(count < Int(Int32.max), "MemoryBank.nearest: bank of \(count) rows is too large for Int32 indices")
         let queryCount = queries.shape[0]
         let dimension = self.dimension, bankCount = count
+        if k == 1 && blocking == .default { return nearestOne(queries, pool: pool) }
         var indices = [Int32](repeating: -1, count: queryCount * k)
         let distances = Tensor(uninitializedShape: [queryCount, k]) { outDistances in
             indices.withUnsafeMutableBufferPointer { outIndices in
@@ -110,6 +128,38 @@ public struct MemoryBank: Sendable {
                                 pool.parallelRanges(queryCount) { search.run(queries: $0) }
                             } else {
                                 search.run(queries: 0..<queryCount)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (distances, indices)
+    }
+
+    /// The k = 1 search: 4 queries x 24 bank rows of `q.b` in registers over the packed
+    /// panels, folded into each query's running minimum before the next panel; no
+    /// distance tile is written. Same contract as ``nearest(_:k:pool:blocking:)``.
+    func nearestOne(_ queries: Tensor, pool: ThreadPool?) -> (distances: Tensor, indices: [Int32]) {
+        let queryCount = queries.shape[0]
+        var indices = [Int32](repeating: -1, count: queryCount)
+        let distances = Tensor(uninitializedShape: [queryCount, 1]) { outDistances in
+            indices.withUnsafeMutableBufferPointer { outIndices in
+                queries.withUnsafeBufferPointer { q in
+                    panels.withUnsafeBufferPointer { panels in
+                        paddedNorms.withUnsafeBufferPointer { norms in
+                            let search = PanelSearch(
+                                queries: UnsafeSharedPointer(readOnly: q.baseAddress!),
+                                panels: UnsafeSharedPointer(readOnly: panels.baseAddress!),
+                                norms: UnsafeSharedPointer(readOnly: norms.baseAddress!),
+                                distances: UnsafeSharedPointer(outDistances.baseAddress!),
+                                indices: UnsafeSharedPointer(outIndices.baseAddress!),
+                                dimension: dimension, queryCount: queryCount, panelCount: norms.count / 24)
+                            let tiles = (queryCount + 3) / 4
+                            if let pool, queryCount * count * max(dimension, 1) >= 1 << 19 {
+                                pool.parallelRanges(tiles) { search.run(tiles: $0) }
+                            } else {
+                                search.run(tiles: 0..<tiles)
                             }
                         }
                     }
@@ -271,5 +321,126 @@ private struct BlockedSearch: Sendable {
         }
         topDistances[position] = distance
         topIndices[position] = Int32(index)
+    }
+}
+
+/// The k = 1 search over packed panels, shared with the pool's workers; a participant
+/// writes only the results of the query tiles it was given.
+private struct PanelSearch: Sendable {
+    let queries: UnsafeSharedPointer<Float>    // [Q, D]
+    let panels: UnsafeSharedPointer<Float>     // [P][D][24]
+    let norms: UnsafeSharedPointer<Float>      // [P * 24], +inf past the bank
+    let distances: UnsafeSharedPointer<Float>  // [Q], written
+    let indices: UnsafeSharedPointer<Int32>    // [Q], written
+    let dimension: Int, queryCount: Int, panelCount: Int
+
+    /// Bank panels per block: 8 x 24 rows x D floats (295 KiB at D = 384) stay in L2 while
+    /// every query tile of the range passes over them.
+    static let panelsPerBlock = 8
+
+    func run(tiles: Range<Int>) {
+        let d = dimension
+        let q = UnsafePointer(queries.pointer)
+        let firstQuery = tiles.lowerBound * 4, lastQuery = min(tiles.upperBound * 4, queryCount)
+        var queryNorms = [Float](repeating: 0, count: lastQuery - firstQuery)
+        for i in firstQuery..<lastQuery {
+            queryNorms[i - firstQuery] = dot(q + i * d, q + i * d, count: d)
+            distances.pointer[i] = .infinity
+            indices.pointer[i] = -1
+        }
+        // Bank blocks, panels and lanes in ascending order, and a candidate replaces the
+        // best only when strictly closer: among equal distances the lowest index stays.
+        queryNorms.withUnsafeBufferPointer { queryNorms in
+            for block in stride(from: 0, to: panelCount, by: PanelSearch.panelsPerBlock) {
+                let blockEnd = min(block + PanelSearch.panelsPerBlock, panelCount)
+                for tile in tiles {
+                    let q0 = tile * 4
+                    let rows = min(4, queryCount - q0)
+                    // Missing queries of the last tile repeat the last one; not stored.
+                    let a0 = q + q0 * d, a1 = q + min(q0 + 1, queryCount - 1) * d
+                    let a2 = q + min(q0 + 2, queryCount - 1) * d, a3 = q + min(q0 + 3, queryCount - 1) * d
+                    for panel in block..<blockEnd {
+                        var t = DotTile()
+                        t.multiply(a0, a1, a2, a3, depth: d, b: UnsafePointer(panels.pointer) + panel * d * 24)
+                        let bn = UnsafePointer(norms.pointer) + panel * 24
+                        let n0 = load8(bn), n1 = load8(bn + 8), n2 = load8(bn + 16)
+                        for i in 0..<rows {
+                            let (r0, r1, r2) = t.row(i)
+                            fold(r0, r1, r2, n0, n1, n2, queryNorm: queryNorms[q0 + i - firstQuery],
+                                 firstIndex: panel * 24, query: q0 + i)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Folds the 24 distances of one query against one panel into its running minimum.
+    @inline(__always)
+    private func fold(_ r0: SIMD8<Float>, _ r1: SIMD8<Float>, _ r2: SIMD8<Float>,
+                      _ n0: SIMD8<Float>, _ n1: SIMD8<Float>, _ n2: SIMD8<Float>,
+                      queryNorm: Float, firstIndex: Int, query: Int) {
+        // |q|^2 + |b|^2 - 2 q.b, in the order the blocked path rounds it.
+        let qn = SIMD8<Float>(repeating: queryNorm), minus2 = SIMD8<Float>(repeating: -2)
+        var d0 = (qn + n0) + r0 * minus2, d1 = (qn + n1) + r1 * minus2, d2 = (qn + n2) + r2 * minus2
+        // Rounding can make it slightly negative: 0, as in the blocked path (so that ties
+        // at 0 also go to the lowest index).
+        let zero = SIMD8<Float>()
+        d0 = d0.replacing(with: zero, where: d0 .< zero); d1 = d1.replacing(with: zero, where: d1 .< zero)
+        d2 = d2.replacing(with: zero, where: d2 .< zero)
+        // Lane-wise minimum by compare-and-blend (`pointwiseMin` goes lane by lane).
+        var m = d0.replacing(with: d1, where: d1 .< d0)
+        m = m.replacing(with: d2, where: d2 .< m)
+        let best = distances.pointer[query]
+        guard m.min() < best else { return }
+        // Rare after the first panels: find the first lane with the smallest value.
+        var value = best, index = Int(indices.pointer[query])
+        for lane in 0..<8 where d0[lane] < value { value = d0[lane]; index = firstIndex + lane }
+        for lane in 0..<8 where d1[lane] < value { value = d1[lane]; index = firstIndex + 8 + lane }
+        for lane in 0..<8 where d2[lane] < value { value = d2[lane]; index = firstIndex + 16 + lane }
+        distances.pointer[query] = value
+        indices.pointer[query] = Int32(index)
+    }
+}
+
+@inline(__always)
+private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+/// 4 rows x 24 columns of dot products in 12 `SIMD8` registers (the GEMM's 4 x 24 shape).
+private struct DotTile {
+    var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c02 = SIMD8<Float>()
+    var c10 = SIMD8<Float>(), c11 = SIMD8<Float>(), c12 = SIMD8<Float>()
+    var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c22 = SIMD8<Float>()
+    var c30 = SIMD8<Float>(), c31 = SIMD8<Float>(), c32 = SIMD8<Float>()
+
+    /// `row i += sum over p < depth of a_i[p] * b[p, 0..<24]`.
+    @inline(__always)
+    mutating func multiply(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>,
+                           _ a3: UnsafePointer<Float>, depth: Int, b: UnsafePointer<Float>) {
+        var pb = b
+        for p in 0..<depth {
+            let b0 = load8(pb), b1 = load8(pb + 8), b2 = load8(pb + 16)
+            var v = SIMD8<Float>(repeating: a0[p])
+            c00 = c00.addingProduct(v, b0); c01 = c01.addingProduct(v, b1); c02 = c02.addingProduct(v, b2)
+            v = SIMD8<Float>(repeating: a1[p])
+            c10 = c10.addingProduct(v, b0); c11 = c11.addingProduct(v, b1); c12 = c12.addingProduct(v, b2)
+            v = SIMD8<Float>(repeating: a2[p])
+            c20 = c20.addingProduct(v, b0); c21 = c21.addingProduct(v, b1); c22 = c22.addingProduct(v, b2)
+            v = SIMD8<Float>(repeating: a3[p])
+            c30 = c30.addingProduct(v, b0); c31 = c31.addingProduct(v, b1); c32 = c32.addingProduct(v, b2)
+            pb += 24
+        }
+    }
+
+    @inline(__always)
+    func row(_ i: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+        switch i {
+        case 0: return (c00, c01, c02)
+        case 1: return (c10, c11, c12)
+        case 2: return (c20, c21, c22)
+        default: return (c30, c31, c32)
+        }
     }
 }

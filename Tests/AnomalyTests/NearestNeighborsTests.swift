@@ -100,6 +100,15 @@ struct NearestNeighborsTests {
         let three = bank.nearest(queries, k: 3, pool: ThreadPool(threadCount: 3))
         #expect(one.indices == two.indices && two.indices == three.indices)
         #expect(one.distances == two.distances && two.distances == three.distances)
+        // k = 1 takes the packed-panel search: also thread-independent, and it agrees with
+        // the blocked sgemm search (any blocking but the default uses that one).
+        let nearestOne = bank.nearest(queries, k: 1, pool: nil)
+        let nearestTwo = bank.nearest(queries, k: 1, pool: ThreadPool(threadCount: 2))
+        #expect(nearestOne.indices == nearestTwo.indices && nearestOne.distances == nearestTwo.distances)
+        let blocked = bank.nearest(queries, k: 1, pool: nil, blocking: MemoryBank.Blocking(queries: 64, bankRows: 256))
+        #expect(blocked.indices == nearestOne.indices)
+        let largest = zip(blocked.distances.scalars, nearestOne.distances.scalars).map { abs($0 - $1) / max($0, 1) }.max()!
+        #expect(largest < 1e-5)
     }
 
     @Test("no queries give empty results")
