@@ -44,11 +44,80 @@ public struct AnomalyMap: Sendable, Equatable {
     /// Upsamples a `[gh, gw]` grid of values to `width x height` (bilinear, pixel centres
     /// aligned), then smooths it with a Gaussian of standard deviation `sigma` pixels
     /// (0 = none), as PatchCore does before taking the maximum.
+    ///
+    /// Both steps are linear and separable, so they are folded into one `[size, grid]`
+    /// matrix per axis (blur x upsample) and applied as two small matrix products:
+    /// `map = Ay * grid * Ax^T`. For a 28 x 28 grid and a 224 x 224 map with sigma 4 that
+    /// is 1.6 M multiply-adds instead of 3.5 M for upsampling and then blurring with
+    /// reflected edges tap by tap. ``referenceFromGrid(_:gridWidth:gridHeight:width:height:sigma:)``
+    /// is that plain path, and the tests compare the two.
     public static func fromGrid(_ grid: [Float], gridWidth: Int, gridHeight: Int, width: Int, height: Int,
                                 sigma: Float) -> AnomalyMap {
+        let ax = resamplingMatrix(from: gridWidth, to: width, sigma: sigma)    // [width, gridWidth]
+        let ay = gridWidth == gridHeight && width == height
+            ? ax : resamplingMatrix(from: gridHeight, to: height, sigma: sigma) // [height, gridHeight]
+        // rows = grid * Ax^T: [gridHeight, width]
+        var rows = [Float](repeating: 0, count: gridHeight * width)
+        for j in 0..<gridHeight {
+            for x in 0..<width {
+                var sum: Float = 0
+                for i in 0..<gridWidth { sum = sum.addingProduct(grid[j * gridWidth + i], ax[x * gridWidth + i]) }
+                rows[j * width + x] = sum
+            }
+        }
+        // map = Ay * rows: [height, width], a row at a time with whole rows of `rows` added
+        // (contiguous, vectorised).
+        var map = [Float](repeating: 0, count: height * width)
+        map.withUnsafeMutableBufferPointer { out in
+            rows.withUnsafeBufferPointer { rows in
+                for y in 0..<height {
+                    let target = out.baseAddress! + y * width
+                    for j in 0..<gridHeight {
+                        let weight = ay[y * gridHeight + j]
+                        if weight == 0 { continue }
+                        let source = rows.baseAddress! + j * width
+                        for x in 0..<width { target[x] = target[x].addingProduct(weight, source[x]) }
+                    }
+                }
+            }
+        }
+        return AnomalyMap(width: width, height: height, values: map)
+    }
+
+    /// ``fromGrid(_:gridWidth:gridHeight:width:height:sigma:)`` by its definition: bilinear
+    /// upsampling, then the Gaussian blur with reflected edges tap by tap. Same result up
+    /// to rounding; the tests compare the two.
+    public static func referenceFromGrid(_ grid: [Float], gridWidth: Int, gridHeight: Int, width: Int, height: Int,
+                                         sigma: Float) -> AnomalyMap {
         var map = upsample(grid, from: (gridWidth, gridHeight), to: (width, height))
         if sigma > 0 { map = gaussianBlur(map, width: width, height: height, sigma: sigma) }
         return AnomalyMap(width: width, height: height, values: map)
+    }
+
+    /// The `[outSize, inSize]` matrix of one axis: bilinear upsampling (align_corners =
+    /// false, edges clamped) followed by the Gaussian of `sigma` (truncated at 4 sigma,
+    /// edges reflected; none when sigma is 0).
+    static func resamplingMatrix(from inSize: Int, to outSize: Int, sigma: Float) -> [Float] {
+        // Upsampling: two taps per output position.
+        var up = [Float](repeating: 0, count: outSize * inSize)
+        let scale = Float(inSize) / Float(outSize)
+        for o in 0..<outSize {
+            let s = Swift.max((Float(o) + 0.5) * scale - 0.5, 0)
+            let i0 = Swift.min(Int(s), inSize - 1), i1 = Swift.min(i0 + 1, inSize - 1)
+            let f = s - Float(i0)
+            up[o * inSize + i0] += 1 - f
+            up[o * inSize + i1] += f
+        }
+        guard sigma > 0 else { return up }
+        let kernel = gaussianKernel(sigma: sigma), radius = kernel.count / 2
+        var out = [Float](repeating: 0, count: outSize * inSize)
+        for o in 0..<outSize {
+            for (k, w) in kernel.enumerated() {
+                let source = reflectIndex(o + k - radius, outSize)
+                for i in 0..<inSize { out[o * inSize + i] += w * up[source * inSize + i] }
+            }
+        }
+        return out
     }
 
     /// The binary mask of pixels strictly above `threshold`.
@@ -102,18 +171,27 @@ func upsample(_ grid: [Float], from source: (Int, Int), to target: (Int, Int)) -
     return out
 }
 
-/// Separable Gaussian blur with a kernel truncated at 4 sigma, edges reflected.
-func gaussianBlur(_ values: [Float], width: Int, height: Int, sigma: Float) -> [Float] {
+/// The normalised Gaussian taps `-r...r`, truncated at `r = ceil(4 sigma)` (at least 1).
+func gaussianKernel(sigma: Float) -> [Float] {
     let radius = Swift.max(1, Int((4 * sigma).rounded(.up)))
-    var kernel = (-radius...radius).map { exp(-Float($0 * $0) / (2 * sigma * sigma)) }
+    let kernel = (-radius...radius).map { exp(-Float($0 * $0) / (2 * sigma * sigma)) }
     let total = kernel.reduce(0, +)
-    kernel = kernel.map { $0 / total }
-    func reflect(_ i: Int, _ n: Int) -> Int {
-        if n == 1 { return 0 }
-        var j = i
-        while j < 0 || j >= n { j = j < 0 ? -j - 1 : 2 * n - j - 1 }
-        return j
-    }
+    return kernel.map { $0 / total }
+}
+
+/// Index `i` reflected into `0..<n` (`-1 -> 0`, `n -> n - 1`: the edge sample repeats).
+func reflectIndex(_ i: Int, _ n: Int) -> Int {
+    if n == 1 { return 0 }
+    var j = i
+    while j < 0 || j >= n { j = j < 0 ? -j - 1 : 2 * n - j - 1 }
+    return j
+}
+
+/// Separable Gaussian blur with a kernel truncated at 4 sigma, edges reflected. The plain
+/// reference for ``AnomalyMap/fromGrid(_:gridWidth:gridHeight:width:height:sigma:)``.
+func gaussianBlur(_ values: [Float], width: Int, height: Int, sigma: Float) -> [Float] {
+    let kernel = gaussianKernel(sigma: sigma), radius = kernel.count / 2
+    let reflect = reflectIndex
     var temp = [Float](repeating: 0, count: values.count)
     for y in 0..<height {
         for x in 0..<width {

@@ -115,6 +115,20 @@ let testBackbone: FrozenBackbone = BackboneArchitecture.compact.make(seed: 5).fr
     #expect(flat.values.allSatisfy { abs($0 - 3) < 1e-5 })
 }
 
+@Test func foldedResamplingMatchesUpsampleThenBlur() {
+    // Square and non-square grids and maps, no blur, a blur wider than the grid cell, and
+    // a kernel wider than the map (reflection more than once).
+    var rng = Xoshiro256(seed: 12)
+    for (gw, gh, w, h, sigma) in [(28, 28, 224, 224, 4.0), (5, 3, 20, 9, 1.5), (4, 4, 13, 7, 0), (2, 3, 6, 5, 3)]
+        as [(Int, Int, Int, Int, Float)] {
+        let grid = (0..<(gw * gh)).map { _ in Float.random(in: 0..<10, using: &rng) }
+        let fast = AnomalyMap.fromGrid(grid, gridWidth: gw, gridHeight: gh, width: w, height: h, sigma: sigma)
+        let plain = AnomalyMap.referenceFromGrid(grid, gridWidth: gw, gridHeight: gh, width: w, height: h, sigma: sigma)
+        let error = zip(fast.values, plain.values).map { abs($0 - $1) }.max()!
+        #expect(fast.width == w && fast.height == h && error < 1e-4, "\(gw)x\(gh) -> \(w)x\(h) sigma \(sigma): \(error)")
+    }
+}
+
 @Test func boxesFollowTheRegionsAboveTheThreshold() {
     // Two hot blobs (one with a higher peak) and one isolated hot pixel on a 10x8 map.
     var values = [Float](repeating: 0, count: 80)

@@ -47,6 +47,22 @@ for (index, layer) in network.layers.enumerated() {
 }
 print(String(format: "total %.1f ms (%.1f images/s) on %d thread(s)", sum, 1000 / sum, threads))
 
+// The whole forward at batch 1 and 8, as the backbone benchmark runs it.
+for batch in [1, 8] {
+    var rng = Xoshiro256(seed: 5)
+    let x = Tensor(randomNormal: [batch, 224, 224, 3], using: &rng)
+    _ = network.features(x, pool: pool)
+    var times: [Double] = []
+    for _ in 0..<(batch == 1 ? 15 : 4) {
+        let t0 = now()
+        _ = network.features(x, pool: pool)
+        times.append(now() - t0)
+    }
+    times.sort()
+    print(String(format: "forward batch %d: median %.1f ms, %.1f images/s", batch, times[times.count / 2] * 1000,
+                 Double(batch) / times[times.count / 2]))
+}
+
 // Per convolution kind: each block's convolutions run one by one (residuals ignored).
 do {
     var kinds: [String: Double] = [:]

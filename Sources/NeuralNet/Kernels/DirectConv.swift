@@ -93,21 +93,56 @@ public func directConvForward(
                  + "\(weights.inChannels)x\(weights.outChannels) do not match \(g)")
     let m = g.batch * g.outHeight * g.outWidth
     let tiles = (m + 3) / 4
-    let chunks = reductionChunks(taps: g.kernelHeight * g.kernelWidth, channels: g.inChannels)
-    let zeros = [Float](repeating: 0, count: g.inChannels)
+    // Few input channels (a stem on RGB): a tap would be a run of 3 floats, and the
+    // per-tap bookkeeping would cost more than its 3 x 12 FMAs. Instead the input is
+    // copied once into a zero-padded buffer that covers every tap, so that a whole kernel
+    // row (KW x Cin floats) is one contiguous run: the job then sees a KH x 1 kernel over
+    // KW * Cin "channels", with consecutive pixels Cin floats apart. The weight layout
+    // (ky, kx, ci) is already ordered that way.
+    let rowRuns = g.inChannels < 8 && g.kernelWidth > 1 && g.dilationX == 1
+    var padded: [Float] = []
+    var job = g, pixelStride = g.inChannels
+    if rowRuns {
+        let hp = (g.outHeight - 1) * g.strideY + (g.kernelHeight - 1) * g.dilationY + 1
+        let wp = (g.outWidth - 1) * g.strideX + g.kernelWidth
+        let c = g.inChannels
+        padded = [Float](repeating: 0, count: g.batch * hp * wp * c)
+        padded.withUnsafeMutableBufferPointer { dst in
+            for n in 0..<g.batch {
+                for y in 0..<hp {
+                    let iy = y - g.padTop
+                    guard iy >= 0 && iy < g.height else { continue }
+                    let x0 = max(0, g.padLeft), x1 = min(wp, g.width + g.padLeft)   // padded columns with input
+                    guard x1 > x0 else { continue }
+                    (dst.baseAddress! + ((n * hp + y) * wp + x0) * c)
+                        .update(from: input + ((n * g.height + iy) * g.width + x0 - g.padLeft) * c, count: (x1 - x0) * c)
+                }
+            }
+        }
+        job = ConvGeometry(batch: g.batch, height: hp, width: wp, inChannels: g.kernelWidth * c, outChannels: g.outChannels,
+                           kernelHeight: g.kernelHeight, kernelWidth: 1, stride: (g.strideY, g.strideX),
+                           dilation: (g.dilationY, 1))
+        pixelStride = c
+    }
+    let chunks = reductionChunks(taps: job.kernelHeight * job.kernelWidth, channels: job.inChannels)
+    let zeros = [Float](repeating: 0, count: job.inChannels)
     weights.storage.withUnsafeBufferPointer { packed in
         zeros.withUnsafeBufferPointer { zero in
-            let job = DirectConvJob(
-                input: UnsafeSharedPointer(readOnly: input), zeros: UnsafeSharedPointer(readOnly: zero.baseAddress!),
-                packed: UnsafeSharedPointer(readOnly: packed.baseAddress!), panels: weights.panels,
-                bias: bias.map { UnsafeSharedPointer(readOnly: $0) }, residual: residual.map { UnsafeSharedPointer(readOnly: $0) },
-                output: UnsafeSharedPointer(output), g: g, pixels: m, chunks: chunks, activation: activation)
-            // Small problems run on the caller: the hand-off costs more than it saves.
-            let flops = m * g.outChannels * g.kernelHeight * g.kernelWidth * g.inChannels
-            if let pool, pool.threadCount > 1, flops >= 1 << 18 {
-                pool.parallelRanges(tiles) { job.run(tiles: $0) }
-            } else {
-                job.run(tiles: 0..<tiles)
+            padded.withUnsafeBufferPointer { paddedInput in
+                let job = DirectConvJob(
+                    input: UnsafeSharedPointer(readOnly: rowRuns ? paddedInput.baseAddress! : input),
+                    zeros: UnsafeSharedPointer(readOnly: zero.baseAddress!),
+                    packed: UnsafeSharedPointer(readOnly: packed.baseAddress!), panels: weights.panels,
+                    bias: bias.map { UnsafeSharedPointer(readOnly: $0) }, residual: residual.map { UnsafeSharedPointer(readOnly: $0) },
+                    output: UnsafeSharedPointer(output), g: job, outHeight: g.outHeight, outWidth: g.outWidth,
+                    pixelStride: pixelStride, pixels: m, chunks: chunks, activation: activation)
+                // Small problems run on the caller: the hand-off costs more than it saves.
+                let flops = m * g.outChannels * g.kernelHeight * g.kernelWidth * g.inChannels
+                if let pool, pool.threadCount > 1, flops >= 1 << 18 {
+                    pool.parallelRanges(tiles) { job.run(tiles: $0) }
+                } else {
+                    job.run(tiles: 0..<tiles)
+                }
             }
         }
     }
@@ -147,7 +182,12 @@ private struct DirectConvJob: Sendable {
     let bias: UnsafeSharedPointer<Float>?
     let residual: UnsafeSharedPointer<Float>?
     let output: UnsafeSharedPointer<Float>
+    /// The input side of the convolution as the job sees it (after any padding copy).
     let g: ConvGeometry
+    /// The output size (of the convolution as called).
+    let outHeight: Int, outWidth: Int
+    /// Floats from one input pixel to the next (Cin, or the real Cin for row runs).
+    let pixelStride: Int
     let pixels: Int
     let chunks: [ReductionChunk]
     let activation: Activation
@@ -175,15 +215,15 @@ private struct DirectConvJob: Sendable {
                         for i in 0..<4 {
                             // Pixels past the end repeat the last one; their results are not stored.
                             let p = min(tile * 4 + i, pixels - 1)
-                            let ox = p % g.outWidth, rest = p / g.outWidth
-                            let oy = rest % g.outHeight, n = rest / g.outHeight
+                            let ox = p % outWidth, rest = p / outWidth
+                            let oy = rest % outHeight, n = rest / outHeight
                             let iy0 = oy * g.strideY - g.padTop, ix0 = ox * g.strideX - g.padLeft
                             for (index, t) in chunk.taps.enumerated() {
                                 let iy = iy0 + (t / g.kernelWidth) * g.dilationY
                                 let ix = ix0 + (t % g.kernelWidth) * g.dilationX
                                 let inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
                                 table[((tile - blockStart) * taps + index) * 4 + i] =
-                                    inside ? x + ((n * g.height + iy) * g.width + ix) * cin + c0 : zero
+                                    inside ? x + ((n * g.height + iy) * g.width + ix) * pixelStride + c0 : zero
                             }
                         }
                     }
@@ -201,19 +241,11 @@ private struct DirectConvJob: Sendable {
                                 activation: activation, lower: lower, upper: upper, clamps: clamps)
                             let pointers = table + (tile - blockStart) * taps * 4
                             if panel.width == 24 {
-                                var acc = Accumulators24(loading: out, epilogue)
-                                for t in 0..<taps {
-                                    let q = pointers + t * 4
-                                    acc.multiply(q[0], q[1], q[2], q[3], depth: depth, b: weights + t * cin * 24)
-                                }
-                                acc.store(out, epilogue)
+                                Accumulators24.tile(pointers, taps: taps, depth: depth, weights: weights,
+                                                    tapStride: cin * 24, out: out, epilogue)
                             } else {
-                                var acc = Accumulators8(loading: out, epilogue)
-                                for t in 0..<taps {
-                                    let q = pointers + t * 4
-                                    acc.multiply(q[0], q[1], q[2], q[3], depth: depth, b: weights + t * cin * 8)
-                                }
-                                acc.store(out, epilogue)
+                                Accumulators8.tile(pointers, taps: taps, depth: depth, weights: weights,
+                                                   tapStride: cin * 8, out: out, epilogue)
                             }
                         }
                     }
@@ -336,6 +368,20 @@ struct Accumulators24 {
                               c31: piece(3, 8), c32: piece(3, 16))
     }
 
+    /// One tile: load or zero, the taps of the chunk, finish and store. Not inlined into
+    /// the blocking loops on purpose: in one big function the optimiser stopped inlining
+    /// `store` (a call per tile, with the 12 accumulators spilled for it).
+    @inline(never)
+    static func tile(_ pointers: UnsafePointer<UnsafePointer<Float>>, taps: Int, depth: Int, weights: UnsafePointer<Float>,
+                     tapStride: Int, out: UnsafeMutablePointer<Float>, _ epilogue: TileEpilogue) {
+        var acc = Accumulators24(loading: out, epilogue)
+        for t in 0..<taps {
+            let q = pointers + t * 4
+            acc.multiply(q[0], q[1], q[2], q[3], depth: depth, b: weights + t * tapStride)
+        }
+        acc.store(out, epilogue)
+    }
+
     /// Adds `sum over p < depth of a_i[p] * b[p, 0..<24]` to row i.
     @inline(__always)
     mutating func multiply(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>,
@@ -441,6 +487,18 @@ struct Accumulators8 {
             c2 = r > 2 ? e.load(p, row: 2, column: 0) : .zero
             c3 = r > 3 ? e.load(p, row: 3, column: 0) : .zero
         }
+    }
+
+    /// One tile, as ``Accumulators24/tile(_:taps:depth:weights:tapStride:out:_:)``.
+    @inline(never)
+    static func tile(_ pointers: UnsafePointer<UnsafePointer<Float>>, taps: Int, depth: Int, weights: UnsafePointer<Float>,
+                     tapStride: Int, out: UnsafeMutablePointer<Float>, _ epilogue: TileEpilogue) {
+        var acc = Accumulators8(loading: out, epilogue)
+        for t in 0..<taps {
+            let q = pointers + t * 4
+            acc.multiply(q[0], q[1], q[2], q[3], depth: depth, b: weights + t * tapStride)
+        }
+        acc.store(out, epilogue)
     }
 
     @inline(__always)
