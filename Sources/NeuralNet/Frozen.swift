@@ -57,6 +57,19 @@ public struct FrozenBlock: Sendable {
     }
 
     public func callAsFunction(_ x: Tensor, pool: ThreadPool? = .shared) -> Tensor {
+        if case .projection = shortcut {} else if fusesAsInvertedResidual(convolutions, input: x.shape) {
+            // Large maps: band by band, the expanded activations kept in cache (same result).
+            var identity = false
+            if case .identity = shortcut { identity = true }
+            return fusedInvertedResidual(x, expand: convolutions[0], depthwise: convolutions[1], project: convolutions[2],
+                                         identity: identity, pool: pool)
+        }
+        return layerByLayer(x, pool: pool)
+    }
+
+    /// Each convolution over the whole map, one after another (what `callAsFunction` does
+    /// unless the block runs band by band; public to compare the two).
+    public func layerByLayer(_ x: Tensor, pool: ThreadPool? = .shared) -> Tensor {
         var h = x
         for conv in convolutions.dropLast() { h = conv(h, pool: pool) }
         let residual: Tensor?

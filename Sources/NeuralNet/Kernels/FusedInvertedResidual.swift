@@ -1,0 +1,131 @@
+// An inverted-residual block (1x1 expansion, depthwise kxk, 1x1 projection, optional
+// identity shortcut) run band by band, so that the expanded activations never leave the
+// cache.
+//
+// Why: in EfficientNet-Lite0's early blocks the expansion writes 4-6x the block's input
+// (112 x 112 x 96 floats = 4.8 MB in the second block) to memory, the depthwise reads it
+// back and writes its own output, and the projection reads that again. The arithmetic per
+// byte is low there (16-24 input channels), so the three kernels run at the speed of memory.
+// Here one image is processed in bands of output rows: the expansion computes only the
+// input rows the band's depthwise taps need, into a buffer of a few rows (< 256 KiB, L2),
+// the depthwise writes the band's rows into a second small buffer, and the projection
+// writes the final rows (adding the shortcut). The rows the next band shares with this
+// one (the kernel's overlap) are moved to the front of the buffer instead of recomputed.
+//
+// The same kernels do the arithmetic (``directConvForward`` for the 1x1 convolutions, the
+// depthwise kernel on a band described as a convolution with adjusted padding), in the same
+// order per element, so the result equals the layer-by-layer path bit for bit (tested).
+import TensorCore
+
+/// Whether ``fusedInvertedResidual(_:expand:depthwise:project:identity:pool:)`` applies to
+/// these convolutions and pays off: 1x1 expansion, depthwise with one group per channel,
+/// 1x1 projection, and an expanded map larger than the L2 cache.
+func fusesAsInvertedResidual(_ convolutions: [FusedConv], input shape: [Int]) -> Bool {
+    guard convolutions.count == 3, shape.count == 4 else { return false }
+    let (e, d, p) = (convolutions[0], convolutions[1], convolutions[2])
+    func pointwise(_ c: FusedConv) -> Bool {
+        c.groups == 1 && c.weight.shape[0] == 1 && c.weight.shape[1] == 1 && c.stride == (1, 1)
+            && c.dilation == (1, 1) && c.padding.resolve(height: 1, width: 1, kernel: (1, 1), stride: (1, 1)) == (0, 0, 0, 0)
+    }
+    guard pointwise(e), pointwise(p), d.groups == e.outChannels, d.outChannels == e.outChannels,
+          d.weight.shape[2] == 1, p.weight.shape[2] == d.outChannels, e.weight.shape[2] == shape[3] else { return false }
+    // Below ~1 MiB of expanded activations per image everything stays in cache anyway.
+    return shape[1] * shape[2] * e.outChannels * 4 >= 1 << 20
+}
+
+/// Runs `project(depthwise(expand(x))) (+ x)` band by band; see the file comment.
+///
+/// - Parameters:
+///   - x: `[N, H, W, Cin]`.
+///   - identity: add `x` to the projection (stride 1, Cout == Cin).
+/// - Returns: `[N, OH, OW, Cout]`, equal to running the three convolutions one after another.
+func fusedInvertedResidual(_ x: Tensor, expand: FusedConv, depthwise: FusedConv, project: FusedConv,
+                           identity: Bool, pool: ThreadPool?) -> Tensor {
+    let (n, h, w, cin) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let hidden = expand.outChannels, cout = project.outChannels
+    let kh = depthwise.weight.shape[0], kw = depthwise.weight.shape[1]
+    let full = ConvGeometry(batch: 1, height: h, width: w, inChannels: hidden, outChannels: hidden, kernelHeight: kh,
+                            kernelWidth: kw, stride: depthwise.stride, padding: depthwise.padding,
+                            dilation: depthwise.dilation, groups: hidden)
+    let (oh, ow) = (full.outHeight, full.outWidth)
+    let sy = full.strideY, dy = full.dilationY
+    let span = (kh - 1) * dy + 1   // input rows under one output row
+    // Output rows per band: as many as keep the expanded rows within ~224 KiB.
+    let rowBytes = w * hidden * 4
+    let band = max(1, min(oh, ((224 << 10) / rowBytes - span) / sy + 1))
+    let capacity = (band - 1) * sy + span    // expanded rows held at once
+    precondition(!identity || (oh == h && ow == w && cout == cin), "fusedInvertedResidual: identity shortcut needs equal shapes")
+    var expanded = [Float](repeating: 0, count: capacity * w * hidden)   // [rows, W, hidden]
+    var middle = [Float](repeating: 0, count: band * ow * hidden)        // [band, OW, hidden]
+    return Tensor(uninitializedShape: [n, oh, ow, cout]) { out in
+        x.withUnsafeBufferPointer { input in
+            expanded.withUnsafeMutableBufferPointer { expanded in
+                middle.withUnsafeMutableBufferPointer { middle in
+                    withOptionalPointer(expand.bias) { expandBias in
+                        withOptionalPointer(project.bias) { projectBias in
+                            depthwise.weight.withUnsafeBufferPointer { depthwiseWeight in
+                                for image in 0..<n {
+                                    let source = input.baseAddress! + image * h * w * cin
+                                    let target = out.baseAddress! + image * oh * ow * cout
+                                    // Input rows [held.lowerBound, held.upperBound) are in `expanded`.
+                                    var held = 0..<0
+                                    for oy0 in stride(from: 0, to: oh, by: band) {
+                                        let oy1 = min(oy0 + band, oh)
+                                        let wantedTop = oy0 * sy - full.padTop, wantedBottom = (oy1 - 1) * sy - full.padTop + span
+                                        let a = max(0, wantedTop), b = min(h, wantedBottom)
+                                        // Keep the rows shared with the previous band, compute the rest.
+                                        let keep = held.overlaps(a..<b) ? max(a, held.lowerBound)..<min(b, held.upperBound) : a..<a
+                                        if !keep.isEmpty && keep.lowerBound != a { fatalError("fusedInvertedResidual: band order") }
+                                        if !keep.isEmpty && keep.lowerBound != held.lowerBound {
+                                            let from = expanded.baseAddress! + (keep.lowerBound - held.lowerBound) * w * hidden
+                                            expanded.baseAddress!.update(from: from, count: keep.count * w * hidden)
+                                        }
+                                        let fresh = keep.upperBound..<b
+                                        if !fresh.isEmpty {
+                                            let g = ConvGeometry(batch: 1, height: fresh.count, width: w, inChannels: cin,
+                                                                 outChannels: hidden, kernelHeight: 1, kernelWidth: 1)
+                                            directConvForward(source + fresh.lowerBound * w * cin, weights: expand.packed!,
+                                                              bias: expandBias, residual: nil,
+                                                              output: expanded.baseAddress! + (fresh.lowerBound - a) * w * hidden,
+                                                              geometry: g, activation: expand.activation, pool: pool)
+                                        }
+                                        held = a..<b
+                                        // The band's depthwise rows: rows a..<b as the input, the
+                                        // missing rows above / below as padding.
+                                        let g = ConvGeometry(batch: 1, height: b - a, width: w, inChannels: hidden,
+                                                             outChannels: hidden, kernelHeight: kh, kernelWidth: kw,
+                                                             stride: depthwise.stride,
+                                                             padding: .explicit(top: a - wantedTop, left: full.padLeft,
+                                                                                bottom: wantedBottom - b, right: full.padRight),
+                                                             dilation: depthwise.dilation, groups: hidden)
+                                        precondition(g.outHeight == oy1 - oy0 && g.outWidth == ow, "fusedInvertedResidual: band geometry")
+                                        depthwiseBand(expanded.baseAddress!, weight: depthwiseWeight.baseAddress!,
+                                                      bias: depthwise.bias, output: middle.baseAddress!, geometry: g,
+                                                      activation: depthwise.activation, pool: pool)
+                                        let pg = ConvGeometry(batch: 1, height: oy1 - oy0, width: ow, inChannels: hidden,
+                                                              outChannels: cout, kernelHeight: 1, kernelWidth: 1)
+                                        directConvForward(middle.baseAddress!, weights: project.packed!, bias: projectBias,
+                                                          residual: identity ? source + oy0 * w * cin : nil,
+                                                          output: target + oy0 * ow * cout, geometry: pg,
+                                                          activation: project.activation, pool: pool)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The depthwise convolution of one band with its epilogue (bias, activation), written to
+/// `output` (`[OH, OW, C]` of the band's geometry).
+@inline(__always)
+private func depthwiseBand(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: Tensor,
+                           output: UnsafeMutablePointer<Float>, geometry g: ConvGeometry, activation: Activation,
+                           pool: ThreadPool?) {
+    depthwiseForward(x, weight, output, g, pool: pool)
+    applyEpilogue(output, rows: g.outHeight * g.outWidth, channels: g.outChannels, bias: bias, residual: nil,
+                  activation: activation, pool: pool)
+}
