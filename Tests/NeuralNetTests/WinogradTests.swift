@@ -14,6 +14,12 @@ import Testing
 // output scale (measured: up to 3e-6 with 3-5 channels, where the output transform cancels
 // the most, 2e-7 to 5e-7 at 64-300 channels). A wrong coefficient or misplaced tile gives errors of
 // order 1e-1 relative.
+//
+// F(4x4, 3x3) gets 5e-5: its B, A and G scale by up to 5, 8 and 1/24, so the fp32 products
+// carry ~30x larger absolute rounding errors that cancel in A^T m A (measured: 2.7e-6 and
+// 4.7e-6 at 64 and 300 channels, up to 4.1e-5 with 3-5 channels, where the output is a sum of
+// few terms and its max is small against the transformed intermediates).
+private func bound(_ tile: WinogradTile) -> Float { tile == .f2x2 ? 1e-5 : 5e-5 }
 
 /// Every combination of epilogue the fused output transform can take.
 private let epilogues: [(Activation, Bool, Bool)] = [
@@ -40,8 +46,9 @@ private let paddings: [Padding] = [
 
 /// Winograd against the reference, at the awkward sizes and every epilogue.
 struct WinogradTests {
-    @Test(arguments: [(1, 1), (2, 3), (5, 7), (13, 13), (8, 8)])
-    func winogradMatchesReference(height: Int, width: Int) {
+    @Test(arguments: [WinogradTile.f2x2, .f4x4], [(1, 1), (2, 3), (5, 7), (13, 13), (8, 8)])
+    func winogradMatchesReference(tile: WinogradTile, size: (Int, Int)) {
+        let (height, width) = size
         let pool = ThreadPool(threadCount: 2)
         var worst: Float = 0
         for (cin, cout) in [(3, 5), (5, 17), (17, 40), (40, 3), (8, 24), (24, 64)] {
@@ -56,7 +63,7 @@ struct WinogradTests {
                 let w = randomTensor([3, 3, cin, cout], seed: seed + 1)
                 let b = randomTensor([cout], seed: seed + 2)
                 let r = randomTensor([2, g.outHeight, g.outWidth, cout], seed: seed + 3)
-                let u = WinogradWeights(w)
+                let u = WinogradWeights(w, tile: tile)
                 for (activation, useBias, useResidual) in epilogues {
                     let bias = useBias ? b : nil, residual = useResidual ? r : nil
                     let expected = expectedOutput(x, w, bias, residual, g, activation)
@@ -66,18 +73,19 @@ struct WinogradTests {
                         #expect(actual.shape == [2, g.outHeight, g.outWidth, cout])
                         let error = relativeError(actual.scalars, expected)
                         worst = max(worst, error)
-                        #expect(error <= 1e-5, "\(g), \(activation), bias \(useBias), residual \(useResidual): \(error)")
+                        #expect(error <= bound(tile), "\(g), \(activation), bias \(useBias), residual \(useResidual): \(error)")
                     }
                 }
             }
         }
-        print("winograd \(height)x\(width): worst relative error \(worst)")
+        print("winograd \(tile) \(height)x\(width): worst relative error \(worst)")
     }
 
     /// More than one K chunk (Cin > 256), several tile blocks with a short last one, and a
     /// ResNet-like shape.
-    @Test(arguments: [(300, 40, 5, 6), (16, 32, 40, 37), (64, 64, 14, 14)])
-    func winogradMatchesReferenceOnLargerShapes(cin: Int, cout: Int, height: Int, width: Int) {
+    @Test(arguments: [WinogradTile.f2x2, .f4x4], [(300, 40, 5, 6), (16, 32, 40, 37), (64, 64, 14, 14)])
+    func winogradMatchesReferenceOnLargerShapes(tile: WinogradTile, shape: (Int, Int, Int, Int)) {
+        let (cin, cout, height, width) = shape
         let g = ConvGeometry(batch: 1, height: height, width: width, inChannels: cin, outChannels: cout,
                              kernelHeight: 3, kernelWidth: 3, padding: .symmetric(1))
         let x = randomTensor([1, height, width, cin], seed: 11)
@@ -85,21 +93,22 @@ struct WinogradTests {
         let b = randomTensor([cout], seed: 13)
         let r = randomTensor([1, height, width, cout], seed: 14)
         let expected = expectedOutput(x, w, b, r, g, .relu)
-        let actual = winogradConv3x3(x, weights: WinogradWeights(w), bias: b, geometry: g, activation: .relu,
+        let actual = winogradConv3x3(x, weights: WinogradWeights(w, tile: tile), bias: b, geometry: g, activation: .relu,
                                      residual: r, pool: ThreadPool(threadCount: 2))
         let error = relativeError(actual.scalars, expected)
-        print("winograd \(g): relative error \(error)")
-        #expect(error <= 1e-5, "\(g): \(error)")
+        print("winograd \(tile) \(g): relative error \(error)")
+        #expect(error <= bound(tile), "\(g): \(error)")
     }
 
     /// The same bits for 1 and 2 threads, both when threads split tile blocks and when a
     /// single tile block is split by output-channel panels.
-    @Test(arguments: [(40, 40, 16, 32), (1, 1, 24, 100), (2, 2, 64, 128)])
-    func winogradIsIdenticalForOneAndTwoThreads(height: Int, width: Int, cin: Int, cout: Int) {
+    @Test(arguments: [WinogradTile.f2x2, .f4x4], [(40, 40, 16, 32), (1, 1, 24, 100), (2, 2, 64, 128)])
+    func winogradIsIdenticalForOneAndTwoThreads(tile: WinogradTile, shape: (Int, Int, Int, Int)) {
+        let (height, width, cin, cout) = shape
         let g = ConvGeometry(batch: 2, height: height, width: width, inChannels: cin, outChannels: cout,
                              kernelHeight: 3, kernelWidth: 3, padding: .symmetric(1))
         let x = randomTensor([2, height, width, cin], seed: 21)
-        let u = WinogradWeights(randomTensor([3, 3, cin, cout], seed: 22))
+        let u = WinogradWeights(randomTensor([3, 3, cin, cout], seed: 22), tile: tile)
         let b = randomTensor([cout], seed: 23)
         let one = winogradConv3x3(x, weights: u, bias: b, geometry: g, activation: .silu, pool: nil)
         let two = winogradConv3x3(x, weights: u, bias: b, geometry: g, activation: .silu, pool: ThreadPool(threadCount: 2))

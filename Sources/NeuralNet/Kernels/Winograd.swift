@@ -54,6 +54,8 @@ import TensorCore
 /// let u = WinogradWeights(weight)               // weight [3, 3, Cin, Cout]
 /// ```
 public struct WinogradWeights: Sendable {
+    /// The output tile of the algorithm.
+    public let tile: WinogradTile
     /// Input channels `Cin`.
     public let inChannels: Int
     /// Output channels `Cout`.
@@ -71,19 +73,23 @@ public struct WinogradWeights: Sendable {
 
     /// Transforms the filters of a 3x3 convolution.
     ///
-    /// - Parameter weight: `[3, 3, Cin, Cout]` (HWIO, as ``conv2dForward(_:weight:bias:geometry:activation:residual:pool:)``).
-    public init(_ weight: Tensor) {
+    /// - Parameters:
+    ///   - weight: `[3, 3, Cin, Cout]` (HWIO, as ``conv2dForward(_:weight:bias:geometry:activation:residual:pool:)``).
+    ///   - tile: F(2x2, 3x3) (the default, accurate to fp32 summation) or F(4x4, 3x3).
+    public init(_ weight: Tensor, tile: WinogradTile = .f2x2) {
         precondition(weight.rank == 4 && weight.shape[0] == 3 && weight.shape[1] == 3,
                      "WinogradWeights: weight \(weight.shape) is not [3, 3, Cin, Cout]")
         let cin = weight.shape[2], cout = weight.shape[3]
         let coutP = (cout + 7) / 8 * 8
+        self.tile = tile
         inChannels = cin
         outChannels = cout
         paddedOutChannels = coutP
         let w = weight.scalars
-        var u = [Float](repeating: 0, count: 16 * cin * coutP)
+        let n = tile.patch, elements = tile.elements
+        var u = [Float](repeating: 0, count: elements * cin * coutP)
         // G g G^T in Double, rounded once: the filter transform is outside the hot path.
-        let gm: [[Double]] = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
+        let gm = tile.g
         let width = WinogradWeights.panelWidth
         for ci in 0..<cin {
             for co in 0..<cout {
@@ -91,17 +97,17 @@ public struct WinogradWeights: Sendable {
                 for ky in 0..<3 {
                     for kx in 0..<3 { g[ky][kx] = Double(w[((ky * 3 + kx) * cin + ci) * cout + co]) }
                 }
-                // t = G g  [4][3]
-                var t = [[Double]](repeating: [0, 0, 0], count: 4)
-                for i in 0..<4 {
+                // t = G g  [n][3]
+                var t = [[Double]](repeating: [0, 0, 0], count: n)
+                for i in 0..<n {
                     for j in 0..<3 { t[i][j] = gm[i][0] * g[0][j] + gm[i][1] * g[1][j] + gm[i][2] * g[2][j] }
                 }
                 let panel = co / width, column = co % width
                 let panelWidth = min(width, coutP - panel * width)
-                for i in 0..<4 {
-                    for j in 0..<4 {
+                for i in 0..<n {
+                    for j in 0..<n {
                         let value = t[i][0] * gm[j][0] + t[i][1] * gm[j][1] + t[i][2] * gm[j][2]
-                        let e = i * 4 + j
+                        let e = i * n + j
                         u[(e * coutP + panel * width) * cin + ci * panelWidth + column] = Float(value)
                     }
                 }
@@ -111,7 +117,41 @@ public struct WinogradWeights: Sendable {
     }
 }
 
-/// Winograd F(2x2, 3x3) convolution with the epilogue fused:
+/// The output tile of a Winograd convolution F(m x m, 3x3).
+public enum WinogradTile: Sendable, Equatable, Hashable {
+    /// F(2x2, 3x3): 16 products per 4 outputs (2.25x fewer multiplications than direct);
+    /// transforms with coefficients 0, +-1, +-1/2 only, as accurate as direct fp32 summation.
+    case f2x2
+    /// F(4x4, 3x3): 36 products per 16 outputs (4x fewer), interpolation points 0, +-1,
+    /// +-2; its transforms scale by up to 8 (A) and 1/24 (G), so the error is about 10x
+    /// that of direct summation (measured 1e-6 to 5e-6 of the output's max magnitude).
+    case f4x4
+
+    /// The tile to use for `inChannels` input channels: F(4x4) from 64 channels on, where
+    /// its error measured 5e-6 to 6e-6 of the output's max magnitude on ResNet-18's layers
+    /// (within the 1e-5 the engine accepts) and it ran 1.2-1.6x faster than F(2x2); F(2x2)
+    /// below, where F(4x4)'s error reached 4e-5 on 3-5 channel tests.
+    public static func preferred(inChannels: Int) -> WinogradTile { inChannels >= 64 ? .f4x4 : .f2x2 }
+
+    /// Outputs per tile side, m.
+    var size: Int { self == .f2x2 ? 2 : 4 }
+    /// Input patch side, m + 2.
+    var patch: Int { size + 2 }
+    /// Elements of the transformed patch: the number of GEMMs.
+    var elements: Int { patch * patch }
+
+    /// G, the [m + 2][3] filter transform.
+    var g: [[Double]] {
+        switch self {
+        case .f2x2: return [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
+        case .f4x4:
+            return [[1.0 / 4, 0, 0], [-1.0 / 6, -1.0 / 6, -1.0 / 6], [-1.0 / 6, 1.0 / 6, -1.0 / 6],
+                    [1.0 / 24, 1.0 / 12, 1.0 / 6], [1.0 / 24, -1.0 / 12, 1.0 / 6], [0, 0, 1]]
+        }
+    }
+}
+
+/// Winograd F(2x2, 3x3) or F(4x4, 3x3) convolution with the epilogue fused:
 /// `output = act(conv(input) + bias + residual)`.
 ///
 /// Only for 3x3 kernels, stride 1, dilation 1, one group; any padding per side. Writes every
@@ -138,7 +178,7 @@ public func winogradConv3x3(
                  "winogradConv3x3: \(g) is not a 3x3 stride-1 undilated one-group convolution")
     precondition(weights.inChannels == g.inChannels && weights.outChannels == g.outChannels,
                  "winogradConv3x3: weights \(weights.inChannels) -> \(weights.outChannels) for \(g)")
-    let plan = WinogradPlan(geometry: g, coutP: weights.paddedOutChannels,
+    let plan = WinogradPlan(geometry: g, coutP: weights.paddedOutChannels, tile: weights.tile,
                             threads: pool?.threadCount ?? 1)
     let items = plan.blocks * plan.panelGroups
     weights.storage.withUnsafeBufferPointer { u in
@@ -200,6 +240,8 @@ private struct WinogradShared: Sendable {
 private struct WinogradPlan: Sendable {
     let g: ConvGeometry
     let coutP: Int
+    /// Outputs per tile side and GEMMs per block (16 or 36).
+    let m: Int, elements: Int
     let tilesH: Int, tilesW: Int, tiles: Int
     /// Tiles per block (the last block may have fewer) and that rounded up to 4 rows.
     let blockTiles: Int, paddedBlockTiles: Int
@@ -210,33 +252,44 @@ private struct WinogradPlan: Sendable {
     let panelGroups: Int
     let panelCount: Int
 
-    init(geometry g: ConvGeometry, coutP: Int, threads: Int) {
+    /// The largest block, in tiles; see `init`.
+    static let maxBlockTiles = 64
+
+    init(geometry g: ConvGeometry, coutP: Int, tile: WinogradTile, threads: Int) {
         self.g = g
         self.coutP = coutP
-        tilesH = (g.outHeight + 1) / 2
-        tilesW = (g.outWidth + 1) / 2
+        m = tile.size
+        elements = tile.elements
+        tilesH = (g.outHeight + m - 1) / m
+        tilesW = (g.outWidth + m - 1) / m
         tiles = g.batch * tilesH * tilesW
         panelCount = (coutP + WinogradWeights.panelWidth - 1) / WinogradWeights.panelWidth
-        // Block size: V + M for a block should stay in L2-L3 while U[e] is reused by every
-        // tile of the block (U is read once per block: 17 MB at 512 channels, so blocks of
-        // fewer than ~16 tiles would be bound by memory bandwidth).
-        let bytesPerTile = 16 * 4 * (g.inChannels + coutP)
-        let budget = winogradBlockBudget
-        let maxTiles = min(winogradMaxBlockTiles, max(16, budget / bytesPerTile / 4 * 4))
+        // Block size: U (17 MB at 512 channels) is streamed once per block, so a block must
+        // reuse it many times, while the 4-row A panels of one K chunk (T x 256 floats) should
+        // stay in L2. Swept with winograd-bench (interleaved, 1 and 2 threads, batch 1 and 8):
+        // fixed T = 32, 64, 128, 256 were all within +-5 % on every ResNet-18 shape; budgets
+        // that shrank T below 32 for wide layers cost up to 30 % on 7x7x512.
+        let maxTiles = WinogradPlan.maxBlockTiles
         var blocks = (tiles + maxTiles - 1) / maxTiles
-        // Whole rounds of blocks for the threads, then spread the tiles evenly over them.
-        blocks = min(tiles, (blocks + threads - 1) / threads * threads)
+        if blocks >= threads {
+            // Whole rounds of blocks for the threads, then spread the tiles evenly over them.
+            blocks = (blocks + threads - 1) / threads * threads
+            panelGroups = 1
+        } else {
+            // Too few tiles to give every thread a block (the deep layers at batch 1): keep
+            // the tiles together, so each U element is still reused by all of them, and
+            // split the output channels instead, at the price of one input transform per
+            // group. (Splitting the 4 tiles of 7x7x512 F(4x4) over 2 threads made each
+            // stream all 38 MB of U and ran slower than one thread.)
+            panelGroups = min(panelCount, (threads + blocks - 1) / blocks)
+        }
         let per = (tiles + blocks - 1) / blocks
         blockTiles = per
         paddedBlockTiles = (per + 3) / 4 * 4
         self.blocks = (tiles + per - 1) / per
-        panelGroups = self.blocks >= threads ? 1 : min(panelCount, threads)
     }
 }
 
-/// Tunables, swept on the target machine with winograd-bench (see the commit message).
-nonisolated(unsafe) public var winogradBlockBudget = 512 * 1024
-nonisolated(unsafe) public var winogradMaxBlockTiles = 64
 
 /// K is cut into chunks of this many input channels so that a B micro-panel (256 x 24
 /// floats = 24 KiB) stays in the 32 KiB L1 while the 4-row A panels stream past it. It is
@@ -251,7 +304,8 @@ private func winogradParticipant(_ range: Range<Int>, plan: WinogradPlan, shared
     let cin = g.inChannels, coutP = plan.coutP, tpad = plan.paddedBlockTiles
     // Scratch, 64-byte aligned: V [16][Tpad][Cin], M [16][Tpad][CoutP], a row of zeros that
     // stands in for input pixels in the padding.
-    let vCount = 16 * tpad * cin, mCount = 16 * tpad * coutP
+    let elements = plan.elements
+    let vCount = elements * tpad * cin, mCount = elements * tpad * coutP
     let raw = UnsafeMutableRawPointer.allocate(byteCount: (vCount + mCount + cin + 16) * 4, alignment: 64)
     defer { raw.deallocate() }
     let v = raw.bindMemory(to: Float.self, capacity: vCount + mCount + cin + 16)
@@ -267,12 +321,17 @@ private func winogradParticipant(_ range: Range<Int>, plan: WinogradPlan, shared
         let count = min(plan.blockTiles, plan.tiles - firstTile)
         let panels = ThreadPool.range(of: group, participants: plan.panelGroups, count: plan.panelCount)
         if count < tpad {
-            for e in 0..<16 { (v + e * tpad * cin + count * cin).update(repeating: 0, count: (tpad - count) * cin) }
+            for e in 0..<elements { (v + e * tpad * cin + count * cin).update(repeating: 0, count: (tpad - count) * cin) }
         }
-        inputTransform(plan: plan, input: shared.input.pointer, zeros: zeros, firstTile: firstTile, count: count,
-                       v: v, tpad: tpad)
+        if plan.m == 2 {
+            inputTransform(plan: plan, input: shared.input.pointer, zeros: zeros, firstTile: firstTile, count: count,
+                           v: v, tpad: tpad)
+        } else {
+            inputTransform4(plan: plan, input: shared.input.pointer, zeros: zeros, firstTile: firstTile, count: count,
+                            v: v, tpad: tpad)
+        }
         let rows = (count + 3) / 4 * 4
-        for e in 0..<16 {
+        for e in 0..<elements {
             let ve = v + e * tpad * cin, me = m + e * tpad * coutP
             let ue = shared.u.pointer + e * coutP * cin
             var k0 = 0
@@ -300,8 +359,13 @@ private func winogradParticipant(_ range: Range<Int>, plan: WinogradPlan, shared
         }
         let c0 = panels.lowerBound * WinogradWeights.panelWidth
         let c1 = min(g.outChannels, panels.upperBound * WinogradWeights.panelWidth)
-        outputTransform(plan: plan, m: m, tpad: tpad, firstTile: firstTile, count: count, channels: c0..<c1,
-                        shared: shared, activation: activation)
+        if plan.m == 2 {
+            outputTransform(plan: plan, m: m, tpad: tpad, firstTile: firstTile, count: count, channels: c0..<c1,
+                            shared: shared, activation: activation)
+        } else {
+            outputTransform4(plan: plan, m: m, tpad: tpad, firstTile: firstTile, count: count, channels: c0..<c1,
+                             shared: shared, activation: activation)
+        }
     }
 }
 
@@ -361,6 +425,7 @@ private protocol WinogradLane {
     static var zero: Self { get }
     static func + (lhs: Self, rhs: Self) -> Self
     static func - (lhs: Self, rhs: Self) -> Self
+    static func * (lhs: Self, rhs: Float) -> Self
     static func load(_ p: UnsafePointer<Float>) -> Self
     func store(_ p: UnsafeMutablePointer<Float>)
 }
@@ -568,5 +633,154 @@ private func activate(_ v: SIMD8<Float>, _ activation: Activation) -> SIMD8<Floa
         var r = v
         for i in 0..<8 { r[i] = activation.apply(v[i]) }
         return r
+    }
+}
+
+// MARK: - F(4x4, 3x3) transforms
+//
+//     B^T = | 4  0 -5  0  1  0 |     A^T = | 1  1  1  1  1  0 |
+//           | 0 -4 -4  1  1  0 |           | 0  1 -1  2 -2  0 |
+//           | 0  4 -4 -1  1  0 |           | 0  1  1  4  4  0 |
+//           | 0 -2 -1  2  1  0 |           | 0  1 -1  8 -8  1 |
+//           | 0  2 -1 -2  1  0 |
+//           | 0  4  0 -5  0  1 |     G: see WinogradTile.g
+//
+// (interpolation points 0, 1, -1, 2, -2 and infinity; checked in Double against direct
+// summation before use, to 2e-16, and by the tests in fp32.)
+
+/// One 6-point B^T product: applied to the rows, then to the columns of the patch.
+@inline(__always)
+private func bt6<L: WinogradLane>(_ d0: L, _ d1: L, _ d2: L, _ d3: L, _ d4: L, _ d5: L) -> (L, L, L, L, L, L) {
+    // Shared subexpressions: rows 1/2 and 3/4 differ only in the sign of their odd part.
+    let a = d4 - d2 * 4, b = d3 - d1 * 4          // rows 1, 2: a + b, a - b
+    let c = d4 - d2, e = (d3 - d1) * 2            // rows 3, 4: c + e, c - e
+    return (d0 * 4 - d2 * 5 + d4, a + b, a - b, c + e, c - e, d1 * 4 - d3 * 5 + d5)
+}
+
+/// V = B^T d B for 6x6 patches at `(4 ty - padTop, 4 tx - padLeft)`; as ``inputTransform``.
+private func inputTransform4(plan: WinogradPlan, input: UnsafePointer<Float>, zeros: UnsafePointer<Float>,
+                             firstTile: Int, count: Int, v: UnsafeMutablePointer<Float>, tpad: Int) {
+    let g = plan.g
+    let cin = g.inChannels
+    let eStride = tpad * cin
+    var pointers = [UnsafePointer<Float>](repeating: zeros, count: 36)
+    pointers.withUnsafeMutableBufferPointer { d in
+        for t in 0..<count {
+            let tile = firstTile + t
+            let tx = tile % plan.tilesW, rest = tile / plan.tilesW
+            let ty = rest % plan.tilesH, n = rest / plan.tilesH
+            let iy0 = 4 * ty - g.padTop, ix0 = 4 * tx - g.padLeft
+            for r in 0..<6 {
+                let iy = iy0 + r
+                for c in 0..<6 {
+                    let ix = ix0 + c
+                    d[r * 6 + c] = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
+                        ? input + ((n * g.height + iy) * g.width + ix) * cin : zeros
+                }
+            }
+            let out = v + t * cin
+            var ch = 0
+            while ch + 8 <= cin {
+                transformPatch4(d, ch, out + ch, eStride, SIMD8<Float>.self)
+                ch += 8
+            }
+            // leftovers
+            while ch < cin {
+                transformPatch4(d, ch, out + ch, eStride, Float.self)
+                ch += 1
+            }
+        }
+    }
+}
+
+@inline(__always)
+private func transformPatch4<L: WinogradLane>(
+    _ d: UnsafeMutableBufferPointer<UnsafePointer<Float>>, _ ch: Int, _ out: UnsafeMutablePointer<Float>,
+    _ eStride: Int, _: L.Type
+) {
+    // Rows first into a 6x6 scratch (36 vectors do not fit in 16 registers anyway), then
+    // columns straight to V.
+    withUnsafeTemporaryAllocation(of: L.self, capacity: 36) { t in
+        for r in 0..<6 {
+            @inline(__always) func x(_ c: Int) -> L { L.load(d[r * 6 + c] + ch) }
+            let y = bt6(x(0), x(1), x(2), x(3), x(4), x(5))
+            t[r * 6] = y.0; t[r * 6 + 1] = y.1; t[r * 6 + 2] = y.2
+            t[r * 6 + 3] = y.3; t[r * 6 + 4] = y.4; t[r * 6 + 5] = y.5
+        }
+        for j in 0..<6 {
+            let y = bt6(t[j], t[6 + j], t[12 + j], t[18 + j], t[24 + j], t[30 + j])
+            y.0.store(out + j * eStride); y.1.store(out + (6 + j) * eStride)
+            y.2.store(out + (12 + j) * eStride); y.3.store(out + (18 + j) * eStride)
+            y.4.store(out + (24 + j) * eStride); y.5.store(out + (30 + j) * eStride)
+        }
+    }
+}
+
+/// One 6-point A^T product.
+@inline(__always)
+private func at6<L: WinogradLane>(_ m0: L, _ m1: L, _ m2: L, _ m3: L, _ m4: L, _ m5: L) -> (L, L, L, L) {
+    let p = m1 + m2, q = m1 - m2, r = m3 + m4, s = m3 - m4
+    return (m0 + p + r, q + s * 2, p + r * 4, q + s * 8 + m5)
+}
+
+/// Y = A^T m A for 4x4 tiles, then the epilogue; as ``outputTransform``.
+private func outputTransform4(plan: WinogradPlan, m: UnsafePointer<Float>, tpad: Int, firstTile: Int, count: Int,
+                              channels: Range<Int>, shared: WinogradShared, activation: Activation) {
+    let g = plan.g
+    let cout = g.outChannels, coutP = plan.coutP
+    let eStride = tpad * coutP
+    let oh = g.outHeight, ow = g.outWidth
+    let bias = shared.bias?.pointer, residual = shared.residual?.pointer
+    let output = shared.output.pointer
+    for t in 0..<count {
+        let tile = firstTile + t
+        let tx = tile % plan.tilesW, rest = tile / plan.tilesW
+        let ty = rest % plan.tilesH, n = rest / plan.tilesH
+        let oy = 4 * ty, ox = 4 * tx
+        let rowsHere = min(4, oh - oy), colsHere = min(4, ow - ox)
+        let base = ((n * oh + oy) * ow + ox) * cout
+        let src = m + t * coutP
+        var ch = channels.lowerBound
+        while ch + 8 <= channels.upperBound {
+            untransform4(src + ch, eStride, SIMD8<Float>.self) { i, j, value in
+                guard i < rowsHere && j < colsHere else { return }
+                let offset = base + (i * ow + j) * cout + ch
+                var v = value
+                if let bias { v += load8(bias + ch) }
+                if let residual { v += load8(residual + offset) }
+                store8(activate(v, activation), output + offset)
+            }
+            ch += 8
+        }
+        // leftovers
+        while ch < channels.upperBound {
+            untransform4(src + ch, eStride, Float.self) { i, j, value in
+                guard i < rowsHere && j < colsHere else { return }
+                let offset = base + (i * ow + j) * cout + ch
+                var v = value
+                if let bias { v += bias[ch] }
+                if let residual { v += residual[offset] }
+                output[offset] = activation.apply(v)
+            }
+            ch += 1
+        }
+    }
+}
+
+/// A^T m A for one lane group of one 4x4 tile, handing each output (row i, column j) to `emit`.
+@inline(__always)
+private func untransform4<L: WinogradLane>(_ m: UnsafePointer<Float>, _ eStride: Int, _: L.Type,
+                                           _ emit: (Int, Int, L) -> Void) {
+    withUnsafeTemporaryAllocation(of: L.self, capacity: 24) { s in
+        // s[i][j] = (A^T m)[i][j], one column j of m at a time.
+        for j in 0..<6 {
+            @inline(__always) func x(_ i: Int) -> L { L.load(m + (i * 6 + j) * eStride) }
+            let y = at6(x(0), x(1), x(2), x(3), x(4), x(5))
+            s[j] = y.0; s[6 + j] = y.1; s[12 + j] = y.2; s[18 + j] = y.3
+        }
+        for i in 0..<4 {
+            let y = at6(s[i * 6], s[i * 6 + 1], s[i * 6 + 2], s[i * 6 + 3], s[i * 6 + 4], s[i * 6 + 5])
+            emit(i, 0, y.0); emit(i, 1, y.1); emit(i, 2, y.2); emit(i, 3, y.3)
+        }
     }
 }
