@@ -46,7 +46,11 @@ for threads in [1, 2] {
                            using: &rng)
             let b = Tensor(randomNormal: [channels], using: &rng)
             let r = Tensor(randomNormal: [batch, size, size, channels], using: &rng)
+            let tw = now()
             let u2 = WinogradWeights(w), u4 = WinogradWeights(w, tile: .f4x4)
+            if batch == 1 && threads == 1 {
+                print(String(format: "  (filter transforms F2 + F4 for %dx%d: %.1f ms)", channels, channels, (now() - tw) * 1000))
+            }
             var errorText = "     -       -"
             if batch == 1 && threads == 1 {
                 let reference = referenceConv2d(x, weight: w, bias: b, geometry: g).scalars
