@@ -1,5 +1,5 @@
-// backbone-bench: our ResNet-18 and EfficientNet-Lite0 forward next to ONNX Runtime on the
-// identical network and weights, in one run.
+// backbone-bench: our ResNet-18, EfficientNet-Lite0 and compact forward next to ONNX Runtime
+// on the identical network and weights, in one run.
 //
 // For each architecture it runs Scripts/onnx_backbones.py, which writes (or reads) the
 // weights, builds the ONNX graph, times ONNX Runtime at the requested batches and thread
@@ -8,9 +8,17 @@
 // prints the agreement with ONNX Runtime and with the numpy reference, times its own
 // forward at the same batches and threads, and prints images/s with the ratio.
 //
-//   swift run -c release backbone-bench [--archs resnet18,efficientnet-lite0]
+// The compact network (the project's own, no PyTorch original) goes the other way: this
+// program exports its frozen form (weights and a layer description, FrozenExport.swift) and
+// Scripts/onnx_frozen.py builds the ONNX graph from that file, times it the same way and
+// saves its outputs for a seeded input; there is no numpy reference for it. The shipped
+// weights (DefaultBackbone, compact-default.vimodel) are used when found, else seeded random
+// ones. --frozen-peer sends ResNet-18 and Lite0 (seeded random weights) the same way, a
+// check of the generic exporter against onnx_backbones.py's hand-built graphs.
+//
+//   swift run -c release backbone-bench [--archs resnet18,efficientnet-lite0,compact]
 //       [--lite0-weights efficientnet-lite0-57934424.pth] [--threads 1,2] [--batches 1,8]
-//       [--min-time 2] [--rounds 3] [--python python3]
+//       [--min-time 2] [--rounds 3] [--python python3] [--frozen-peer] [--keep DIR]
 //
 // Timing is interleaved: after the agreement check, each round times ONNX Runtime (a
 // fresh script run, no check) and then ours, cell by cell; each side keeps its best
@@ -29,8 +37,12 @@ struct Options {
     var batches = [1, 8]
     var minTime = 2.0
     var python = "python3"
-    var compactOnly = false
     var rounds = 3
+    /// Export every architecture through FrozenExport + onnx_frozen.py (compact always is).
+    var frozenPeer = false
+    /// Keep the exchanged files (weights, exported models, outputs) here instead of a
+    /// temporary directory that is removed at the end.
+    var keep: String? = nil
 
     init(_ arguments: [String]) {
         var i = 0
@@ -48,6 +60,8 @@ struct Options {
             case "--min-time": minTime = Double(value()) ?? 2
             case "--python": python = value()
             case "--rounds": rounds = max(1, Int(value()) ?? 3)
+            case "--frozen-peer": frozenPeer = true
+            case "--keep": keep = value()
             default: fatalError("unknown option \(arguments[i])")
             }
             i += 1
@@ -58,9 +72,10 @@ struct Options {
 let options = Options(Array(CommandLine.arguments.dropFirst()))
 let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("Scripts")
-let work = FileManager.default.temporaryDirectory.appendingPathComponent("backbone-bench-\(getpid())")
+let work = options.keep.map { URL(fileURLWithPath: $0) }
+    ?? FileManager.default.temporaryDirectory.appendingPathComponent("backbone-bench-\(getpid())")
 try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-defer { try? FileManager.default.removeItem(at: work) }
+defer { if options.keep == nil { try? FileManager.default.removeItem(at: work) } }
 
 func now() -> Double {
     var t = timespec()
@@ -125,17 +140,40 @@ func throughput(_ network: FrozenBackbone, batch: Int, pool: ThreadPool, minTime
     return Double(batch) / times[times.count / 2]  // median, as the peer reports
 }
 
-print("backbone-bench: \(ProcessInfo.processInfo.processorCount) cores, build features \(CPUFeatures.buildFeatures.joined(separator: " "))")
-var rows: [(String, Int, Int, Double, Double)] = []
-for architectureName in options.architectures {
-    guard let architecture = BackboneArchitecture(rawValue: architectureName) else { fatalError("unknown architecture \(architectureName)") }
-    print("\n== \(architectureName)")
+/// The peer's images/s per "threads x batch" cell from one script run (the timed graph:
+/// logits, or the embedding for a frozen network without a classifier).
+func peerTimings(_ arguments: [String]) throws -> [String: Double] {
+    let report = try run(options.python, arguments)
+    guard let jsonLine = report.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+          let json = try JSONSerialization.jsonObject(with: Data(jsonLine.utf8)) as? [String: Any],
+          let timings = json["timings"] as? [[String: Any]] else { fatalError("no JSON report from the peer script") }
+    var peer: [String: Double] = [:]
+    for t in timings where ["logits", "embedding"].contains(t["graph"] as? String ?? "") {
+        peer["\(t["threads"] as? Int ?? 0)x\(t["batch"] as? Int ?? 0)"] = t["images_per_s"] as? Double
+    }
+    return peer
+}
+
+let timingOptions = ["--threads", options.threads.map(String.init).joined(separator: ","),
+                     "--batch", options.batches.map(String.init).joined(separator: ","),
+                     "--min-time", String(options.minTime)]
+
+/// What one architecture brings to the timing rounds.
+struct Contender {
+    var label: String
+    var frozen: FrozenBackbone
+    /// ONNX Runtime's images/s from the first (checking) script run: round 1.
+    var peer: [String: Double]
+    /// The script run of rounds 2 and later (timing only).
+    var timingArguments: [String]
+}
+
+/// The PyTorch-named networks through onnx_backbones.py, with the numpy reference.
+func referencePeer(_ architectureName: String, _ architecture: BackboneArchitecture) throws -> Contender {
     let outputs = work.appendingPathComponent("\(architectureName)-outputs.safetensors").path
     var weights = work.appendingPathComponent("\(architectureName)-weights.safetensors").path
-    var peerArguments = [scripts.appendingPathComponent("onnx_backbones.py").path, "--arch", architectureName,
-                         "--threads", options.threads.map(String.init).joined(separator: ","),
-                         "--batch", options.batches.map(String.init).joined(separator: ","),
-                         "--min-time", String(options.minTime), "--check-batch", "2", "--save-outputs", outputs]
+    var peerArguments = [scripts.appendingPathComponent("onnx_backbones.py").path, "--arch", architectureName]
+        + timingOptions + ["--check-batch", "2", "--save-outputs", outputs]
     var photoNames: [String] = []
     if architecture == .efficientNetLite0, let real = options.lite0Weights {
         // Real ImageNet weights: check on natural photographs (scikit-image's samples),
@@ -150,20 +188,8 @@ for architectureName in options.architectures {
     } else {
         peerArguments += ["--weights", weights, "--random-seed", "0"]
     }
-    /// The peer's images/s per "threads x batch" cell from one script run.
-    func peerTimings(_ arguments: [String]) throws -> [String: Double] {
-        let report = try run(options.python, arguments)
-        guard let jsonLine = report.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
-              let json = try JSONSerialization.jsonObject(with: Data(jsonLine.utf8)) as? [String: Any],
-              let timings = json["timings"] as? [[String: Any]] else { fatalError("no JSON report from the peer script") }
-        var peer: [String: Double] = [:]
-        for t in timings where (t["graph"] as? String) == "logits" {
-            peer["\(t["threads"] as? Int ?? 0)x\(t["batch"] as? Int ?? 0)"] = t["images_per_s"] as? Double
-        }
-        return peer
-    }
     // The first run writes the weights and checks; its timings count as round 1.
-    var peer = try peerTimings(peerArguments)
+    let peer = try peerTimings(peerArguments)
 
     let network = try BackboneStore.importWeights(from: weights, architecture: architecture)
     let frozen = network.frozen()
@@ -192,22 +218,77 @@ for architectureName in options.architectures {
         print("    \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) vs ONNX Runtime \(String(format: "%.2e / %.2e", ort.absolute, ort.relative))"
               + "   vs numpy \(String(format: "%.2e / %.2e", numpy.absolute, numpy.relative))")
     }
+    // The weights exist now: later rounds only time (no reference run, no outputs).
+    let timingArguments = [scripts.appendingPathComponent("onnx_backbones.py").path, "--arch", architectureName,
+                           "--weights", weights] + timingOptions + ["--skip-check"]
+        + (!photoNames.isEmpty ? ["--input", work.appendingPathComponent("photos.npy").path] : [])
+    return Contender(label: architectureName, frozen: frozen, peer: peer, timingArguments: timingArguments)
+}
+
+/// Any network through its frozen form: FrozenExport writes it, onnx_frozen.py builds the
+/// ONNX graph from the file, times it and saves its outputs for a seeded input.
+func frozenPeer(_ architectureName: String, _ architecture: BackboneArchitecture) throws -> Contender {
+    let network: any Backbone
+    let source: String
+    if architecture == .compact, let path = DefaultBackbone.path {
+        network = try BackboneStore.load(from: path)
+        source = "shipped weights \(path)"
+    } else {
+        network = architecture.make(seed: 0)
+        source = "seeded random weights (seed 0; \(architecture == .compact ? "shipped weights not found" : "ours, not onnx_backbones.py's"))"
+    }
+    let frozen = network.frozen()
+    let model = work.appendingPathComponent("\(architectureName)-frozen.safetensors").path
+    let outputs = work.appendingPathComponent("\(architectureName)-frozen-outputs.safetensors").path
+    try FrozenExport.write(frozen, height: 224, width: 224, to: model)
+    let size = (try? FileManager.default.attributesOfItem(atPath: model)[.size] as? Int) ?? 0
+    print("  \(source); frozen network exported to \(URL(fileURLWithPath: model).lastPathComponent) "
+          + "(\(frozen.layers.count) layers, \(String(format: "%.1f", Double(size) / 1e6)) MB)")
+    let script = scripts.appendingPathComponent("onnx_frozen.py").path
+    let peer = try peerTimings([script, "--model", model] + timingOptions + ["--check-batch", "2", "--seed", "0",
+                                                                            "--save-outputs", outputs])
+    let saved = Dictionary(uniqueKeysWithValues: try WeightImporter.load(contentsOfFile: outputs).map {
+        ($0.name, Tensor($0.scalars, shape: $0.shape))
+    })
+    let input = saved["input"]!
+    let features = frozen.features(nchwToNHWC(input))
+    var compared: [(String, Tensor, String)] = []
+    if let logits = features.logits { compared.append(("logits", logits, "logits")) }
+    compared.append(("embedding", features.embedding, "embedding"))
+    for (i, map) in features.maps.enumerated() {
+        compared.append(("feat_s\(input.shape[2] / max(map.shape[1], 1))", map, "map\(i)"))
+    }
+    print("  agreement with ONNX Runtime on the same input (seeded N(0, 1), batch \(input.shape[0])), max abs / relative to the largest value:")
+    for (name, ours, key) in compared {
+        guard let theirs = saved[key] else { fatalError("\(outputs): no \(key)") }
+        let ort = agreement(ours, theirs.rank == 4 ? nchwToNHWC(theirs) : theirs)
+        let shape = "[" + ours.shape.map(String.init).joined(separator: ", ") + "]"
+        print("    \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(shape.padding(toLength: 20, withPad: " ", startingAt: 0))"
+              + String(format: " %.2e / %.2e", ort.absolute, ort.relative))
+    }
+    return Contender(label: architecture == .compact ? architectureName : "\(architectureName) (frozen)", frozen: frozen,
+                     peer: peer, timingArguments: [script, "--model", model] + timingOptions)
+}
+
+print("backbone-bench: \(ProcessInfo.processInfo.processorCount) cores, build features \(CPUFeatures.buildFeatures.joined(separator: " "))")
+var rows: [(String, Int, Int, Double, Double)] = []
+for architectureName in options.architectures {
+    guard let architecture = BackboneArchitecture(rawValue: architectureName) else { fatalError("unknown architecture \(architectureName)") }
+    print("\n== \(architectureName)")
+    var contender = architecture == .compact || options.frozenPeer
+        ? try frozenPeer(architectureName, architecture) : try referencePeer(architectureName, architecture)
     var ours: [String: Double] = [:]
     let pools = Dictionary(uniqueKeysWithValues: options.threads.map { ($0, ThreadPool(threadCount: $0)) })
     for round in 1...options.rounds {
         if round > 1 {
-            // The weights exist now: time only (no reference run, no outputs).
-            let timingArguments = [scripts.appendingPathComponent("onnx_backbones.py").path, "--arch", architectureName,
-                                   "--weights", weights, "--threads", options.threads.map(String.init).joined(separator: ","),
-                                   "--batch", options.batches.map(String.init).joined(separator: ","),
-                                   "--min-time", String(options.minTime), "--skip-check"]
-                + (architecture == .efficientNetLite0 && options.lite0Weights != nil ? ["--input", work.appendingPathComponent("photos.npy").path] : [])
-            for (cell, value) in try peerTimings(timingArguments) { peer[cell] = max(peer[cell] ?? 0, value) }
+            for (cell, value) in try peerTimings(contender.timingArguments) {
+                contender.peer[cell] = max(contender.peer[cell] ?? 0, value)
+            }
         }
         var line: [String] = []
         for threads in options.threads {
             for batch in options.batches {
-                let value = throughput(frozen, batch: batch, pool: pools[threads]!, minTime: options.minTime)
+                let value = throughput(contender.frozen, batch: batch, pool: pools[threads]!, minTime: options.minTime)
                 ours["\(threads)x\(batch)", default: 0] = max(ours["\(threads)x\(batch)"] ?? 0, value)
                 line.append(String(format: "%dt b%d %.1f", threads, batch, value))
             }
@@ -216,7 +297,8 @@ for architectureName in options.architectures {
     }
     for threads in options.threads {
         for batch in options.batches {
-            rows.append((architectureName, batch, threads, ours["\(threads)x\(batch)"] ?? .nan, peer["\(threads)x\(batch)"] ?? .nan))
+            rows.append((contender.label, batch, threads, ours["\(threads)x\(batch)"] ?? .nan,
+                         contender.peer["\(threads)x\(batch)"] ?? .nan))
         }
     }
 }
