@@ -359,27 +359,50 @@ private struct PanelSearch: Sendable {
                     // Missing queries of the last tile repeat the last one; not stored.
                     let a0 = q + q0 * d, a1 = q + min(q0 + 1, queryCount - 1) * d
                     let a2 = q + min(q0 + 2, queryCount - 1) * d, a3 = q + min(q0 + 3, queryCount - 1) * d
-                    for panel in block..<blockEnd {
-                        var t = DotTile()
-                        t.multiply(a0, a1, a2, a3, depth: d, b: UnsafePointer(panels.pointer) + panel * d * 24)
-                        let bn = UnsafePointer(norms.pointer) + panel * 24
-                        let n0 = load8(bn), n1 = load8(bn + 8), n2 = load8(bn + 16)
-                        for i in 0..<rows {
-                            let (r0, r1, r2) = t.row(i)
-                            fold(r0, r1, r2, n0, n1, n2, queryNorm: queryNorms[q0 + i - firstQuery],
-                                 firstIndex: panel * 24, query: q0 + i)
-                        }
-                    }
+                    var best = (distances.pointer[q0], distances.pointer[q0 + min(1, rows - 1)],
+                                distances.pointer[q0 + min(2, rows - 1)], distances.pointer[q0 + min(3, rows - 1)])
+                    var index = (indices.pointer[q0], indices.pointer[q0 + min(1, rows - 1)],
+                                 indices.pointer[q0 + min(2, rows - 1)], indices.pointer[q0 + min(3, rows - 1)])
+                    let qn = (queryNorms[q0 - firstQuery], queryNorms[min(q0 + 1, queryCount - 1) - firstQuery],
+                              queryNorms[min(q0 + 2, queryCount - 1) - firstQuery], queryNorms[min(q0 + 3, queryCount - 1) - firstQuery])
+                    PanelSearch.searchBlock(a0, a1, a2, a3, queryNorms: qn, depth: d, panels: UnsafePointer(panels.pointer),
+                                            norms: UnsafePointer(norms.pointer), range: block..<blockEnd,
+                                            best: &best, index: &index)
+                    distances.pointer[q0] = best.0; indices.pointer[q0] = index.0
+                    if rows > 1 { distances.pointer[q0 + 1] = best.1; indices.pointer[q0 + 1] = index.1 }
+                    if rows > 2 { distances.pointer[q0 + 2] = best.2; indices.pointer[q0 + 2] = index.2 }
+                    if rows > 3 { distances.pointer[q0 + 3] = best.3; indices.pointer[q0 + 3] = index.3 }
                 }
             }
         }
     }
 
+    /// Four queries against the panels `range`: each 4 x 24 tile of dot products folded into
+    /// the four running minima (kept in registers for the whole block). Its own function so
+    /// that the fold stays inlined next to the multiply.
+    @inline(never)
+    static func searchBlock(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>,
+                            _ a3: UnsafePointer<Float>, queryNorms qn: (Float, Float, Float, Float), depth: Int,
+                            panels: UnsafePointer<Float>, norms: UnsafePointer<Float>, range: Range<Int>,
+                            best: inout (Float, Float, Float, Float), index: inout (Int32, Int32, Int32, Int32)) {
+        for panel in range {
+            var t = DotTile()
+            t.multiply(a0, a1, a2, a3, depth: depth, b: panels + panel * depth * 24)
+            let bn = norms + panel * 24
+            let n0 = load8(bn), n1 = load8(bn + 8), n2 = load8(bn + 16)
+            let first = panel * 24
+            fold(t.c00, t.c01, t.c02, n0, n1, n2, queryNorm: qn.0, firstIndex: first, best: &best.0, index: &index.0)
+            fold(t.c10, t.c11, t.c12, n0, n1, n2, queryNorm: qn.1, firstIndex: first, best: &best.1, index: &index.1)
+            fold(t.c20, t.c21, t.c22, n0, n1, n2, queryNorm: qn.2, firstIndex: first, best: &best.2, index: &index.2)
+            fold(t.c30, t.c31, t.c32, n0, n1, n2, queryNorm: qn.3, firstIndex: first, best: &best.3, index: &index.3)
+        }
+    }
+
     /// Folds the 24 distances of one query against one panel into its running minimum.
     @inline(__always)
-    private func fold(_ r0: SIMD8<Float>, _ r1: SIMD8<Float>, _ r2: SIMD8<Float>,
-                      _ n0: SIMD8<Float>, _ n1: SIMD8<Float>, _ n2: SIMD8<Float>,
-                      queryNorm: Float, firstIndex: Int, query: Int) {
+    private static func fold(_ r0: SIMD8<Float>, _ r1: SIMD8<Float>, _ r2: SIMD8<Float>,
+                             _ n0: SIMD8<Float>, _ n1: SIMD8<Float>, _ n2: SIMD8<Float>,
+                             queryNorm: Float, firstIndex: Int, best: inout Float, index: inout Int32) {
         // |q|^2 + |b|^2 - 2 q.b, in the order the blocked path rounds it.
         let qn = SIMD8<Float>(repeating: queryNorm), minus2 = SIMD8<Float>(repeating: -2)
         var d0 = (qn + n0) + r0 * minus2, d1 = (qn + n1) + r1 * minus2, d2 = (qn + n2) + r2 * minus2
@@ -388,18 +411,22 @@ private struct PanelSearch: Sendable {
         let zero = SIMD8<Float>()
         d0 = d0.replacing(with: zero, where: d0 .< zero); d1 = d1.replacing(with: zero, where: d1 .< zero)
         d2 = d2.replacing(with: zero, where: d2 .< zero)
-        // Lane-wise minimum by compare-and-blend (`pointwiseMin` goes lane by lane).
+        // Lane-wise minimum by compare-and-blend (`pointwiseMin` goes lane by lane), then
+        // the horizontal minimum by halves (the generic `min()` was a call per use).
         var m = d0.replacing(with: d1, where: d1 .< d0)
         m = m.replacing(with: d2, where: d2 .< m)
-        let best = distances.pointer[query]
-        guard m.min() < best else { return }
+        var h4 = m.lowHalf.replacing(with: m.highHalf, where: m.highHalf .< m.lowHalf)
+        let swapped = SIMD4(lowHalf: h4.highHalf, highHalf: h4.lowHalf)
+        h4 = h4.replacing(with: swapped, where: swapped .< h4)
+        let smallest = Swift.min(h4[0], h4[1])
+        guard smallest < best else { return }
         // Rare after the first panels: find the first lane with the smallest value.
-        var value = best, index = Int(indices.pointer[query])
-        for lane in 0..<8 where d0[lane] < value { value = d0[lane]; index = firstIndex + lane }
-        for lane in 0..<8 where d1[lane] < value { value = d1[lane]; index = firstIndex + 8 + lane }
-        for lane in 0..<8 where d2[lane] < value { value = d2[lane]; index = firstIndex + 16 + lane }
-        distances.pointer[query] = value
-        indices.pointer[query] = Int32(index)
+        var value = best, position = Int(index)
+        for lane in 0..<8 where d0[lane] < value { value = d0[lane]; position = firstIndex + lane }
+        for lane in 0..<8 where d1[lane] < value { value = d1[lane]; position = firstIndex + 8 + lane }
+        for lane in 0..<8 where d2[lane] < value { value = d2[lane]; position = firstIndex + 16 + lane }
+        best = value
+        index = Int32(position)
     }
 }
 
