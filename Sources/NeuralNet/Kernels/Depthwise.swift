@@ -1,0 +1,311 @@
+// Depthwise convolution forward (inference), NHWC, with the epilogue fused.
+//
+// Layouts:
+//   input    [N, H, W, C]
+//   weight   [KH, KW, 1, C]     (HWIO with one input channel per group)
+//   bias     [C]
+//   residual [N, OH, OW, C]
+//   output   [N, OH, OW, C]
+//
+// The plain reference is `referenceConv2d` (ReferenceConv2d.swift) followed by bias,
+// residual and activation; DepthwiseKernelTests compares the two.
+//
+// Why it is written this way. A depthwise convolution does KH*KW multiply-adds per output
+// element and nothing else, so the per-tap overhead of a naive loop (bounds checks, index
+// arithmetic) and a second pass over the output for the epilogue cost as much as the
+// arithmetic itself. Here:
+//   - Each output row first works out which kernel rows fall inside the image (a
+//     contiguous range of ky, whatever the dilation), and each output column which kernel
+//     columns do; no tap is ever tested inside the multiply-add loops.
+//   - Columns whose whole window is inside the image (the interior, nearly all of them)
+//     go through a blocked kernel: four output pixels along x share every weight vector
+//     loaded, with the kernel width a compile-time constant (3 and 5, the EfficientNet
+//     sizes) so the taps unroll fully. Other columns (the borders) take a per-pixel path
+//     with their own tap ranges.
+//   - Channels go 8 at a time (one ymm on AVX2; SIMD16 would be two registers and halve
+//     the pixels we can keep in flight), leftover channels one at a time.
+//   - Accumulators start at the bias; residual and the clamp of relu/relu6 are applied
+//     before the single store, so the output is written once and may start uninitialised.
+//     leakyRelu and silu fall back to a scalar loop over the 8 lanes.
+//   - Every output element is computed by the same chain of FMAs (bias, then ky-major,
+//     kx-minor taps) whichever path handles it, so results do not depend on the blocking
+//     or on the thread split.
+//   - Work splits over (output row, channel chunk) units: on the 7x7 and 14x14 layers there
+//     are too few rows to keep two threads equally busy with rows alone.
+import TensorCore
+
+/// The fused depthwise convolution: `output = act(depthwise(x) + bias + residual)`.
+///
+/// Writes every element of `output`, which may be uninitialised. Each output element has
+/// exactly one writer and is computed the same way whatever the thread count, so the
+/// result is bitwise identical for any `pool`.
+///
+/// - Parameters:
+///   - x: `[N, H, W, C]`.
+///   - weight: `[KH, KW, 1, C]`.
+///   - bias: `[C]` or nil.
+///   - residual: `[N, OH, OW, C]` or nil, added before the activation.
+///   - output: `[N, OH, OW, C]`.
+///   - geometry: must describe a depthwise convolution (`groups == inChannels == outChannels`).
+///   - activation: applied last.
+///   - pool: threads to split the output over, or nil for the calling thread only.
+@_spi(Benchmarks)
+public func depthwiseConvForward(
+    _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    residual: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+    geometry g: ConvGeometry, activation: Activation, pool: ThreadPool?
+) {
+    precondition(g.groups == g.inChannels && g.groups == g.outChannels,
+                 "depthwiseConvForward: \(g) is not depthwise")
+    let c = g.inChannels
+    let blocks = c / 8
+    let rows = g.batch * g.outHeight
+    // Enough units for an even split over a few threads, chunks of whole 8-channel blocks;
+    // the leftover channels (C % 8) belong to the last chunk.
+    let chunks = max(1, min(blocks, (16 + rows - 1) / rows))
+    // Accumulators start at the bias: a zero bias keeps the inner code free of optionals.
+    let zeros: UnsafeMutablePointer<Float>? = bias == nil ? .allocate(capacity: c) : nil
+    zeros?.initialize(repeating: 0, count: c)
+    defer { zeros?.deallocate() }
+    let kernel = DepthwiseKernel(
+        x: UnsafeSharedPointer(readOnly: x), w: UnsafeSharedPointer(readOnly: weight),
+        bias: UnsafeSharedPointer(readOnly: bias ?? UnsafePointer(zeros!)),
+        residual: residual.map { UnsafeSharedPointer(readOnly: $0) }, y: UnsafeSharedPointer(output),
+        g: g, epilogue: DepthwiseEpilogue(activation))
+    let body: @Sendable (Range<Int>) -> Void = { range in
+        for unit in range {
+            let row = unit / chunks, chunk = unit % chunks
+            let first = chunk * blocks / chunks, last = (chunk + 1) * blocks / chunks
+            kernel.row(row, blocks: first..<last, leftovers: chunk == chunks - 1)
+        }
+    }
+    if let pool { pool.parallelRanges(rows * chunks, body) } else { body(0..<(rows * chunks)) }
+}
+
+/// ``depthwiseConvForward(_:weight:bias:residual:output:geometry:activation:pool:)`` on
+/// tensors, for `conv2dForward`: shapes as there, checked by the caller.
+func depthwiseConv2dForward(
+    _ input: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry,
+    activation: Activation, residual: Tensor?, pool: ThreadPool?
+) -> Tensor {
+    // Uninitialised: the kernel writes every element exactly once.
+    Tensor(uninitializedShape: [g.batch, g.outHeight, g.outWidth, g.outChannels]) { out in
+        input.withUnsafeBufferPointer { x in
+            weight.withUnsafeBufferPointer { w in
+                withOptionalPointer(bias) { b in
+                    withOptionalPointer(residual) { r in
+                        depthwiseConvForward(x.baseAddress!, weight: w.baseAddress!, bias: b, residual: r,
+                                             output: out.baseAddress!, geometry: g, activation: activation, pool: pool)
+                    }
+                }
+            }
+        }
+    }
+}
+
+@inline(__always)
+private func withOptionalPointer<R>(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+    guard let tensor else { return body(nil) }
+    return tensor.withUnsafeBufferPointer { body($0.baseAddress) }
+}
+
+/// The fused epilogue at the store: residual, then the activation. relu and relu6 (and
+/// none) are a clamp done as compare-and-blend (SIMD's `clamped` and `pointwiseMin` lower
+/// to a scalar loop per lane); the other activations run lane by lane.
+private struct DepthwiseEpilogue: Sendable {
+    let activation: Activation
+    let lower: SIMD8<Float>, upper: SIMD8<Float>
+    let vectorized: Bool
+
+    init(_ activation: Activation) {
+        self.activation = activation
+        switch activation {
+        case .none: (vectorized, lower, upper) = (true, SIMD8(repeating: -.infinity), SIMD8(repeating: .infinity))
+        case .relu: (vectorized, lower, upper) = (true, SIMD8(repeating: 0), SIMD8(repeating: .infinity))
+        case .relu6: (vectorized, lower, upper) = (true, SIMD8(repeating: 0), SIMD8(repeating: 6))
+        default: (vectorized, lower, upper) = (false, SIMD8(repeating: 0), SIMD8(repeating: 0))
+        }
+    }
+
+    /// Stores `act(acc + residual[offset...])` at `y[offset...]`, 8 channels.
+    @inline(__always)
+    func store(_ acc: SIMD8<Float>, _ y: UnsafeMutablePointer<Float>, _ residual: UnsafeMutablePointer<Float>?,
+               _ offset: Int) {
+        var v = acc
+        if let residual { v += UnsafeRawPointer(residual + offset).loadUnaligned(as: SIMD8<Float>.self) }
+        if vectorized {
+            v = v.replacing(with: lower, where: v .< lower).replacing(with: upper, where: v .> upper)
+        } else {
+            for lane in 0..<8 { v[lane] = activation.apply(v[lane]) }
+        }
+        UnsafeMutableRawPointer(y + offset).storeBytes(of: v, as: SIMD8<Float>.self)
+    }
+
+    /// The same for one channel.
+    @inline(__always)
+    func store(_ acc: Float, _ y: UnsafeMutablePointer<Float>, _ residual: UnsafeMutablePointer<Float>?, _ offset: Int) {
+        var v = acc
+        if let residual { v += residual[offset] }
+        y[offset] = activation.apply(v)
+    }
+}
+
+@inline(__always)
+private func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+/// The pointers and geometry of one call; `row` does the work of one output row.
+private struct DepthwiseKernel: Sendable {
+    let x: UnsafeSharedPointer<Float>          // [N, H, W, C], read only
+    let w: UnsafeSharedPointer<Float>          // [KH, KW, 1, C], read only
+    let bias: UnsafeSharedPointer<Float>       // [C], read only
+    let residual: UnsafeSharedPointer<Float>?  // [N, OH, OW, C], read only
+    let y: UnsafeSharedPointer<Float>          // [N, OH, OW, C], one writer per element
+    let g: ConvGeometry
+    let epilogue: DepthwiseEpilogue
+
+    /// Output row `row` (= n * OH + oy), channel blocks `blocks` (8 channels each) and,
+    /// when `leftovers`, the channels past the last whole block.
+    @inline(__always)
+    func row(_ row: Int, blocks: Range<Int>, leftovers: Bool) {
+        let g = self.g
+        let c = g.inChannels
+        let n = row / g.outHeight, oy = row % g.outHeight
+        // Kernel rows inside the image: iy = iy0 + ky * dilationY in 0..<H.
+        let iy0 = oy * g.strideY - g.padTop
+        let kyLo = Swift.max(0, ceilDivide(-iy0, g.dilationY))
+        let kyHi = Swift.min(g.kernelHeight, floorDivide(g.height - 1 - iy0, g.dilationY) + 1)
+        // [H, W, C] of image n, moved to kernel row 0 (which may be outside the image; only
+        // rows kyLo..<kyHi are read).
+        let image = x.pointer + n * g.height * g.width * c + iy0 * g.width * c
+        let out = y.pointer + row * g.outWidth * c
+        let res = residual.map { $0.pointer + row * g.outWidth * c }
+        // Interior columns: the whole window inside the image, ix0 >= 0 and
+        // ix0 + (KW-1) * dilationX <= W - 1, with ix0 = ox * strideX - padLeft.
+        let span = (g.kernelWidth - 1) * g.dilationX
+        let oxLo = Swift.min(g.outWidth, ceilDivide(g.padLeft, g.strideX))
+        let oxHi = Swift.max(oxLo, Swift.min(g.outWidth, floorDivide(g.width - 1 - span + g.padLeft, g.strideX) + 1))
+        var ox = 0
+        while ox < oxLo { pixel(ox, image, out, res, kyLo, kyHi, blocks, leftovers); ox += 1 }
+        // Four pixels at a time; the kernel width is a constant in the specialised copies.
+        switch g.kernelWidth {
+        case 3: ox = interior(kw: 3, oxLo, oxHi, image, out, res, kyLo, kyHi, blocks, leftovers)
+        case 5: ox = interior(kw: 5, oxLo, oxHi, image, out, res, kyLo, kyHi, blocks, leftovers)
+        default: ox = interior(kw: g.kernelWidth, oxLo, oxHi, image, out, res, kyLo, kyHi, blocks, leftovers)
+        }
+        while ox < g.outWidth { pixel(ox, image, out, res, kyLo, kyHi, blocks, leftovers); ox += 1 }
+    }
+
+    /// Interior pixels `oxLo..<oxHi` four at a time: for each channel block, four
+    /// accumulators, and each weight vector loaded once for the four. Returns the first
+    /// pixel not done (fewer than four remain; `pixel` finishes them).
+    @inline(__always)
+    func interior(kw: Int, _ oxLo: Int, _ oxHi: Int, _ image: UnsafeMutablePointer<Float>,
+                  _ out: UnsafeMutablePointer<Float>, _ res: UnsafeMutablePointer<Float>?,
+                  _ kyLo: Int, _ kyHi: Int, _ blocks: Range<Int>, _ leftovers: Bool) -> Int {
+        let g = self.g
+        let c = g.inChannels
+        let w = self.w.pointer, bias = self.bias.pointer
+        let rowStride = g.dilationY * g.width * c     // next kernel row in the input
+        let pixelStride = g.strideX * c               // next output pixel in the input
+        let tapStride = g.dilationX * c               // next kernel column in the input
+        var ox = oxLo
+        while ox + 4 <= oxHi {
+            let ix0 = ox * g.strideX - g.padLeft
+            let o = ox * c
+            for block in blocks {
+                let c0 = block * 8
+                let b = load8(bias + c0)
+                var a0 = b, a1 = b, a2 = b, a3 = b
+                var src = image + kyLo * rowStride + ix0 * c + c0
+                var wt = w + kyLo * kw * c + c0
+                for _ in kyLo..<kyHi {
+                    // kw is a literal in the specialised copies: this loop unrolls.
+                    for kx in 0..<kw {
+                        let wv = load8(wt + kx * c)
+                        let s = src + kx * tapStride
+                        a0 = a0.addingProduct(load8(s), wv)
+                        a1 = a1.addingProduct(load8(s + pixelStride), wv)
+                        a2 = a2.addingProduct(load8(s + 2 * pixelStride), wv)
+                        a3 = a3.addingProduct(load8(s + 3 * pixelStride), wv)
+                    }
+                    src += rowStride
+                    wt += kw * c
+                }
+                let r = res
+                epilogue.store(a0, out, r, o + c0)
+                epilogue.store(a1, out, r, o + c + c0)
+                epilogue.store(a2, out, r, o + 2 * c + c0)
+                epilogue.store(a3, out, r, o + 3 * c + c0)
+            }
+            if leftovers {
+                for p in 0..<4 {
+                    leftoverChannels(ox + p, image, out, res, kyLo, kyHi, 0, kw)
+                }
+            }
+            ox += 4
+        }
+        return ox
+    }
+
+    /// One output pixel with its own in-image tap ranges (border pixels, interior leftovers,
+    /// and any geometry the blocked path does not cover).
+    @inline(__always)
+    func pixel(_ ox: Int, _ image: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+               _ res: UnsafeMutablePointer<Float>?, _ kyLo: Int, _ kyHi: Int, _ blocks: Range<Int>, _ leftovers: Bool) {
+        let g = self.g
+        let c = g.inChannels
+        let w = self.w.pointer, bias = self.bias.pointer
+        let ix0 = ox * g.strideX - g.padLeft
+        let kxLo = Swift.max(0, ceilDivide(-ix0, g.dilationX))
+        let kxHi = Swift.max(kxLo, Swift.min(g.kernelWidth, floorDivide(g.width - 1 - ix0, g.dilationX) + 1))
+        let o = ox * c
+        for block in blocks {
+            let c0 = block * 8
+            var acc = load8(bias + c0)
+            var ky = kyLo
+            while ky < kyHi {
+                let src = image + ky * g.dilationY * g.width * c + ix0 * c + c0
+                let wt = w + ky * g.kernelWidth * c + c0
+                for kx in kxLo..<kxHi {
+                    acc = acc.addingProduct(load8(src + kx * g.dilationX * c), load8(wt + kx * c))
+                }
+                ky += 1
+            }
+            epilogue.store(acc, out, res, o + c0)
+        }
+        if leftovers { leftoverChannels(ox, image, out, res, kyLo, kyHi, kxLo, kxHi) }
+    }
+
+    /// The channels past the last whole block of 8, one at a time (none in EfficientNet).
+    @inline(never)
+    func leftoverChannels(_ ox: Int, _ image: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                          _ res: UnsafeMutablePointer<Float>?, _ kyLo: Int, _ kyHi: Int, _ kxLo: Int, _ kxHi: Int) {
+        let g = self.g
+        let c = g.inChannels
+        let w = self.w.pointer, bias = self.bias.pointer
+        let ix0 = ox * g.strideX - g.padLeft
+        for ch in (c / 8 * 8)..<c {
+            var acc = bias[ch]
+            var ky = kyLo
+            while ky < kyHi {
+                let src = image + ky * g.dilationY * g.width * c + ix0 * c + ch
+                let wt = w + ky * g.kernelWidth * c + ch
+                for kx in kxLo..<kxHi {
+                    acc = acc.addingProduct(src[kx * g.dilationX * c], wt[kx * c])
+                }
+                ky += 1
+            }
+            epilogue.store(acc, out, res, ox * c + ch)
+        }
+    }
+}
+
+/// `ceil(a / b)` for `b > 0` and any sign of `a`.
+@inline(__always)
+private func ceilDivide(_ a: Int, _ b: Int) -> Int { -floorDivide(-a, b) }
+
+/// `floor(a / b)` for `b > 0` and any sign of `a` (Swift's `/` truncates toward zero).
+@inline(__always)
+private func floorDivide(_ a: Int, _ b: Int) -> Int { a >= 0 ? a / b : -((-a + b - 1) / b) }
