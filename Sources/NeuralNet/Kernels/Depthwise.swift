@@ -109,9 +109,10 @@ private func withOptionalPointer<R>(_ tensor: Tensor?, _ body: (UnsafePointer<Fl
     return tensor.withUnsafeBufferPointer { body($0.baseAddress) }
 }
 
-/// The fused epilogue at the store: residual, then the activation. relu and relu6 (and
-/// none) are a clamp done as compare-and-blend (SIMD's `clamped` and `pointwiseMin` lower
-/// to a scalar loop per lane); the other activations run lane by lane.
+/// The fused epilogue, split so that the hot loops never call out: relu, relu6 and none are
+/// a clamp to [lower, upper] at the store (compare-and-blend: SIMD's `clamped` and
+/// `pointwiseMin` lower to a scalar loop per lane); the other activations store
+/// `acc + residual` unclamped and `DepthwiseKernel.row` applies them to the finished row.
 private struct DepthwiseEpilogue: Sendable {
     let activation: Activation
     let lower: SIMD8<Float>, upper: SIMD8<Float>
@@ -123,30 +124,8 @@ private struct DepthwiseEpilogue: Sendable {
         case .none: (vectorized, lower, upper) = (true, SIMD8(repeating: -.infinity), SIMD8(repeating: .infinity))
         case .relu: (vectorized, lower, upper) = (true, SIMD8(repeating: 0), SIMD8(repeating: .infinity))
         case .relu6: (vectorized, lower, upper) = (true, SIMD8(repeating: 0), SIMD8(repeating: 6))
-        default: (vectorized, lower, upper) = (false, SIMD8(repeating: 0), SIMD8(repeating: 0))
+        default: (vectorized, lower, upper) = (false, SIMD8(repeating: -.infinity), SIMD8(repeating: .infinity))
         }
-    }
-
-    /// Stores `act(acc + residual[offset...])` at `y[offset...]`, 8 channels.
-    @inline(__always)
-    func store(_ acc: SIMD8<Float>, _ y: UnsafeMutablePointer<Float>, _ residual: UnsafeMutablePointer<Float>?,
-               _ offset: Int) {
-        var v = acc
-        if let residual { v += UnsafeRawPointer(residual + offset).loadUnaligned(as: SIMD8<Float>.self) }
-        if vectorized {
-            v = v.replacing(with: lower, where: v .< lower).replacing(with: upper, where: v .> upper)
-        } else {
-            for lane in 0..<8 { v[lane] = activation.apply(v[lane]) }
-        }
-        UnsafeMutableRawPointer(y + offset).storeBytes(of: v, as: SIMD8<Float>.self)
-    }
-
-    /// The same for one channel.
-    @inline(__always)
-    func store(_ acc: Float, _ y: UnsafeMutablePointer<Float>, _ residual: UnsafeMutablePointer<Float>?, _ offset: Int) {
-        var v = acc
-        if let residual { v += residual[offset] }
-        y[offset] = activation.apply(v)
     }
 }
 
@@ -154,6 +133,23 @@ private struct DepthwiseEpilogue: Sendable {
 private func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
     UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
 }
+
+/// `y[0..<8] = clamp(acc + r[0..<8], lower, upper)`; small on purpose, so that it inlines.
+@inline(__always)
+private func finish(_ acc: SIMD8<Float>, _ y: UnsafeMutablePointer<Float>, _ r: UnsafeMutablePointer<Float>?,
+                    _ lower: SIMD8<Float>, _ upper: SIMD8<Float>) {
+    var v = acc
+    if let r { v += load8(r) }
+    v = v.replacing(with: lower, where: v .< lower).replacing(with: upper, where: v .> upper)
+    UnsafeMutableRawPointer(y).storeBytes(of: v, as: SIMD8<Float>.self)
+}
+
+/// A kernel width known at compile time (3, 5) or at run time (`nil`): the blocked interior
+/// loop is generic over it, and specialisation turns the fixed widths into unrolled code.
+private protocol KernelWidth { static var fixed: Int? { get } }
+private enum Width3: KernelWidth { static var fixed: Int? { 3 } }
+private enum Width5: KernelWidth { static var fixed: Int? { 5 } }
+private enum WidthAny: KernelWidth { static var fixed: Int? { nil } }
 
 /// The pointers and geometry of one call; `row` does the work of one output row.
 private struct DepthwiseKernel: Sendable {
@@ -167,7 +163,6 @@ private struct DepthwiseKernel: Sendable {
 
     /// Output row `row` (= n * OH + oy), channel blocks `blocks` (8 channels each) and,
     /// when `leftovers`, the channels past the last whole block.
-    @inline(__always)
     func row(_ row: Int, blocks: Range<Int>, leftovers: Bool) {
         let g = self.g
         let c = g.inChannels
@@ -176,8 +171,9 @@ private struct DepthwiseKernel: Sendable {
         let iy0 = oy * g.strideY - g.padTop
         let kyLo = Swift.max(0, ceilDivide(-iy0, g.dilationY))
         let kyHi = Swift.min(g.kernelHeight, floorDivide(g.height - 1 - iy0, g.dilationY) + 1)
-        // [H, W, C] of image n, moved to kernel row 0 (which may be outside the image; only
-        // rows kyLo..<kyHi are read).
+        let rows = kyLo..<Swift.max(kyLo, kyHi)
+        // Image n, moved to kernel row 0 (which may be outside the image; only rows
+        // kyLo..<kyHi are read).
         let image = x.pointer + n * g.height * g.width * c + iy0 * g.width * c
         let out = y.pointer + row * g.outWidth * c
         let res = residual.map { $0.pointer + row * g.outWidth * c }
@@ -187,41 +183,164 @@ private struct DepthwiseKernel: Sendable {
         let oxLo = Swift.min(g.outWidth, ceilDivide(g.padLeft, g.strideX))
         let oxHi = Swift.max(oxLo, Swift.min(g.outWidth, floorDivide(g.width - 1 - span + g.padLeft, g.strideX) + 1))
         var ox = 0
-        while ox < oxLo { pixel(ox, image, out, res, kyLo, kyHi, blocks, leftovers); ox += 1 }
-        // Four pixels at a time; the kernel width is a constant in the specialised copies.
+        while ox < oxLo { pixel(ox, image, out, res, rows, blocks, leftovers); ox += 1 }
+        let sliding = g.strideX == 1 && g.dilationX == 1
         switch g.kernelWidth {
-        case 3: ox = interior(kw: 3, oxLo, oxHi, image, out, res, kyLo, kyHi, blocks, leftovers)
-        case 5: ox = interior(kw: 5, oxLo, oxHi, image, out, res, kyLo, kyHi, blocks, leftovers)
-        default: ox = interior(kw: g.kernelWidth, oxLo, oxHi, image, out, res, kyLo, kyHi, blocks, leftovers)
+        case 3 where sliding: ox = slidingInterior3(oxLo, oxHi, image, out, res, rows, blocks, leftovers)
+        case 5 where sliding: ox = slidingInterior5(oxLo, oxHi, image, out, res, rows, blocks, leftovers)
+        case 3: ox = interior(Width3.self, oxLo, oxHi, image, out, res, rows, blocks, leftovers)
+        case 5: ox = interior(Width5.self, oxLo, oxHi, image, out, res, rows, blocks, leftovers)
+        default: ox = interior(WidthAny.self, oxLo, oxHi, image, out, res, rows, blocks, leftovers)
         }
-        while ox < g.outWidth { pixel(ox, image, out, res, kyLo, kyHi, blocks, leftovers); ox += 1 }
+        while ox < g.outWidth { pixel(ox, image, out, res, rows, blocks, leftovers); ox += 1 }
+        if !epilogue.vectorized {
+            // leakyRelu, silu: lane by lane over what this call wrote (still in L1).
+            let first = blocks.lowerBound * 8, last = leftovers ? c : blocks.upperBound * 8
+            for ox in 0..<g.outWidth {
+                for ch in first..<last { out[ox * c + ch] = epilogue.activation.apply(out[ox * c + ch]) }
+            }
+        }
     }
 
-    /// Interior pixels `oxLo..<oxHi` four at a time: for each channel block, four
-    /// accumulators, and each weight vector loaded once for the four. Returns the first
-    /// pixel not done (fewer than four remain; `pixel` finishes them).
-    @inline(__always)
-    func interior(kw: Int, _ oxLo: Int, _ oxHi: Int, _ image: UnsafeMutablePointer<Float>,
-                  _ out: UnsafeMutablePointer<Float>, _ res: UnsafeMutablePointer<Float>?,
-                  _ kyLo: Int, _ kyHi: Int, _ blocks: Range<Int>, _ leftovers: Bool) -> Int {
+    /// Stride 1, no dilation, 3 taps per kernel row: four neighbouring output pixels read
+    /// six neighbouring input pixels, so each input vector is loaded once and used by up to
+    /// three accumulators, each weight vector once for four (9 loads for 12 FMAs per kernel
+    /// row, against 15 when every tap loads its input). Each accumulator still adds its taps
+    /// in kx order, the same chain of FMAs as `pixel`. Returns the first pixel not done.
+    @inline(never)
+    func slidingInterior3(_ oxLo: Int, _ oxHi: Int, _ image: UnsafeMutablePointer<Float>,
+                          _ out: UnsafeMutablePointer<Float>, _ res: UnsafeMutablePointer<Float>?,
+                          _ rows: Range<Int>, _ blocks: Range<Int>, _ leftovers: Bool) -> Int {
         let g = self.g
         let c = g.inChannels
         let w = self.w.pointer, bias = self.bias.pointer
+        let lower = epilogue.lower, upper = epilogue.upper
+        let rowStride = g.dilationY * g.width * c
+        var ox = oxLo
+        while ox + 4 <= oxHi {
+            let ix0 = ox - g.padLeft
+            for block in blocks {
+                let c0 = block * 8
+                let b = load8(bias + c0)
+                var a0 = b, a1 = b, a2 = b, a3 = b
+                var src = image + rows.lowerBound * rowStride + ix0 * c + c0
+                var wt = w + rows.lowerBound * 3 * c + c0
+                for _ in rows {
+                    let w0 = load8(wt), w1 = load8(wt + c), w2 = load8(wt + 2 * c)
+                    var v = load8(src)
+                    a0 = a0.addingProduct(v, w0)
+                    v = load8(src + c)
+                    a0 = a0.addingProduct(v, w1); a1 = a1.addingProduct(v, w0)
+                    v = load8(src + 2 * c)
+                    a0 = a0.addingProduct(v, w2); a1 = a1.addingProduct(v, w1); a2 = a2.addingProduct(v, w0)
+                    v = load8(src + 3 * c)
+                    a1 = a1.addingProduct(v, w2); a2 = a2.addingProduct(v, w1); a3 = a3.addingProduct(v, w0)
+                    v = load8(src + 4 * c)
+                    a2 = a2.addingProduct(v, w2); a3 = a3.addingProduct(v, w1)
+                    v = load8(src + 5 * c)
+                    a3 = a3.addingProduct(v, w2)
+                    src += rowStride
+                    wt += 3 * c
+                }
+                let o = ox * c + c0
+                finish(a0, out + o, res.map { $0 + o }, lower, upper)
+                finish(a1, out + o + c, res.map { $0 + o + c }, lower, upper)
+                finish(a2, out + o + 2 * c, res.map { $0 + o + 2 * c }, lower, upper)
+                finish(a3, out + o + 3 * c, res.map { $0 + o + 3 * c }, lower, upper)
+            }
+            if leftovers {
+                for p in 0..<4 { leftoverChannels(ox + p, image, out, res, rows, 0..<3) }
+            }
+            ox += 4
+        }
+        return ox
+    }
+
+    /// As ``slidingInterior3`` for 5 taps per kernel row: eight input loads and five weight
+    /// loads for 20 FMAs (against 25 loads).
+    @inline(never)
+    func slidingInterior5(_ oxLo: Int, _ oxHi: Int, _ image: UnsafeMutablePointer<Float>,
+                          _ out: UnsafeMutablePointer<Float>, _ res: UnsafeMutablePointer<Float>?,
+                          _ rows: Range<Int>, _ blocks: Range<Int>, _ leftovers: Bool) -> Int {
+        let g = self.g
+        let c = g.inChannels
+        let w = self.w.pointer, bias = self.bias.pointer
+        let lower = epilogue.lower, upper = epilogue.upper
+        let rowStride = g.dilationY * g.width * c
+        var ox = oxLo
+        while ox + 4 <= oxHi {
+            let ix0 = ox - g.padLeft
+            for block in blocks {
+                let c0 = block * 8
+                let b = load8(bias + c0)
+                var a0 = b, a1 = b, a2 = b, a3 = b
+                var src = image + rows.lowerBound * rowStride + ix0 * c + c0
+                var wt = w + rows.lowerBound * 5 * c + c0
+                for _ in rows {
+                    let w0 = load8(wt), w1 = load8(wt + c), w2 = load8(wt + 2 * c)
+                    let w3 = load8(wt + 3 * c), w4 = load8(wt + 4 * c)
+                    var v = load8(src)
+                    a0 = a0.addingProduct(v, w0)
+                    v = load8(src + c)
+                    a0 = a0.addingProduct(v, w1); a1 = a1.addingProduct(v, w0)
+                    v = load8(src + 2 * c)
+                    a0 = a0.addingProduct(v, w2); a1 = a1.addingProduct(v, w1); a2 = a2.addingProduct(v, w0)
+                    v = load8(src + 3 * c)
+                    a0 = a0.addingProduct(v, w3); a1 = a1.addingProduct(v, w2); a2 = a2.addingProduct(v, w1)
+                    a3 = a3.addingProduct(v, w0)
+                    v = load8(src + 4 * c)
+                    a0 = a0.addingProduct(v, w4); a1 = a1.addingProduct(v, w3); a2 = a2.addingProduct(v, w2)
+                    a3 = a3.addingProduct(v, w1)
+                    v = load8(src + 5 * c)
+                    a1 = a1.addingProduct(v, w4); a2 = a2.addingProduct(v, w3); a3 = a3.addingProduct(v, w2)
+                    v = load8(src + 6 * c)
+                    a2 = a2.addingProduct(v, w4); a3 = a3.addingProduct(v, w3)
+                    v = load8(src + 7 * c)
+                    a3 = a3.addingProduct(v, w4)
+                    src += rowStride
+                    wt += 5 * c
+                }
+                let o = ox * c + c0
+                finish(a0, out + o, res.map { $0 + o }, lower, upper)
+                finish(a1, out + o + c, res.map { $0 + o + c }, lower, upper)
+                finish(a2, out + o + 2 * c, res.map { $0 + o + 2 * c }, lower, upper)
+                finish(a3, out + o + 3 * c, res.map { $0 + o + 3 * c }, lower, upper)
+            }
+            if leftovers {
+                for p in 0..<4 { leftoverChannels(ox + p, image, out, res, rows, 0..<5) }
+            }
+            ox += 4
+        }
+        return ox
+    }
+
+    /// Interior pixels four at a time for any stride and dilation: for each channel block,
+    /// four accumulators, and each weight vector loaded once for the four. With a fixed
+    /// width the tap loop unrolls. Returns the first pixel not done.
+    @inline(never)
+    func interior<Width: KernelWidth>(
+        _: Width.Type, _ oxLo: Int, _ oxHi: Int, _ image: UnsafeMutablePointer<Float>,
+        _ out: UnsafeMutablePointer<Float>, _ res: UnsafeMutablePointer<Float>?,
+        _ rows: Range<Int>, _ blocks: Range<Int>, _ leftovers: Bool
+    ) -> Int {
+        let g = self.g
+        let c = g.inChannels
+        let kw = Width.fixed ?? g.kernelWidth
+        let w = self.w.pointer, bias = self.bias.pointer
+        let lower = epilogue.lower, upper = epilogue.upper
         let rowStride = g.dilationY * g.width * c     // next kernel row in the input
         let pixelStride = g.strideX * c               // next output pixel in the input
         let tapStride = g.dilationX * c               // next kernel column in the input
         var ox = oxLo
         while ox + 4 <= oxHi {
             let ix0 = ox * g.strideX - g.padLeft
-            let o = ox * c
             for block in blocks {
                 let c0 = block * 8
                 let b = load8(bias + c0)
                 var a0 = b, a1 = b, a2 = b, a3 = b
-                var src = image + kyLo * rowStride + ix0 * c + c0
-                var wt = w + kyLo * kw * c + c0
-                for _ in kyLo..<kyHi {
-                    // kw is a literal in the specialised copies: this loop unrolls.
+                var src = image + rows.lowerBound * rowStride + ix0 * c + c0
+                var wt = w + rows.lowerBound * kw * c + c0
+                for _ in rows {
                     for kx in 0..<kw {
                         let wv = load8(wt + kx * c)
                         let s = src + kx * tapStride
@@ -233,16 +352,14 @@ private struct DepthwiseKernel: Sendable {
                     src += rowStride
                     wt += kw * c
                 }
-                let r = res
-                epilogue.store(a0, out, r, o + c0)
-                epilogue.store(a1, out, r, o + c + c0)
-                epilogue.store(a2, out, r, o + 2 * c + c0)
-                epilogue.store(a3, out, r, o + 3 * c + c0)
+                let o = ox * c + c0
+                finish(a0, out + o, res.map { $0 + o }, lower, upper)
+                finish(a1, out + o + c, res.map { $0 + o + c }, lower, upper)
+                finish(a2, out + o + 2 * c, res.map { $0 + o + 2 * c }, lower, upper)
+                finish(a3, out + o + 3 * c, res.map { $0 + o + 3 * c }, lower, upper)
             }
             if leftovers {
-                for p in 0..<4 {
-                    leftoverChannels(ox + p, image, out, res, kyLo, kyHi, 0, kw)
-                }
+                for p in 0..<4 { leftoverChannels(ox + p, image, out, res, rows, 0..<kw) }
             }
             ox += 4
         }
@@ -250,54 +367,55 @@ private struct DepthwiseKernel: Sendable {
     }
 
     /// One output pixel with its own in-image tap ranges (border pixels, interior leftovers,
-    /// and any geometry the blocked path does not cover).
-    @inline(__always)
+    /// and any geometry the blocked paths do not cover).
+    @inline(never)
     func pixel(_ ox: Int, _ image: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-               _ res: UnsafeMutablePointer<Float>?, _ kyLo: Int, _ kyHi: Int, _ blocks: Range<Int>, _ leftovers: Bool) {
+               _ res: UnsafeMutablePointer<Float>?, _ rows: Range<Int>, _ blocks: Range<Int>, _ leftovers: Bool) {
         let g = self.g
         let c = g.inChannels
         let w = self.w.pointer, bias = self.bias.pointer
+        let lower = epilogue.lower, upper = epilogue.upper
         let ix0 = ox * g.strideX - g.padLeft
         let kxLo = Swift.max(0, ceilDivide(-ix0, g.dilationX))
         let kxHi = Swift.max(kxLo, Swift.min(g.kernelWidth, floorDivide(g.width - 1 - ix0, g.dilationX) + 1))
-        let o = ox * c
         for block in blocks {
             let c0 = block * 8
             var acc = load8(bias + c0)
-            var ky = kyLo
-            while ky < kyHi {
+            for ky in rows {
                 let src = image + ky * g.dilationY * g.width * c + ix0 * c + c0
                 let wt = w + ky * g.kernelWidth * c + c0
                 for kx in kxLo..<kxHi {
                     acc = acc.addingProduct(load8(src + kx * g.dilationX * c), load8(wt + kx * c))
                 }
-                ky += 1
             }
-            epilogue.store(acc, out, res, o + c0)
+            let o = ox * c + c0
+            finish(acc, out + o, res.map { $0 + o }, lower, upper)
         }
-        if leftovers { leftoverChannels(ox, image, out, res, kyLo, kyHi, kxLo, kxHi) }
+        if leftovers { leftoverChannels(ox, image, out, res, rows, kxLo..<kxHi) }
     }
 
     /// The channels past the last whole block of 8, one at a time (none in EfficientNet).
+    /// Same FMA chain per element as the vector paths.
     @inline(never)
     func leftoverChannels(_ ox: Int, _ image: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                          _ res: UnsafeMutablePointer<Float>?, _ kyLo: Int, _ kyHi: Int, _ kxLo: Int, _ kxHi: Int) {
+                          _ res: UnsafeMutablePointer<Float>?, _ rows: Range<Int>, _ taps: Range<Int>) {
         let g = self.g
         let c = g.inChannels
         let w = self.w.pointer, bias = self.bias.pointer
         let ix0 = ox * g.strideX - g.padLeft
         for ch in (c / 8 * 8)..<c {
             var acc = bias[ch]
-            var ky = kyLo
-            while ky < kyHi {
+            for ky in rows {
                 let src = image + ky * g.dilationY * g.width * c + ix0 * c + ch
                 let wt = w + ky * g.kernelWidth * c + ch
-                for kx in kxLo..<kxHi {
+                for kx in taps {
                     acc = acc.addingProduct(src[kx * g.dilationX * c], wt[kx * c])
                 }
-                ky += 1
             }
-            epilogue.store(acc, out, res, ox * c + ch)
+            if let res { acc += res[ox * c + ch] }
+            // Clamp as the vector paths do; the other activations are applied by `row`.
+            if epilogue.vectorized { acc = Swift.min(Swift.max(acc, epilogue.lower[0]), epilogue.upper[0]) }
+            out[ox * c + ch] = acc
         }
     }
 }
