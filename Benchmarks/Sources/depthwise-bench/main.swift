@@ -94,6 +94,25 @@ func oldEpilogue(_ out: UnsafeMutablePointer<Float>, rows: Int, channels: Int, b
     if let pool { pool.parallelRanges(rows, body) } else { body(0..<rows) }
 }
 
+/// The memory floor of a layer: read the input once, write the output once (no arithmetic
+/// to speak of), split by rows like the kernels. A kernel near this time is memory-bound.
+func streamFloor(_ x: UnsafePointer<Float>, count: Int, _ y: UnsafeMutablePointer<Float>, outCount: Int,
+                 pool: ThreadPool) {
+    let source = UnsafeSharedPointer(readOnly: x), target = UnsafeSharedPointer(y)
+    let parts = 64
+    pool.parallelRanges(parts) { range in
+        var acc = SIMD8<Float>(repeating: 0)
+        let lo = range.lowerBound * count / parts / 8 * 8, hi = range.upperBound * count / parts / 8 * 8
+        var i = lo
+        while i < hi {
+            acc += UnsafeRawPointer(source.pointer + i).loadUnaligned(as: SIMD8<Float>.self)
+            i += 8
+        }
+        let outLo = range.lowerBound * outCount / parts, outHi = range.upperBound * outCount / parts
+        (target.pointer + outLo).update(repeating: acc.sum(), count: outHi - outLo)
+    }
+}
+
 // MARK: - Shapes and timing
 
 /// (input size, channels, kernel, stride, layers of this shape in Lite0)
@@ -108,7 +127,7 @@ let samples = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ??
 for threads in [1, 2] {
     let pool = ThreadPool(threadCount: threads)
     print("\(threads) thread(s); median of \(samples) interleaved samples, bias + relu6")
-    print("  shape                         old ms   new ms   ratio")
+    print("  shape                         old ms   new ms   ratio   floor ms (read in + write out)")
     var groupOld: [String: Double] = [:], groupNew: [String: Double] = [:]
     for (size, c, k, stride, count) in shapes {
         let g = ConvGeometry(batch: 1, height: size, width: size, inChannels: c, outChannels: c, kernelHeight: k,
@@ -124,7 +143,7 @@ for threads in [1, 2] {
         newOut.initialize(repeating: 0, count: outCount)
         // Repeat each timed call enough for ~1 ms samples.
         let repeats = max(1, 200_000 / (g.outHeight * g.outWidth * c * k * k / 100))
-        var oldTimes: [Double] = [], newTimes: [Double] = []
+        var oldTimes: [Double] = [], newTimes: [Double] = [], floorTimes: [Double] = []
         x.withUnsafeBufferPointer { xp in
             w.withUnsafeBufferPointer { wp in
                 b.withUnsafeBufferPointer { bp in
@@ -144,7 +163,21 @@ for threads in [1, 2] {
                         t0 = now()
                         for _ in 0..<repeats { runNew() }
                         newTimes.append((now() - t0) / Double(repeats))
+                        t0 = now()
+                        for _ in 0..<repeats {
+                            streamFloor(xp.baseAddress!, count: xp.count, oldOut, outCount: outCount, pool: pool)
+                        }
+                        floorTimes.append((now() - t0) / Double(repeats))
                     }
+                }
+            }
+        }
+        // The floor overwrote oldOut: compare a fresh run.
+        x.withUnsafeBufferPointer { xp in
+            w.withUnsafeBufferPointer { wp in
+                b.withUnsafeBufferPointer { bp in
+                    oldDepthwiseForward(xp.baseAddress!, wp.baseAddress!, oldOut, g, pool: pool)
+                    oldEpilogue(oldOut, rows: g.outHeight * g.outWidth, channels: c, bias: bp.baseAddress!, pool: pool)
                 }
             }
         }
@@ -154,7 +187,8 @@ for threads in [1, 2] {
         oldOut.deallocate(); newOut.deallocate()
         let oldMs = oldTimes.sorted()[samples / 2] * 1000, newMs = newTimes.sorted()[samples / 2] * 1000
         let name = "\(size)x\(size)x\(c) \(k)x\(k)/\(stride)" + (count > 1 ? " (x\(count))" : "")
-        print(String(format: "  %-28@ %7.3f  %7.3f  %5.2fx", name as NSString, oldMs, newMs, oldMs / newMs))
+        let floorMs = floorTimes.sorted()[samples / 2] * 1000
+        print(String(format: "  %-28@ %7.3f  %7.3f  %5.2fx  %7.3f", name as NSString, oldMs, newMs, oldMs / newMs, floorMs))
         let group = "\(k)x\(k) s\(stride)"
         groupOld[group, default: 0] += oldMs * Double(count)
         groupNew[group, default: 0] += newMs * Double(count)
