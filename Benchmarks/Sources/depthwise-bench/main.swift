@@ -124,10 +124,11 @@ let shapes: [(Int, Int, Int, Int, Int)] = [
 ]
 let samples = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 31 : 31
 
+let singleThread = ThreadPool(threadCount: 1)
 for threads in [1, 2] {
     let pool = ThreadPool(threadCount: threads)
     print("\(threads) thread(s); median of \(samples) interleaved samples, bias + relu6")
-    print("  shape                         old ms   new ms   ratio   floor ms (read in + write out)")
+    print("  shape                         old ms   new ms   ratio  floor ms" + (threads > 1 ? "  new 1-thread ms  scaling" : ""))
     var groupOld: [String: Double] = [:], groupNew: [String: Double] = [:]
     for (size, c, k, stride, count) in shapes {
         let g = ConvGeometry(batch: 1, height: size, width: size, inChannels: c, outChannels: c, kernelHeight: k,
@@ -143,7 +144,7 @@ for threads in [1, 2] {
         newOut.initialize(repeating: 0, count: outCount)
         // Repeat each timed call enough for ~1 ms samples.
         let repeats = max(1, 200_000 / (g.outHeight * g.outWidth * c * k * k / 100))
-        var oldTimes: [Double] = [], newTimes: [Double] = [], floorTimes: [Double] = []
+        var oldTimes: [Double] = [], newTimes: [Double] = [], floorTimes: [Double] = [], singleTimes: [Double] = []
         x.withUnsafeBufferPointer { xp in
             w.withUnsafeBufferPointer { wp in
                 b.withUnsafeBufferPointer { bp in
@@ -168,6 +169,16 @@ for threads in [1, 2] {
                             streamFloor(xp.baseAddress!, count: xp.count, oldOut, outCount: outCount, pool: pool)
                         }
                         floorTimes.append((now() - t0) / Double(repeats))
+                        if threads > 1 {
+                            // The new kernel on one thread, for its own scaling.
+                            t0 = now()
+                            for _ in 0..<repeats {
+                                depthwiseConvForward(xp.baseAddress!, weight: wp.baseAddress!, bias: bp.baseAddress,
+                                                     residual: nil, output: newOut, geometry: g, activation: .relu6,
+                                                     pool: singleThread)
+                            }
+                            singleTimes.append((now() - t0) / Double(repeats))
+                        }
                     }
                 }
             }
@@ -188,7 +199,12 @@ for threads in [1, 2] {
         let oldMs = oldTimes.sorted()[samples / 2] * 1000, newMs = newTimes.sorted()[samples / 2] * 1000
         let name = "\(size)x\(size)x\(c) \(k)x\(k)/\(stride)" + (count > 1 ? " (x\(count))" : "")
         let floorMs = floorTimes.sorted()[samples / 2] * 1000
-        print(String(format: "  %-28@ %7.3f  %7.3f  %5.2fx  %7.3f", name as NSString, oldMs, newMs, oldMs / newMs, floorMs))
+        var line = String(format: "  %-28@ %7.3f  %7.3f  %5.2fx  %7.3f", name as NSString, oldMs, newMs, oldMs / newMs, floorMs)
+        if threads > 1 {
+            let singleMs = singleTimes.sorted()[samples / 2] * 1000
+            line += String(format: "  %7.3f  %5.2fx", singleMs, singleMs / newMs)
+        }
+        print(line)
         let group = "\(k)x\(k) s\(stride)"
         groupOld[group, default: 0] += oldMs * Double(count)
         groupNew[group, default: 0] += newMs * Double(count)
