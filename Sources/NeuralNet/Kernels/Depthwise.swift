@@ -185,14 +185,24 @@ private struct DepthwiseKernel: Sendable {
         var ox = 0
         while ox < oxLo { pixel(ox, image, out, res, rows, blocks, leftovers); ox += 1 }
         let sliding = g.strideX == 1 && g.dilationX == 1, strided = g.strideX == 2 && g.dilationX == 1
-        switch g.kernelWidth {
-        case 3 where sliding: ox = slidingInterior3(oxLo, oxHi, image, out, res, rows, blocks, leftovers)
-        case 5 where sliding: ox = slidingInterior5(oxLo, oxHi, image, out, res, rows, blocks, leftovers)
-        case 3 where strided: ox = stridedInterior3(oxLo, oxHi, image, out, res, rows, blocks, leftovers)
-        case 5 where strided: ox = stridedInterior5(oxLo, oxHi, image, out, res, rows, blocks, leftovers)
-        case 3: ox = interior(Width3.self, oxLo, oxHi, image, out, res, rows, blocks, leftovers)
-        case 5: ox = interior(Width5.self, oxLo, oxHi, image, out, res, rows, blocks, leftovers)
-        default: ox = interior(WidthAny.self, oxLo, oxHi, image, out, res, rows, blocks, leftovers)
+        func interiors(_ from: Int) -> Int {
+            switch g.kernelWidth {
+            case 3 where sliding: slidingInterior3(from, oxHi, image, out, res, rows, blocks, leftovers)
+            case 5 where sliding: slidingInterior5(from, oxHi, image, out, res, rows, blocks, leftovers)
+            case 3 where strided: stridedInterior3(from, oxHi, image, out, res, rows, blocks, leftovers)
+            case 5 where strided: stridedInterior5(from, oxHi, image, out, res, rows, blocks, leftovers)
+            case 3: interior(Width3.self, from, oxHi, image, out, res, rows, blocks, leftovers)
+            case 5: interior(Width5.self, from, oxHi, image, out, res, rows, blocks, leftovers)
+            default: interior(WidthAny.self, from, oxHi, image, out, res, rows, blocks, leftovers)
+            }
+        }
+        ox = interiors(oxLo)
+        if ox < oxHi && oxHi - oxLo >= 4 {
+            // 1-3 interior pixels left: one more group of four ending at oxHi, overlapping
+            // the last one, beats the per-pixel path (the 7x7 and 14x14 layers have short
+            // interiors). The overlapped pixels are written twice, by this same call, with
+            // the same bits.
+            ox = interiors(oxHi - 4)
         }
         while ox < g.outWidth { pixel(ox, image, out, res, rows, blocks, leftovers); ox += 1 }
         if !epilogue.vectorized {
