@@ -18,10 +18,13 @@
 //     contiguous range of ky, whatever the dilation), and each output column which kernel
 //     columns do; no tap is ever tested inside the multiply-add loops.
 //   - Columns whose whole window is inside the image (the interior, nearly all of them)
-//     go through a blocked kernel: four output pixels along x share every weight vector
-//     loaded, with the kernel width a compile-time constant (3 and 5, the EfficientNet
-//     sizes) so the taps unroll fully. Other columns (the borders) take a per-pixel path
-//     with their own tap ranges.
+//     go four at a time through a blocked kernel that loads each weight vector once for
+//     the four. For 3x3 and 5x5 at stride 1 and 2 (all of EfficientNet) the taps are
+//     written out so that each input vector is loaded once and feeds every accumulator
+//     that needs it: on this AVX2 machine a 256-bit load and a 256-bit FMA each issue
+//     once per cycle, so a kernel that loads an input per FMA is load-bound. Other
+//     widths, strides and dilations use a generic version (specialised for widths 3 and
+//     5). Border columns take a per-pixel path with their own tap ranges.
 //   - Channels go 8 at a time (one ymm on AVX2; SIMD16 would be two registers and halve
 //     the pixels we can keep in flight), leftover channels one at a time.
 //   - Accumulators start at the bias; residual and the clamp of relu/relu6 are applied
