@@ -24,7 +24,10 @@
 //     that needs it: on this AVX2 machine a 256-bit load and a 256-bit FMA each issue
 //     once per cycle, so a kernel that loads an input per FMA is load-bound. Other
 //     widths, strides and dilations use a generic version (specialised for widths 3 and
-//     5). Border columns take a per-pixel path with their own tap ranges.
+//     5). Border columns take a per-pixel path with their own tap ranges, except at
+//     stride 1, where the sliding kernels also run on border groups, skipping the input
+//     columns outside the image (on the 7x7 layers with 5x5 kernels every column is a
+//     border column).
 //   - Channels go 8 at a time (one ymm on AVX2; SIMD16 would be two registers and halve
 //     the pixels we can keep in flight), leftover channels one at a time.
 //   - Accumulators start at the bias; residual and the clamp of relu/relu6 are applied
@@ -154,6 +157,12 @@ private enum Width3: KernelWidth { static var fixed: Int? { 3 } }
 private enum Width5: KernelWidth { static var fixed: Int? { 5 } }
 private enum WidthAny: KernelWidth { static var fixed: Int? { nil } }
 
+/// Whether the sliding kernels test each input column against the image (groups that
+/// reach into the padding) or not (interior groups: the tests fold away).
+private protocol ColumnBounds { static var checked: Bool { get } }
+private enum Unchecked: ColumnBounds { static var checked: Bool { false } }
+private enum Checked: ColumnBounds { static var checked: Bool { true } }
+
 /// The pointers and geometry of one call; `row` does the work of one output row.
 private struct DepthwiseKernel: Sendable {
     let x: UnsafeSharedPointer<Float>          // [N, H, W, C], read only
@@ -186,12 +195,30 @@ private struct DepthwiseKernel: Sendable {
         let oxLo = Swift.min(g.outWidth, ceilDivide(g.padLeft, g.strideX))
         let oxHi = Swift.max(oxLo, Swift.min(g.outWidth, floorDivide(g.width - 1 - span + g.padLeft, g.strideX) + 1))
         var ox = 0
-        while ox < oxLo { pixel(ox, image, out, res, rows, blocks, leftovers); ox += 1 }
+        // Stride-1 3x3 and 5x5 rows of four pixels or more: border pixels go through the
+        // sliding kernels too, in groups of four that skip the input columns outside the
+        // image (the last group starts at OW - 4, overlapping its neighbour: the overlapped
+        // pixels get the same bits from the same call). Each accumulator still adds exactly
+        // its in-image taps in kx order, the FMA chain of `pixel`.
         let sliding = g.strideX == 1 && g.dilationX == 1, strided = g.strideX == 2 && g.dilationX == 1
+        let edgeGroups = sliding && (g.kernelWidth == 3 || g.kernelWidth == 5) && g.outWidth >= 4
+        func border(_ from: Int) {
+            let start = Swift.min(from, g.outWidth - 4)
+            if g.kernelWidth == 3 {
+                _ = slidingInterior3(Checked.self, start, start + 4, image, out, res, rows, blocks, leftovers)
+            } else {
+                _ = slidingInterior5(Checked.self, start, start + 4, image, out, res, rows, blocks, leftovers)
+            }
+        }
+        if edgeGroups {
+            while ox < oxLo { border(ox); ox = Swift.min(ox, g.outWidth - 4) + 4 }
+        } else {
+            while ox < oxLo { pixel(ox, image, out, res, rows, blocks, leftovers); ox += 1 }
+        }
         func interiors(_ from: Int) -> Int {
             switch g.kernelWidth {
-            case 3 where sliding: slidingInterior3(from, oxHi, image, out, res, rows, blocks, leftovers)
-            case 5 where sliding: slidingInterior5(from, oxHi, image, out, res, rows, blocks, leftovers)
+            case 3 where sliding: slidingInterior3(Unchecked.self, from, oxHi, image, out, res, rows, blocks, leftovers)
+            case 5 where sliding: slidingInterior5(Unchecked.self, from, oxHi, image, out, res, rows, blocks, leftovers)
             case 3 where strided: stridedInterior3(from, oxHi, image, out, res, rows, blocks, leftovers)
             case 5 where strided: stridedInterior5(from, oxHi, image, out, res, rows, blocks, leftovers)
             case 3: interior(Width3.self, from, oxHi, image, out, res, rows, blocks, leftovers)
@@ -199,15 +226,20 @@ private struct DepthwiseKernel: Sendable {
             default: interior(WidthAny.self, from, oxHi, image, out, res, rows, blocks, leftovers)
             }
         }
-        ox = interiors(oxLo)
-        if ox < oxHi && oxHi - oxLo >= 4 {
+        let first = Swift.max(ox, oxLo)
+        ox = interiors(first)
+        if ox < oxHi && oxHi - first >= 4 {
             // 1-3 interior pixels left: one more group of four ending at oxHi, overlapping
             // the last one, beats the per-pixel path (the 7x7 and 14x14 layers have short
             // interiors). The overlapped pixels are written twice, by this same call, with
             // the same bits.
             ox = interiors(oxHi - 4)
         }
-        while ox < g.outWidth { pixel(ox, image, out, res, rows, blocks, leftovers); ox += 1 }
+        if edgeGroups {
+            while ox < g.outWidth { border(ox); ox = Swift.min(ox, g.outWidth - 4) + 4 }
+        } else {
+            while ox < g.outWidth { pixel(ox, image, out, res, rows, blocks, leftovers); ox += 1 }
+        }
         if !epilogue.vectorized {
             // leakyRelu, silu: lane by lane over what this call wrote (still in L1).
             let first = blocks.lowerBound * 8, last = leftovers ? c : blocks.upperBound * 8
@@ -223,7 +255,7 @@ private struct DepthwiseKernel: Sendable {
     /// row, against 15 when every tap loads its input). Each accumulator still adds its taps
     /// in kx order, the same chain of FMAs as `pixel`. Returns the first pixel not done.
     @inline(never)
-    func slidingInterior3(_ oxLo: Int, _ oxHi: Int, _ image: UnsafeMutablePointer<Float>,
+    func slidingInterior3<Bounds: ColumnBounds>(_: Bounds.Type, _ oxLo: Int, _ oxHi: Int, _ image: UnsafeMutablePointer<Float>,
                           _ out: UnsafeMutablePointer<Float>, _ res: UnsafeMutablePointer<Float>?,
                           _ rows: Range<Int>, _ blocks: Range<Int>, _ leftovers: Bool) -> Int {
         let g = self.g
@@ -234,6 +266,8 @@ private struct DepthwiseKernel: Sendable {
         var ox = oxLo
         while ox + 4 <= oxHi {
             let ix0 = ox - g.padLeft
+            // Input columns ix0 + j inside the image (all of them for interior pixels).
+            let jLo = Swift.max(0, -ix0), jHi = Swift.min(6, g.width - ix0)
             for block in blocks {
                 let c0 = block * 8
                 let b = load8(bias + c0)
@@ -242,18 +276,30 @@ private struct DepthwiseKernel: Sendable {
                 var wt = w + rows.lowerBound * 3 * c + c0
                 for _ in rows {
                     let w0 = load8(wt), w1 = load8(wt + c), w2 = load8(wt + 2 * c)
-                    var v = load8(src)
-                    a0 = a0.addingProduct(v, w0)
-                    v = load8(src + c)
-                    a0 = a0.addingProduct(v, w1); a1 = a1.addingProduct(v, w0)
-                    v = load8(src + 2 * c)
-                    a0 = a0.addingProduct(v, w2); a1 = a1.addingProduct(v, w1); a2 = a2.addingProduct(v, w0)
-                    v = load8(src + 3 * c)
-                    a1 = a1.addingProduct(v, w2); a2 = a2.addingProduct(v, w1); a3 = a3.addingProduct(v, w0)
-                    v = load8(src + 4 * c)
-                    a2 = a2.addingProduct(v, w2); a3 = a3.addingProduct(v, w1)
-                    v = load8(src + 5 * c)
-                    a3 = a3.addingProduct(v, w2)
+                    if !Bounds.checked || (jLo <= 0 && 0 < jHi) {
+                        let v = load8(src)
+                        a0 = a0.addingProduct(v, w0)
+                    }
+                    if !Bounds.checked || (jLo <= 1 && 1 < jHi) {
+                        let v = load8(src + c)
+                        a0 = a0.addingProduct(v, w1); a1 = a1.addingProduct(v, w0)
+                    }
+                    if !Bounds.checked || (jLo <= 2 && 2 < jHi) {
+                        let v = load8(src + 2 * c)
+                        a0 = a0.addingProduct(v, w2); a1 = a1.addingProduct(v, w1); a2 = a2.addingProduct(v, w0)
+                    }
+                    if !Bounds.checked || (jLo <= 3 && 3 < jHi) {
+                        let v = load8(src + 3 * c)
+                        a1 = a1.addingProduct(v, w2); a2 = a2.addingProduct(v, w1); a3 = a3.addingProduct(v, w0)
+                    }
+                    if !Bounds.checked || (jLo <= 4 && 4 < jHi) {
+                        let v = load8(src + 4 * c)
+                        a2 = a2.addingProduct(v, w2); a3 = a3.addingProduct(v, w1)
+                    }
+                    if !Bounds.checked || (jLo <= 5 && 5 < jHi) {
+                        let v = load8(src + 5 * c)
+                        a3 = a3.addingProduct(v, w2)
+                    }
                     src += rowStride
                     wt += 3 * c
                 }
@@ -264,7 +310,7 @@ private struct DepthwiseKernel: Sendable {
                 finish(a3, out + o + 3 * c, res.map { $0 + o + 3 * c }, lower, upper)
             }
             if leftovers {
-                for p in 0..<4 { leftoverChannels(ox + p, image, out, res, rows, 0..<3) }
+                for p in 0..<4 { leftoverChannels(ox + p, image, out, res, rows, taps(ox + p)) }
             }
             ox += 4
         }
@@ -274,7 +320,7 @@ private struct DepthwiseKernel: Sendable {
     /// As ``slidingInterior3`` for 5 taps per kernel row: eight input loads and five weight
     /// loads for 20 FMAs (against 25 loads).
     @inline(never)
-    func slidingInterior5(_ oxLo: Int, _ oxHi: Int, _ image: UnsafeMutablePointer<Float>,
+    func slidingInterior5<Bounds: ColumnBounds>(_: Bounds.Type, _ oxLo: Int, _ oxHi: Int, _ image: UnsafeMutablePointer<Float>,
                           _ out: UnsafeMutablePointer<Float>, _ res: UnsafeMutablePointer<Float>?,
                           _ rows: Range<Int>, _ blocks: Range<Int>, _ leftovers: Bool) -> Int {
         let g = self.g
@@ -285,6 +331,8 @@ private struct DepthwiseKernel: Sendable {
         var ox = oxLo
         while ox + 4 <= oxHi {
             let ix0 = ox - g.padLeft
+            // Input columns ix0 + j inside the image (all of them for interior pixels).
+            let jLo = Swift.max(0, -ix0), jHi = Swift.min(8, g.width - ix0)
             for block in blocks {
                 let c0 = block * 8
                 let b = load8(bias + c0)
@@ -294,24 +342,40 @@ private struct DepthwiseKernel: Sendable {
                 for _ in rows {
                     let w0 = load8(wt), w1 = load8(wt + c), w2 = load8(wt + 2 * c)
                     let w3 = load8(wt + 3 * c), w4 = load8(wt + 4 * c)
-                    var v = load8(src)
-                    a0 = a0.addingProduct(v, w0)
-                    v = load8(src + c)
-                    a0 = a0.addingProduct(v, w1); a1 = a1.addingProduct(v, w0)
-                    v = load8(src + 2 * c)
-                    a0 = a0.addingProduct(v, w2); a1 = a1.addingProduct(v, w1); a2 = a2.addingProduct(v, w0)
-                    v = load8(src + 3 * c)
-                    a0 = a0.addingProduct(v, w3); a1 = a1.addingProduct(v, w2); a2 = a2.addingProduct(v, w1)
-                    a3 = a3.addingProduct(v, w0)
-                    v = load8(src + 4 * c)
-                    a0 = a0.addingProduct(v, w4); a1 = a1.addingProduct(v, w3); a2 = a2.addingProduct(v, w2)
-                    a3 = a3.addingProduct(v, w1)
-                    v = load8(src + 5 * c)
-                    a1 = a1.addingProduct(v, w4); a2 = a2.addingProduct(v, w3); a3 = a3.addingProduct(v, w2)
-                    v = load8(src + 6 * c)
-                    a2 = a2.addingProduct(v, w4); a3 = a3.addingProduct(v, w3)
-                    v = load8(src + 7 * c)
-                    a3 = a3.addingProduct(v, w4)
+                    if !Bounds.checked || (jLo <= 0 && 0 < jHi) {
+                        let v = load8(src)
+                        a0 = a0.addingProduct(v, w0)
+                    }
+                    if !Bounds.checked || (jLo <= 1 && 1 < jHi) {
+                        let v = load8(src + c)
+                        a0 = a0.addingProduct(v, w1); a1 = a1.addingProduct(v, w0)
+                    }
+                    if !Bounds.checked || (jLo <= 2 && 2 < jHi) {
+                        let v = load8(src + 2 * c)
+                        a0 = a0.addingProduct(v, w2); a1 = a1.addingProduct(v, w1); a2 = a2.addingProduct(v, w0)
+                    }
+                    if !Bounds.checked || (jLo <= 3 && 3 < jHi) {
+                        let v = load8(src + 3 * c)
+                        a0 = a0.addingProduct(v, w3); a1 = a1.addingProduct(v, w2); a2 = a2.addingProduct(v, w1)
+                        a3 = a3.addingProduct(v, w0)
+                    }
+                    if !Bounds.checked || (jLo <= 4 && 4 < jHi) {
+                        let v = load8(src + 4 * c)
+                        a0 = a0.addingProduct(v, w4); a1 = a1.addingProduct(v, w3); a2 = a2.addingProduct(v, w2)
+                        a3 = a3.addingProduct(v, w1)
+                    }
+                    if !Bounds.checked || (jLo <= 5 && 5 < jHi) {
+                        let v = load8(src + 5 * c)
+                        a1 = a1.addingProduct(v, w4); a2 = a2.addingProduct(v, w3); a3 = a3.addingProduct(v, w2)
+                    }
+                    if !Bounds.checked || (jLo <= 6 && 6 < jHi) {
+                        let v = load8(src + 6 * c)
+                        a2 = a2.addingProduct(v, w4); a3 = a3.addingProduct(v, w3)
+                    }
+                    if !Bounds.checked || (jLo <= 7 && 7 < jHi) {
+                        let v = load8(src + 7 * c)
+                        a3 = a3.addingProduct(v, w4)
+                    }
                     src += rowStride
                     wt += 5 * c
                 }
@@ -322,7 +386,7 @@ private struct DepthwiseKernel: Sendable {
                 finish(a3, out + o + 3 * c, res.map { $0 + o + 3 * c }, lower, upper)
             }
             if leftovers {
-                for p in 0..<4 { leftoverChannels(ox + p, image, out, res, rows, 0..<5) }
+                for p in 0..<4 { leftoverChannels(ox + p, image, out, res, rows, taps(ox + p)) }
             }
             ox += 4
         }
@@ -489,6 +553,14 @@ private struct DepthwiseKernel: Sendable {
             ox += 4
         }
         return ox
+    }
+
+    /// The kernel columns of output column `ox` that fall inside the image.
+    @inline(__always)
+    func taps(_ ox: Int) -> Range<Int> {
+        let ix0 = ox * g.strideX - g.padLeft
+        let kxLo = Swift.max(0, ceilDivide(-ix0, g.dilationX))
+        return kxLo..<Swift.max(kxLo, Swift.min(g.kernelWidth, floorDivide(g.width - 1 - ix0, g.dilationX) + 1))
     }
 
     /// One output pixel with its own in-image tap ranges (border pixels, interior leftovers,
