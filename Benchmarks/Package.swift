@@ -70,6 +70,10 @@ let package = Package(
             dependencies: [.product(name: "TensorCore", package: rootPackage), .product(name: "NeuralNet", package: rootPackage)],
             swiftSettings: simdSwiftSettings),
         .executableTarget(
+            name: "depthwise-bench",
+            dependencies: [.product(name: "TensorCore", package: rootPackage), .product(name: "NeuralNet", package: rootPackage)],
+            swiftSettings: simdSwiftSettings),
+        .executableTarget(
             name: "train-bench",
             dependencies: [
                 .product(name: "TensorCore", package: rootPackage), .product(name: "NeuralNet", package: rootPackage),

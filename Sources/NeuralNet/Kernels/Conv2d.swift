@@ -132,6 +132,11 @@ public func conv2dForward(
     let outShape = [g.batch, g.outHeight, g.outWidth, g.outChannels]
     precondition(residual == nil || residual!.shape == outShape,
                  "conv2dForward: residual \(residual!.shape) does not match output \(outShape)")
+    if g.isDepthwise {
+        // Direct kernel with the epilogue fused (Depthwise.swift).
+        return depthwiseConv2dForward(input, weight: weight, bias: bias, geometry: g, activation: activation,
+                                      residual: residual, pool: pool)
+    }
     if g.groups == 1 {
         // Every convolution with one group (1x1 included): the direct kernel over packed
         // weights, epilogue fused, every output element written once.
@@ -151,9 +156,9 @@ public func conv2dForward(
                              pool: pool)
 }
 
-/// Convolution forward through im2col and the general ``sgemm`` (depthwise: a direct
-/// loop), the epilogue as a second pass. ``conv2dForward`` uses it for grouped and
-/// depthwise convolutions; public so that benchmarks can compare it with the direct kernel.
+/// Convolution forward through im2col and the general ``sgemm`` (any groups), the epilogue
+/// as a second pass. ``conv2dForward`` uses it for grouped convolutions that are not
+/// depthwise; public so that benchmarks can compare it with the direct kernels.
 public func conv2dForwardGEMM(
     _ input: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry,
     activation: Activation = .none, residual: Tensor? = nil, pool: ThreadPool? = .shared
@@ -164,9 +169,7 @@ public func conv2dForwardGEMM(
     output.withUnsafeMutableBufferPointer { out in
         input.withUnsafeBufferPointer { x in
             weight.withUnsafeBufferPointer { w in
-                if g.isDepthwise {
-                    depthwiseForward(x.baseAddress!, w.baseAddress!, out.baseAddress!, g, pool: pool)
-                } else if g.isPointwise {
+                if g.isPointwise {
                     sgemm(transposeA: false, transposeB: false, m: m, n: g.outChannels, k: g.inChannels,
                           alpha: 1, a: x.baseAddress, lda: g.inChannels, b: w.baseAddress, ldb: g.outChannels,
                           beta: 0, c: out.baseAddress, ldc: g.outChannels, pool: pool)
@@ -370,61 +373,6 @@ func im2col(_ x: UnsafePointer<Float>, _ columns: UnsafeMutablePointer<Float>, _
                         }
                         dst += cg
                     }
-                }
-            }
-        }
-    }
-    if let pool { pool.parallelRanges(rows, body) } else { body(0..<rows) }
-}
-
-/// Depthwise convolution, direct: each output pixel accumulates KH*KW taps of a channel
-/// vector, 16 channels per SIMD register. Split by output row (one writer per row).
-func depthwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                      _ g: ConvGeometry, pool: ThreadPool?) {
-    let c = g.inChannels
-    let rows = g.batch * g.outHeight
-    let source = UnsafeSharedPointer(readOnly: x), weights = UnsafeSharedPointer(readOnly: w)
-    let target = UnsafeSharedPointer(y)
-    let body: @Sendable (Range<Int>) -> Void = { range in
-        let x = source.pointer, w = weights.pointer, y = target.pointer
-        for rowIndex in range {
-            let n = rowIndex / g.outHeight, oy = rowIndex % g.outHeight
-            for ox in 0..<g.outWidth {
-                let out = y + (rowIndex * g.outWidth + ox) * c
-                // Channel blocks of 16 in registers, then the leftovers one by one.
-                var c0 = 0
-                while c0 + 16 <= c {
-                    var acc = SIMD16<Float>(repeating: 0)
-                    for ky in 0..<g.kernelHeight {
-                        let iy = oy * g.strideY - g.padTop + ky * g.dilationY
-                        if iy < 0 || iy >= g.height { continue }
-                        for kx in 0..<g.kernelWidth {
-                            let ix = ox * g.strideX - g.padLeft + kx * g.dilationX
-                            if ix < 0 || ix >= g.width { continue }
-                            let src = UnsafeRawPointer(x + ((n * g.height + iy) * g.width + ix) * c + c0)
-                            let wt = UnsafeRawPointer(w + (ky * g.kernelWidth + kx) * c + c0)
-                            acc = acc.addingProduct(src.loadUnaligned(as: SIMD16<Float>.self),
-                                                    wt.loadUnaligned(as: SIMD16<Float>.self))
-                        }
-                    }
-                    UnsafeMutableRawPointer(out + c0).storeBytes(of: acc, as: SIMD16<Float>.self)
-                    c0 += 16
-                }
-                // leftovers
-                while c0 < c {
-                    var acc: Float = 0
-                    for ky in 0..<g.kernelHeight {
-                        let iy = oy * g.strideY - g.padTop + ky * g.dilationY
-                        if iy < 0 || iy >= g.height { continue }
-                        for kx in 0..<g.kernelWidth {
-                            let ix = ox * g.strideX - g.padLeft + kx * g.dilationX
-                            if ix < 0 || ix >= g.width { continue }
-                            acc = acc.addingProduct(x[((n * g.height + iy) * g.width + ix) * c + c0],
-                                                    w[(ky * g.kernelWidth + kx) * c + c0])
-                        }
-                    }
-                    out[c0] = acc
-                    c0 += 1
                 }
             }
         }

@@ -125,7 +125,8 @@ func fusedInvertedResidual(_ x: Tensor, expand: FusedConv, depthwise: FusedConv,
 private func depthwiseBand(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: Tensor,
                            output: UnsafeMutablePointer<Float>, geometry g: ConvGeometry, activation: Activation,
                            pool: ThreadPool?) {
-    depthwiseForward(x, weight, output, g, pool: pool)
-    applyEpilogue(output, rows: g.outHeight * g.outWidth, channels: g.outChannels, bias: bias, residual: nil,
-                  activation: activation, pool: pool)
+    bias.withUnsafeBufferPointer { b in
+        depthwiseConvForward(x, weight: weight, bias: b.baseAddress!, residual: nil, output: output, geometry: g,
+                             activation: activation, pool: pool)
+    }
 }
