@@ -65,7 +65,7 @@ for batch in [1, 8] {
 
 // Per convolution kind: each block's convolutions run one by one (residuals ignored).
 do {
-    var kinds: [String: Double] = [:]
+    var kinds: [String: Double] = [:], kindFlops: [String: Double] = [:]
     var x = input
     for layer in network.layers {
         guard case .block(let block) = layer else { x = layer(x, pool: pool); continue }
@@ -82,11 +82,19 @@ do {
                 best = min(best, now() - t0)
             }
             kinds[kind, default: 0] += best * 1000
+            let flops = 2.0 * Double(y.count * k[0] * k[1] * k[2])
+            kindFlops[kind, default: 0] += flops
+            if kind == "pointwise" {
+                print(String(format: "  pointwise %3dx%-3d %4d->%-4d %6.3f ms %5.1f GF/s", y.shape[1], y.shape[2], k[2], k[3],
+                             best * 1000, flops / best * 1e-9))
+            }
             h = y
         }
         x = layer(x, pool: pool)
     }
-    for (kind, ms) in kinds.sorted(by: { $0.value > $1.value }) { print(String(format: "%-22@ %7.2f ms", kind, ms)) }
+    for (kind, ms) in kinds.sorted(by: { $0.value > $1.value }) {
+        print(String(format: "%-22@ %7.2f ms %6.1f GF/s", kind as NSString, ms, kindFlops[kind]! / ms * 1e-6))
+    }
 }
 
 // Direct kernel vs im2col + sgemm, same shapes, interleaved (ratio > 1: direct is faster).
