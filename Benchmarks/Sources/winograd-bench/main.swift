@@ -1,10 +1,11 @@
-// winograd-bench: Winograd F(2x2, 3x3) (winogradConv3x3) against the im2col + GEMM path
-// (conv2dForward) on the 3x3 stride-1 convolutions of ResNet-18 at 224x224, with the same
+// winograd-bench: Winograd F(2x2, 3x3) and F(4x4, 3x3) (winogradConv3x3) against
+// conv2dForward -- the direct kernel over packed weights (DirectConv.swift; im2col + GEMM
+// before 4d0f652) -- on the 3x3 stride-1 convolutions of ResNet-18 at 224x224, with the same
 // fused epilogue (bias + residual + ReLU, as in a basic block's second convolution).
 //
 //   swift run -c release winograd-bench [rounds]
 //
-// Each round runs im2col, Winograd F(2x2, 3x3) and F(4x4, 3x3) back to back. Times are the
+// Each round runs the direct kernel, Winograd F(2x2, 3x3) and F(4x4, 3x3) back to back. Times are the
 // minimum over the rounds (the least disturbed by other users of the machine), speed-ups
 // the median of the per-round ratios.
 //
@@ -31,8 +32,8 @@ func relativeError(_ actual: Tensor, _ expected: [Float]) -> Float {
 }
 
 let shapes = [(56, 64), (28, 128), (14, 256), (7, 512)]
-print("rounds \(pairs); min times; speed-up = median over rounds of im2col time / Winograd time")
-print("shape              batch thr | im2col ms GF/s | F(2x2) ms  GF/s speed-up | F(4x4) ms  GF/s speed-up | err F2  err F4")
+print("rounds \(pairs); min times; speed-up = median over rounds of direct time / Winograd time")
+print("shape              batch thr | direct ms GF/s | F(2x2) ms  GF/s speed-up | F(4x4) ms  GF/s speed-up | err F2  err F4")
 for threads in [1, 2] {
     let pool = ThreadPool(threadCount: threads)
     for (size, channels) in shapes {

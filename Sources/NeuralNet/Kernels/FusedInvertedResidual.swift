@@ -15,6 +15,7 @@
 // The same kernels do the arithmetic (``directConvForward`` for the 1x1 convolutions, the
 // depthwise kernel on a band described as a convolution with adjusted padding), in the same
 // order per element, so the result equals the layer-by-layer path bit for bit (tested).
+import Synchronization
 import TensorCore
 
 /// Whether ``fusedInvertedResidual(_:expand:depthwise:project:identity:pool:)`` applies to
@@ -55,60 +56,38 @@ func fusedInvertedResidual(_ x: Tensor, expand: FusedConv, depthwise: FusedConv,
     let band = max(1, min(oh, ((224 << 10) / rowBytes - span) / sy + 1))
     let capacity = (band - 1) * sy + span    // expanded rows held at once
     precondition(!identity || (oh == h && ow == w && cout == cin), "fusedInvertedResidual: identity shortcut needs equal shapes")
-    var expanded = [Float](repeating: 0, count: capacity * w * hidden)   // [rows, W, hidden]
-    var middle = [Float](repeating: 0, count: band * ow * hidden)        // [band, OW, hidden]
+    let threads = pool?.threadCount ?? 1
     return Tensor(uninitializedShape: [n, oh, ow, cout]) { out in
         x.withUnsafeBufferPointer { input in
-            expanded.withUnsafeMutableBufferPointer { expanded in
-                middle.withUnsafeMutableBufferPointer { middle in
-                    withOptionalPointer(expand.bias) { expandBias in
-                        withOptionalPointer(project.bias) { projectBias in
-                            depthwise.weight.withUnsafeBufferPointer { depthwiseWeight in
-                                for image in 0..<n {
-                                    let source = input.baseAddress! + image * h * w * cin
-                                    let target = out.baseAddress! + image * oh * ow * cout
-                                    // Input rows [held.lowerBound, held.upperBound) are in `expanded`.
-                                    var held = 0..<0
-                                    for oy0 in stride(from: 0, to: oh, by: band) {
-                                        let oy1 = min(oy0 + band, oh)
-                                        let wantedTop = oy0 * sy - full.padTop, wantedBottom = (oy1 - 1) * sy - full.padTop + span
-                                        let a = max(0, wantedTop), b = min(h, wantedBottom)
-                                        // Keep the rows shared with the previous band, compute the rest.
-                                        let keep = held.overlaps(a..<b) ? max(a, held.lowerBound)..<min(b, held.upperBound) : a..<a
-                                        if !keep.isEmpty && keep.lowerBound != a { fatalError("fusedInvertedResidual: band order") }
-                                        if !keep.isEmpty && keep.lowerBound != held.lowerBound {
-                                            let from = expanded.baseAddress! + (keep.lowerBound - held.lowerBound) * w * hidden
-                                            expanded.baseAddress!.update(from: from, count: keep.count * w * hidden)
+            withOptionalPointer(expand.bias) { expandBias in
+                withOptionalPointer(project.bias) { projectBias in
+                    withOptionalPointer(depthwise.bias) { depthwiseBias in
+                        depthwise.weight.withUnsafeBufferPointer { depthwiseWeight in
+                            let job = BandJob(
+                                input: UnsafeSharedPointer(readOnly: input.baseAddress!), output: UnsafeSharedPointer(out.baseAddress!),
+                                expandBias: expandBias.map { UnsafeSharedPointer(readOnly: $0) },
+                                depthwiseBias: depthwiseBias.map { UnsafeSharedPointer(readOnly: $0) },
+                                projectBias: projectBias.map { UnsafeSharedPointer(readOnly: $0) },
+                                depthwiseWeight: UnsafeSharedPointer(readOnly: depthwiseWeight.baseAddress!),
+                                expand: expand, depthwise: depthwise, project: project, identity: identity, full: full,
+                                height: h, width: w, inChannels: cin, hidden: hidden, outChannels: cout, band: band,
+                                capacity: capacity, span: span)
+                            if let pool, threads > 1 {
+                                // Each thread takes whole images or a contiguous share of an
+                                // image's rows, with its own buffers, and runs the kernels on
+                                // its own: a band's kernels are too small to split again
+                                // (2 threads on one band scaled 1.2x at batch 8).
+                                pool.parallelRanges(n * threads) { units in
+                                    job.withBuffers { expanded, middle in
+                                        for unit in units {
+                                            let rows = ThreadPool.range(of: unit % threads, participants: threads, count: oh)
+                                            job.run(image: unit / threads, rows: rows, expanded: expanded, middle: middle)
                                         }
-                                        let fresh = keep.upperBound..<b
-                                        if !fresh.isEmpty {
-                                            let g = ConvGeometry(batch: 1, height: fresh.count, width: w, inChannels: cin,
-                                                                 outChannels: hidden, kernelHeight: 1, kernelWidth: 1)
-                                            directConvForward(source + fresh.lowerBound * w * cin, weights: expand.packed!,
-                                                              bias: expandBias, residual: nil,
-                                                              output: expanded.baseAddress! + (fresh.lowerBound - a) * w * hidden,
-                                                              geometry: g, activation: expand.activation, pool: pool)
-                                        }
-                                        held = a..<b
-                                        // The band's depthwise rows: rows a..<b as the input, the
-                                        // missing rows above / below as padding.
-                                        let g = ConvGeometry(batch: 1, height: b - a, width: w, inChannels: hidden,
-                                                             outChannels: hidden, kernelHeight: kh, kernelWidth: kw,
-                                                             stride: depthwise.stride,
-                                                             padding: .explicit(top: a - wantedTop, left: full.padLeft,
-                                                                                bottom: wantedBottom - b, right: full.padRight),
-                                                             dilation: depthwise.dilation, groups: hidden)
-                                        precondition(g.outHeight == oy1 - oy0 && g.outWidth == ow, "fusedInvertedResidual: band geometry")
-                                        depthwiseBand(expanded.baseAddress!, weight: depthwiseWeight.baseAddress!,
-                                                      bias: depthwise.bias, output: middle.baseAddress!, geometry: g,
-                                                      activation: depthwise.activation, pool: pool)
-                                        let pg = ConvGeometry(batch: 1, height: oy1 - oy0, width: ow, inChannels: hidden,
-                                                              outChannels: cout, kernelHeight: 1, kernelWidth: 1)
-                                        directConvForward(middle.baseAddress!, weights: project.packed!, bias: projectBias,
-                                                          residual: identity ? source + oy0 * w * cin : nil,
-                                                          output: target + oy0 * ow * cout, geometry: pg,
-                                                          activation: project.activation, pool: pool)
                                     }
+                                }
+                            } else {
+                                job.withBuffers { expanded, middle in
+                                    for image in 0..<n { job.run(image: image, rows: 0..<oh, expanded: expanded, middle: middle) }
                                 }
                             }
                         }
@@ -119,14 +98,108 @@ func fusedInvertedResidual(_ x: Tensor, expand: FusedConv, depthwise: FusedConv,
     }
 }
 
-/// The depthwise convolution of one band with its epilogue (bias, activation), written to
-/// `output` (`[OH, OW, C]` of the band's geometry).
-@inline(__always)
-private func depthwiseBand(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: Tensor,
-                           output: UnsafeMutablePointer<Float>, geometry g: ConvGeometry, activation: Activation,
-                           pool: ThreadPool?) {
-    bias.withUnsafeBufferPointer { b in
-        depthwiseConvForward(x, weight: weight, bias: b.baseAddress!, residual: nil, output: output, geometry: g,
-                             activation: activation, pool: pool)
+/// One block call's arguments, shared by the threads (each writes its own output rows).
+private struct BandJob: Sendable {
+    let input: UnsafeSharedPointer<Float>            // [N, H, W, Cin]
+    let output: UnsafeSharedPointer<Float>           // [N, OH, OW, Cout], written
+    let expandBias: UnsafeSharedPointer<Float>?, depthwiseBias: UnsafeSharedPointer<Float>?
+    let projectBias: UnsafeSharedPointer<Float>?
+    let depthwiseWeight: UnsafeSharedPointer<Float>  // [KH, KW, 1, hidden]
+    let expand: FusedConv, depthwise: FusedConv, project: FusedConv
+    let identity: Bool
+    /// The depthwise convolution over one whole image.
+    let full: ConvGeometry
+    let height: Int, width: Int, inChannels: Int, hidden: Int, outChannels: Int
+    /// Output rows per band, expanded rows held, input rows under one output row.
+    let band: Int, capacity: Int, span: Int
+
+    /// Runs `body` with a participant's own buffers: the expanded rows `[capacity, W,
+    /// hidden]` and the band's depthwise output `[band, OW, hidden]`.
+    func withBuffers(_ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+        let first = capacity * width * hidden
+        ScratchBuffers.with(floats: first + band * full.outWidth * hidden) { scratch in
+            body(scratch, scratch + first)
+        }
+    }
+
+    /// Output rows `rows` of image `image`, band by band: on the calling thread, or with
+    /// every kernel split over `pool`.
+    func run(image: Int, rows: Range<Int>, expanded: UnsafeMutablePointer<Float>, middle: UnsafeMutablePointer<Float>,
+             pool: ThreadPool? = nil) {
+        let (h, w, cin, hidden, cout) = (height, width, inChannels, self.hidden, outChannels)
+        let (oh, ow) = (full.outHeight, full.outWidth)
+        let sy = full.strideY
+        let source = UnsafePointer(input.pointer) + image * h * w * cin
+        let target = output.pointer + image * oh * ow * cout
+        // Input rows [held.lowerBound, held.upperBound) are in `expanded`.
+        var held = 0..<0
+        for oy0 in stride(from: rows.lowerBound, to: rows.upperBound, by: band) {
+            let oy1 = min(oy0 + band, rows.upperBound)
+            let wantedTop = oy0 * sy - full.padTop, wantedBottom = (oy1 - 1) * sy - full.padTop + span
+            let a = max(0, wantedTop), b = min(h, wantedBottom)
+            // Keep the rows shared with the previous band (moved to the front), compute the rest.
+            let keep = held.overlaps(a..<b) ? max(a, held.lowerBound)..<min(b, held.upperBound) : a..<a
+            if !keep.isEmpty && keep.lowerBound != held.lowerBound {
+                expanded.update(from: expanded + (keep.lowerBound - held.lowerBound) * w * hidden, count: keep.count * w * hidden)
+            }
+            let fresh = keep.upperBound..<b
+            if !fresh.isEmpty {
+                let g = ConvGeometry(batch: 1, height: fresh.count, width: w, inChannels: cin, outChannels: hidden,
+                                     kernelHeight: 1, kernelWidth: 1)
+                directConvForward(source + fresh.lowerBound * w * cin, weights: expand.packed!,
+                                  bias: expandBias.map { UnsafePointer($0.pointer) }, residual: nil,
+                                  output: expanded + (fresh.lowerBound - a) * w * hidden, geometry: g,
+                                  activation: expand.activation, pool: pool)
+            }
+            held = a..<b
+            // The band's depthwise rows: rows a..<b as the input, the missing rows above
+            // and below as padding.
+            let g = ConvGeometry(batch: 1, height: b - a, width: w, inChannels: hidden, outChannels: hidden,
+                                 kernelHeight: full.kernelHeight, kernelWidth: full.kernelWidth, stride: depthwise.stride,
+                                 padding: .explicit(top: a - wantedTop, left: full.padLeft, bottom: wantedBottom - b,
+                                                    right: full.padRight),
+                                 dilation: depthwise.dilation, groups: hidden)
+            precondition(g.outHeight == oy1 - oy0 && g.outWidth == ow, "fusedInvertedResidual: band geometry")
+            depthwiseConvForward(expanded, weight: UnsafePointer(depthwiseWeight.pointer),
+                                 bias: depthwiseBias.map { UnsafePointer($0.pointer) }, residual: nil, output: middle,
+                                 geometry: g, activation: depthwise.activation, pool: pool)
+            let pg = ConvGeometry(batch: 1, height: oy1 - oy0, width: ow, inChannels: hidden, outChannels: cout,
+                                  kernelHeight: 1, kernelWidth: 1)
+            directConvForward(middle, weights: project.packed!, bias: projectBias.map { UnsafePointer($0.pointer) },
+                              residual: identity ? source + oy0 * w * cin : nil, output: target + oy0 * ow * cout,
+                              geometry: pg, activation: project.activation, pool: pool)
+        }
+    }
+}
+
+/// Scratch memory kept between calls. A fresh quarter megabyte per block call and thread
+/// is a fresh mmap: page faults on first touch, and every munmap interrupts the other core
+/// to flush its TLB (measured: Lite0 at 2 threads went from 18 to 23-30 ms per image).
+/// A caller takes a buffer (allocating one if none is large enough), uses it alone and
+/// gives it back; at most `capacity` are kept.
+enum ScratchBuffers {
+    private struct Buffer: @unchecked Sendable {  // owned by one user between take and give
+        let base: UnsafeMutablePointer<Float>
+        let floats: Int
+    }
+    private static let capacity = 8
+    private static let free = Mutex<[Buffer]>([])
+
+    static func with<R>(floats: Int, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
+        let taken = free.withLock { buffers -> Buffer? in
+            guard let index = buffers.firstIndex(where: { $0.floats >= floats }) else { return nil }
+            return buffers.remove(at: index)
+        }
+        let buffer = taken ?? Buffer(base: .allocate(capacity: max(floats, 1)), floats: max(floats, 1))
+        defer {
+            let dropped = free.withLock { buffers -> Buffer? in
+                buffers.append(buffer)
+                guard buffers.count > capacity else { return nil }
+                let smallest = buffers.indices.min { buffers[$0].floats < buffers[$1].floats }!
+                return buffers.remove(at: smallest)
+            }
+            dropped?.base.deallocate()
+        }
+        return body(buffer.base)
     }
 }
