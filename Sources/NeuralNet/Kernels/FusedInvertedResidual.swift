@@ -15,7 +15,6 @@
 // The same kernels do the arithmetic (``directConvForward`` for the 1x1 convolutions, the
 // depthwise kernel on a band described as a convolution with adjusted padding), in the same
 // order per element, so the result equals the layer-by-layer path bit for bit (tested).
-import Synchronization
 import TensorCore
 
 /// Whether ``fusedInvertedResidual(_:expand:depthwise:project:identity:pool:)`` applies to
@@ -172,34 +171,3 @@ private struct BandJob: Sendable {
     }
 }
 
-/// Scratch memory kept between calls. A fresh quarter megabyte per block call and thread
-/// is a fresh mmap: page faults on first touch, and every munmap interrupts the other core
-/// to flush its TLB (measured: Lite0 at 2 threads went from 18 to 23-30 ms per image).
-/// A caller takes a buffer (allocating one if none is large enough), uses it alone and
-/// gives it back; at most `capacity` are kept.
-enum ScratchBuffers {
-    private struct Buffer: @unchecked Sendable {  // owned by one user between take and give
-        let base: UnsafeMutablePointer<Float>
-        let floats: Int
-    }
-    private static let capacity = 8
-    private static let free = Mutex<[Buffer]>([])
-
-    static func with<R>(floats: Int, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
-        let taken = free.withLock { buffers -> Buffer? in
-            guard let index = buffers.firstIndex(where: { $0.floats >= floats }) else { return nil }
-            return buffers.remove(at: index)
-        }
-        let buffer = taken ?? Buffer(base: .allocate(capacity: max(floats, 1)), floats: max(floats, 1))
-        defer {
-            let dropped = free.withLock { buffers -> Buffer? in
-                buffers.append(buffer)
-                guard buffers.count > capacity else { return nil }
-                let smallest = buffers.indices.min { buffers[$0].floats < buffers[$1].floats }!
-                return buffers.remove(at: smallest)
-            }
-            dropped?.base.deallocate()
-        }
-        return body(buffer.base)
-    }
-}

@@ -17,7 +17,6 @@
 // the full-tile path (one multiply by alpha, one fused multiply-add with beta). Threads
 // split C into disjoint column (or row) ranges, so each element has one writer and the
 // result is bitwise identical for any thread count (tested).
-import Synchronization
 
 /// The register-tile shape of the GEMM micro-kernel.
 public enum GEMMKernel: Sendable, CaseIterable, CustomStringConvertible {
@@ -386,43 +385,6 @@ enum Kernel8x32: GEMMMicroKernel {
 
 // MARK: - Driver
 
-/// Packing buffers kept between sgemm calls, so that a call neither allocates nor
-/// page-faults: a fresh megabyte per call costs page faults, and in a multi-threaded
-/// process every `munmap` also interrupts the other cores to flush their TLBs.
-///
-/// A caller takes a buffer (or allocates one if none is large enough), uses it alone,
-/// and gives it back; at most `capacity` buffers are kept.
-private enum PackingBuffers {
-    struct Buffer: @unchecked Sendable {  // owned by exactly one user between take and give
-        let base: UnsafeMutablePointer<Float>
-        let floats: Int
-    }
-    static let capacity = 8
-    static let free = Mutex<[Buffer]>([])
-
-    static func with<R>(floats: Int, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
-        let taken = free.withLock { buffers -> Buffer? in
-            guard let index = buffers.firstIndex(where: { $0.floats >= floats }) else { return nil }
-            return buffers.remove(at: index)
-        }
-        let buffer = taken ?? Buffer(
-            base: UnsafeMutableRawPointer.allocate(byteCount: floats * 4, alignment: 64)
-                .bindMemory(to: Float.self, capacity: floats),
-            floats: floats)
-        defer {
-            let dropped = free.withLock { buffers -> Buffer? in
-                buffers.append(buffer)
-                guard buffers.count > capacity else { return nil }
-                // Drop the smallest: the large ones serve every size.
-                let smallest = buffers.indices.min { buffers[$0].floats < buffers[$1].floats }!
-                return buffers.remove(at: smallest)
-            }
-            dropped?.base.deallocate()
-        }
-        return body(buffer.base)
-    }
-}
-
 /// One sgemm call's arguments, shareable with pool workers (each writes its own C range).
 private struct GEMMProblem: Sendable {
     let transposeA: Bool, transposeB: Bool
@@ -468,7 +430,7 @@ private struct GEMMProblem: Sendable {
         let ncMax = min(blocking.nc, (cols.count + nr - 1) / nr * nr)
         // [mcMax / mr][kc][mr] | [ncMax / nr][kc][nr] | [mr][nr], each 64-byte aligned
         let aFloats = (mcMax * kcMax + 15) / 16 * 16, bFloats = (ncMax * kcMax + 15) / 16 * 16
-        PackingBuffers.with(floats: aFloats + bFloats + mr * nr) { scratch in
+        ScratchBuffers.with(floats: aFloats + bFloats + mr * nr) { scratch in
             compute(
                 K.self, rows: rows, cols: cols,
                 packedA: scratch, packedB: scratch + aFloats, edgeTile: scratch + aFloats + bFloats)
