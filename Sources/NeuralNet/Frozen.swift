@@ -14,7 +14,7 @@ public struct FusedConv: Sendable {
     public let dilation: (Int, Int)
     public let groups: Int
     public let activation: Activation
-    /// The weight packed once for the direct kernel (one group only).
+    /// The weight packed once for the direct kernel (one group, when Winograd does not run it).
     let packed: PackedConvWeights?
     /// The transformed filters when the convolution runs as Winograd F(m x m, 3x3): 3x3,
     /// stride 1, no dilation, one group, at least 16 input channels (F(4x4) from 64 on).
@@ -26,11 +26,12 @@ public struct FusedConv: Sendable {
                 groups: Int, activation: Activation) {
         self.weight = weight; self.bias = bias; self.stride = stride; self.padding = padding
         self.dilation = dilation; self.groups = groups; self.activation = activation
-        packed = groups == 1 ? PackedConvWeights(weight) : nil
         let cin = weight.shape[2]
         let winogradShape = weight.shape[0] == 3 && weight.shape[1] == 3 && stride == (1, 1) && dilation == (1, 1)
             && groups == 1 && cin >= 16
         winograd = winogradShape ? WinogradWeights(weight, tile: .preferred(inChannels: cin)) : nil
+        // One transformed copy of the weights per convolution, whichever kernel runs it.
+        packed = groups == 1 && !winogradShape ? PackedConvWeights(weight) : nil
     }
 
     /// Output channels.
@@ -70,12 +71,16 @@ public struct FrozenBlock: Sendable {
     }
 
     public func callAsFunction(_ x: Tensor, pool: ThreadPool? = .shared) -> Tensor {
-        if case .projection = shortcut {} else if fusesAsInvertedResidual(convolutions, input: x.shape) {
-            // Large maps: band by band, the expanded activations kept in cache (same result).
+        // Large maps: band by band, the expanded activations kept in cache (same result).
+        switch shortcut {
+        case .none, .identity:
+            guard fusesAsInvertedResidual(convolutions, input: x.shape) else { break }
             var identity = false
             if case .identity = shortcut { identity = true }
             return fusedInvertedResidual(x, expand: convolutions[0], depthwise: convolutions[1], project: convolutions[2],
                                          identity: identity, pool: pool)
+        case .projection:
+            break
         }
         return layerByLayer(x, pool: pool)
     }
