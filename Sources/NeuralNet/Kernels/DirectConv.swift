@@ -27,13 +27,13 @@
 import TensorCore
 
 /// Convolution weights `[KH, KW, Cin, Cout]` (groups = 1) packed for ``directConvForward``:
-/// output channels in panels of 24 (the last one 8 or 16 wide when that is enough, padded
-/// with zeros to a multiple of 8), each panel `[KH * KW * Cin][width]`.
+/// output channels in panels of 24 (a tail of at most 8 channels in an 8-wide panel, a tail
+/// of 9-23 in a 24-wide one; missing channels are zero), each panel `[KH * KW * Cin][width]`.
 public struct PackedConvWeights: Sendable {
     public let kernelHeight: Int, kernelWidth: Int, inChannels: Int, outChannels: Int
     /// The packed panels, one after another.
     let storage: [Float]
-    /// Per panel: first output channel, width in floats (24, 16 or 8), offset in `storage`.
+    /// Per panel: first output channel, width in floats (24 or 8), offset in `storage`.
     let panels: [(column: Int, width: Int, offset: Int)]
 
     /// Packs `weight` (`[KH, KW, Cin, Cout]`, HWIO).

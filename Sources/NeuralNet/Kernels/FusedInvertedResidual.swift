@@ -121,10 +121,8 @@ private struct BandJob: Sendable {
         }
     }
 
-    /// Output rows `rows` of image `image`, band by band: on the calling thread, or with
-    /// every kernel split over `pool`.
-    func run(image: Int, rows: Range<Int>, expanded: UnsafeMutablePointer<Float>, middle: UnsafeMutablePointer<Float>,
-             pool: ThreadPool? = nil) {
+    /// Output rows `rows` of image `image`, band by band, on the calling thread.
+    func run(image: Int, rows: Range<Int>, expanded: UnsafeMutablePointer<Float>, middle: UnsafeMutablePointer<Float>) {
         let (h, w, cin, hidden, cout) = (height, width, inChannels, self.hidden, outChannels)
         let (oh, ow) = (full.outHeight, full.outWidth)
         let sy = full.strideY
@@ -148,7 +146,7 @@ private struct BandJob: Sendable {
                 directConvForward(source + fresh.lowerBound * w * cin, weights: expand.packed!,
                                   bias: expandBias.map { UnsafePointer($0.pointer) }, residual: nil,
                                   output: expanded + (fresh.lowerBound - a) * w * hidden, geometry: g,
-                                  activation: expand.activation, pool: pool)
+                                  activation: expand.activation, pool: nil)
             }
             held = a..<b
             // The band's depthwise rows: rows a..<b as the input, the missing rows above
@@ -161,12 +159,12 @@ private struct BandJob: Sendable {
             precondition(g.outHeight == oy1 - oy0 && g.outWidth == ow, "fusedInvertedResidual: band geometry")
             depthwiseConvForward(expanded, weight: UnsafePointer(depthwiseWeight.pointer),
                                  bias: depthwiseBias.map { UnsafePointer($0.pointer) }, residual: nil, output: middle,
-                                 geometry: g, activation: depthwise.activation, pool: pool)
+                                 geometry: g, activation: depthwise.activation, pool: nil)
             let pg = ConvGeometry(batch: 1, height: oy1 - oy0, width: ow, inChannels: hidden, outChannels: cout,
                                   kernelHeight: 1, kernelWidth: 1)
             directConvForward(middle, weights: project.packed!, bias: projectBias.map { UnsafePointer($0.pointer) },
                               residual: identity ? source + oy0 * w * cin : nil, output: target + oy0 * ow * cout,
-                              geometry: pg, activation: project.activation, pool: pool)
+                              geometry: pg, activation: project.activation, pool: nil)
         }
     }
 }
