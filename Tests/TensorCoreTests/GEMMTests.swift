@@ -199,3 +199,70 @@ func rowSourceGEMMMatchesStoredGEMM(_ size: (Int, Int, Int)) {
         #expect(stored == implicit, "\(m)x\(n)x\(k)")
     }
 }
+
+/// Few-row products take the unpacked path (SmallRowsGEMM.swift) when the kernel is
+/// automatic: every transpose, scaling, width around its 4- and 32-column blocks, and the
+/// row counts on both sides of its limits (2 with B, 16 with Bᵀ).
+@Test(
+    "few-row sgemm (automatic kernel) matches the reference",
+    arguments: [(1, 1, 1), (1, 37, 19), (2, 33, 8), (2, 1000, 1280), (3, 65, 9), (5, 7, 70), (16, 131, 40), (17, 5, 3)])
+func smallRowsMatchReference(size: (Int, Int, Int)) {
+    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+        let t = GEMMCase(m: size.0, n: size.1, k: size.2, transposeA: ta, transposeB: tb, kernel: .automatic)
+        let ops = GEMMOperands(t, seed: UInt64(size.0 * 7 + size.1 * 13 + size.2))
+        for (alpha, beta) in [(Float(1), Float(0)), (0.5, -1.5)] {
+            var expected = ops.c, actual = ops.c
+            expected.withUnsafeMutableBufferPointer { c in
+                referenceGEMM(
+                    transposeA: ta, transposeB: tb, m: t.m, n: t.n, k: t.k, alpha: alpha, a: ops.a, lda: ops.lda,
+                    b: ops.b, ldb: ops.ldb, beta: beta, c: c.baseAddress, ldc: ops.ldc)
+            }
+            actual.withUnsafeMutableBufferPointer { c in
+                sgemm(
+                    transposeA: ta, transposeB: tb, m: t.m, n: t.n, k: t.k, alpha: alpha, a: ops.a, lda: ops.lda,
+                    b: ops.b, ldb: ops.ldb, beta: beta, c: c.baseAddress, ldc: ops.ldc, pool: nil)
+            }
+            var worst = 0.0
+            for i in 0..<t.m {
+                for j in 0..<ops.ldc {
+                    let index = i * ops.ldc + j
+                    if j >= t.n {
+                        #expect(actual[index] == ops.c[index])
+                        continue
+                    }
+                    let error = abs(Double(actual[index]) - Double(expected[index]))
+                    worst = max(worst, error / gemmTolerance(t, ops, i: i, j: j, alpha: alpha, beta: beta))
+                }
+            }
+            #expect(worst <= 1, "\(t.testDescription) alpha \(alpha) beta \(beta): error \(worst) x tolerance")
+        }
+    }
+}
+
+@Test("few-row sgemm gives the same bits on 1, 2 and 3 threads, and NaN in C is ignored with beta = 0")
+func smallRowsDeterministic() {
+    for (m, n, k, tb) in [(1, 1003, 700, true), (16, 301, 257, true), (2, 2049, 300, false)] {
+        let t = GEMMCase(m: m, n: n, k: k, transposeA: false, transposeB: tb, kernel: .automatic)
+        let ops = GEMMOperands(t, seed: 17)
+        var results: [[Float]] = []
+        for pool in [nil, ThreadPool(threadCount: 1), ThreadPool(threadCount: 2), ThreadPool(threadCount: 3)] {
+            var c = ops.c
+            c.withUnsafeMutableBufferPointer { c in
+                sgemm(
+                    transposeA: false, transposeB: tb, m: m, n: n, k: k, alpha: 0.75, a: ops.a, lda: ops.lda,
+                    b: ops.b, ldb: ops.ldb, beta: 0.25, c: c.baseAddress, ldc: ops.ldc, pool: pool)
+            }
+            results.append(c)
+        }
+        for result in results.dropFirst() {
+            #expect(result.map(\.bitPattern) == results[0].map(\.bitPattern), "\(t.testDescription)")
+        }
+        var c = [Float](repeating: .nan, count: m * ops.ldc)
+        c.withUnsafeMutableBufferPointer { c in
+            sgemm(
+                transposeA: false, transposeB: tb, m: m, n: n, k: k, alpha: 1, a: ops.a, lda: ops.lda,
+                b: ops.b, ldb: ops.ldb, beta: 0, c: c.baseAddress, ldc: ops.ldc, pool: nil)
+        }
+        #expect((0..<m).allSatisfy { i in (0..<n).allSatisfy { c[i * ops.ldc + $0].isFinite } })
+    }
+}

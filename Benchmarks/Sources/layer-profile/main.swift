@@ -47,6 +47,46 @@ for (index, layer) in network.layers.enumerated() {
 }
 print(String(format: "total %.1f ms (%.1f images/s) on %d thread(s)", sum, 1000 / sum, threads))
 
+// The head: global average pool and the classifier, batch 1.
+if let classifier = network.classifier {
+    var rng = Xoshiro256(seed: 6)
+    let embedding = Tensor(randomNormal: [1, classifier.weight.shape[1]], using: &rng)
+    var best = 1e9
+    for _ in 0..<15 {
+        let t0 = now()
+        _ = matmul(embedding, classifier.weight, transposeB: true, pool: pool)
+        best = min(best, now() - t0)
+    }
+    print(String(format: "classifier %@ at batch 1: %.3f ms", "\(classifier.weight.shape)", best * 1000))
+}
+
+// Few-row products: unpacked (automatic) vs packed 4x24 kernel.
+if CommandLine.arguments.contains("--small-rows") {
+    var rng = Xoshiro256(seed: 7)
+    for (n, k) in [(1000, 1280), (1000, 320), (128, 1280), (4096, 384)] {
+        for tb in [true, false] {
+            let b = tb ? Tensor(randomNormal: [n, k], using: &rng) : Tensor(randomNormal: [k, n], using: &rng)
+            for m in [1, 2, 4, 8, 16] {
+                let a = Tensor(randomNormal: [m, k], using: &rng)
+                var c = [Float](repeating: 0, count: m * n)
+                var best = [1e9, 1e9]
+                for _ in 0..<9 {
+                    for (index, kernel) in [GEMMKernel.automatic, .rows4x24].enumerated() {
+                        let t0 = now()
+                        a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { b in c.withUnsafeMutableBufferPointer { c in
+                            sgemm(transposeA: false, transposeB: tb, m: m, n: n, k: k, alpha: 1, a: a.baseAddress, lda: k,
+                                  b: b.baseAddress, ldb: tb ? k : n, beta: 0, c: c.baseAddress, ldc: n, pool: pool, kernel: kernel)
+                        } } }
+                        best[index] = min(best[index], now() - t0)
+                    }
+                }
+                print(String(format: "m=%2d n=%4d k=%4d %@: unpacked %.3f ms, packed %.3f ms", m, n, k, tb ? "Bt" : "B ",
+                             best[0] * 1000, best[1] * 1000))
+            }
+        }
+    }
+}
+
 // The whole forward at batch 1 and 8, as the backbone benchmark runs it.
 for batch in [1, 8] {
     var rng = Xoshiro256(seed: 5)

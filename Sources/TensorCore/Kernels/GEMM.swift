@@ -76,7 +76,9 @@ public enum GEMMKernel: Sendable, CaseIterable, CustomStringConvertible {
 ///   - c: the elements of `C` (may be nil when `m * n == 0`).
 ///   - ldc: the row stride of `C`.
 ///   - pool: the threads to use; defaults to ``ThreadPool/shared``, `nil` for one thread.
-///   - kernel: the micro-kernel; leave at ``GEMMKernel/automatic`` except in tests.
+///   - kernel: the micro-kernel; leave at ``GEMMKernel/automatic`` except in tests. With
+///     `automatic`, products of a few rows (16 with `B` transposed, 2 otherwise) skip the
+///     packing and read `B` once.
 public func sgemm(
     transposeA: Bool, transposeB: Bool,
     m: Int, n: Int, k: Int,
@@ -99,6 +101,13 @@ public func sgemm(
         return
     }
     guard let a, let b else { preconditionFailure("sgemm: A or B is nil for k=\(k)") }
+    if kernel == .automatic && m <= smallRowsLimit(transposeB: transposeB) {
+        // Too few rows to pay for packing B (SmallRowsGEMM.swift).
+        sgemmSmallRows(
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+            a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, pool: pool)
+        return
+    }
     let problem = GEMMProblem(
         transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
         a: UnsafeSharedPointer(readOnly: a), lda: lda, b: UnsafeSharedPointer(readOnly: b), ldb: ldb,
