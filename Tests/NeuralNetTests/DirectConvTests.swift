@@ -4,7 +4,7 @@ import Testing
 
 /// The direct convolution kernel against the reference at shapes that exercise each of its
 /// paths: reduction chunks made of several taps and of channel ranges of one tap, output
-/// channel tails of 8, 16 and 9-23 (padded panels), pixel counts that are not a multiple of
+/// channel panels of 24, 16 and 8 (``PackedConvWeights/panelWidths(_:)``, padded tails), pixel counts that are not a multiple of
 /// the 4-pixel tile, stride, dilation and one-sided padding, and every epilogue.
 @Test(arguments: [
     // (height, width, Cin, Cout, kernel, stride, dilation, padding)
@@ -15,6 +15,10 @@ import Testing
     (9, 6, 17, 33, 3, 1, 2, Padding.symmetric(2)),     // dilation 2, tail of 9
     (3, 3, 520, 16, 1, 1, 1, Padding.valid),           // pointwise, 3 channel parts
     (1, 1, 8, 24, 1, 1, 1, Padding.valid),             // one pixel
+    (7, 9, 3, 32, 3, 2, 1, Padding.symmetric(1)),      // Lite0-like stem, 16 + 16 panels
+    (5, 6, 32, 16, 1, 1, 1, Padding.valid),            // pointwise, one 16-wide panel
+    (5, 5, 24, 57, 1, 1, 1, Padding.valid),            // 24 + 24 + a 16-wide panel holding the last 9
+    (4, 5, 40, 12, 3, 1, 1, Padding.symmetric(1)),     // 16-wide panel with 12 valid columns
 ])
 func directConvolutionMatchesReference(
     shape: (Int, Int, Int, Int, Int, Int, Int, Padding)

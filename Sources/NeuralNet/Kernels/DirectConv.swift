@@ -27,14 +27,36 @@
 import TensorCore
 
 /// Convolution weights `[KH, KW, Cin, Cout]` (groups = 1) packed for ``directConvForward``:
-/// output channels in panels of 24 (a tail of at most 8 channels in an 8-wide panel, a tail
-/// of 9-23 in a 24-wide one; missing channels are zero), each panel `[KH * KW * Cin][width]`.
+/// output channels in panels of 24 and a last panel of 8, 16 or 24 (``panelWidths(_:)``;
+/// missing channels are zero), each panel `[KH * KW * Cin][width]`.
 public struct PackedConvWeights: Sendable {
     public let kernelHeight: Int, kernelWidth: Int, inChannels: Int, outChannels: Int
     /// The packed panels, one after another.
     let storage: [Float]
-    /// Per panel: first output channel, width in floats (24 or 8), offset in `storage`.
+    /// Per panel: first output channel, width in floats (24, 16 or 8), offset in `storage`.
     let panels: [(column: Int, width: Int, offset: Int)]
+
+    /// The panel widths for `outChannels`: 24 as long as possible, and the rest in one
+    /// 8-, 16- or 24-wide panel (zero-padded). The 4 x 24 and 4 x 16 kernels run near the
+    /// same speed per channel; the 4 x 8 one is bound by its four broadcasts per four FMAs
+    /// and runs at about half of it, so a last 24 + 8 (e.g. 32 channels) becomes 16 + 16.
+    static func panelWidths(_ outChannels: Int) -> [Int] {
+        var widths: [Int] = []
+        var left = outChannels
+        while left > 0 {
+            let chosen: Int
+            switch left {
+            case 25...32: chosen = 16
+            case 24...: chosen = 24
+            case 17...23: chosen = 24
+            case 9...16: chosen = 16
+            default: chosen = 8
+            }
+            widths.append(chosen)
+            left -= chosen
+        }
+        return widths
+    }
 
     /// Packs `weight` (`[KH, KW, Cin, Cout]`, HWIO).
     public init(_ weight: Tensor) {
@@ -44,11 +66,7 @@ public struct PackedConvWeights: Sendable {
         let depth = kernelHeight * kernelWidth * inChannels
         var panels: [(column: Int, width: Int, offset: Int)] = []
         var column = 0, offset = 0
-        while column < outChannels {
-            // A tail of 9-23 channels is one zero-padded 24-wide panel rather than 8-wide
-            // ones: the 4 x 8 kernel is bound by its broadcasts and runs at about half the
-            // speed, which costs more than the padding's wasted lanes.
-            let chosen = outChannels - column > 8 ? 24 : 8
+        for chosen in PackedConvWeights.panelWidths(outChannels) {
             panels.append((column, chosen, offset))
             offset += depth * chosen
             column += chosen
@@ -265,6 +283,9 @@ private struct DirectConvJob: Sendable {
                             if panel.width == 24 {
                                 Accumulators24.tile(pointers, taps: taps, depth: depth, weights: weights,
                                                     tapStride: cin * 24, out: out, epilogue)
+                            } else if panel.width == 16 {
+                                Accumulators16.tile(pointers, taps: taps, depth: depth, weights: weights,
+                                                    tapStride: cin * 16, out: out, epilogue)
                             } else {
                                 Accumulators8.tile(pointers, taps: taps, depth: depth, weights: weights,
                                                    tapStride: cin * 8, out: out, epilogue)
@@ -489,6 +510,101 @@ struct Accumulators24 {
 @inline(__always)
 private func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+}
+
+/// The 4 x 16 register tile, for a last panel of 9-16 output channels: 8 accumulators, two
+/// weight loads and four broadcasts per eight FMAs (enough independent sums to hide the FMA
+/// latency, unlike the 4 x 8 tile).
+struct Accumulators16 {
+    var c00: SIMD8<Float>, c01: SIMD8<Float>, c10: SIMD8<Float>, c11: SIMD8<Float>
+    var c20: SIMD8<Float>, c21: SIMD8<Float>, c30: SIMD8<Float>, c31: SIMD8<Float>
+
+    @inline(__always)
+    init(loading out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+        let p = UnsafePointer(out)
+        if e.first {
+            c00 = .zero; c01 = .zero; c10 = .zero; c11 = .zero; c20 = .zero; c21 = .zero; c30 = .zero; c31 = .zero
+        } else if e.rows == 4 && e.columns == 16 {
+            let ldc = e.ldc
+            c00 = load8(p); c01 = load8(p + 8); c10 = load8(p + ldc); c11 = load8(p + ldc + 8)
+            c20 = load8(p + 2 * ldc); c21 = load8(p + 2 * ldc + 8); c30 = load8(p + 3 * ldc); c31 = load8(p + 3 * ldc + 8)
+        } else {
+            let r = e.rows
+            func piece(_ row: Int, _ column: Int) -> SIMD8<Float> { row < r ? e.load(p, row: row, column: column) : .zero }
+            c00 = piece(0, 0); c01 = piece(0, 8); c10 = piece(1, 0); c11 = piece(1, 8)
+            c20 = piece(2, 0); c21 = piece(2, 8); c30 = piece(3, 0); c31 = piece(3, 8)
+        }
+    }
+
+    /// One tile, as ``Accumulators24/tile(_:taps:depth:weights:tapStride:out:_:)``.
+    @inline(never)
+    static func tile(_ pointers: UnsafePointer<UnsafePointer<Float>>, taps: Int, depth: Int, weights: UnsafePointer<Float>,
+                     tapStride: Int, out: UnsafeMutablePointer<Float>, _ epilogue: TileEpilogue) {
+        var acc = Accumulators16(loading: out, epilogue)
+        for t in 0..<taps {
+            let q = pointers + t * 4
+            acc.multiply(q[0], q[1], q[2], q[3], depth: depth, b: weights + t * tapStride)
+        }
+        acc.store(out, epilogue)
+    }
+
+    @inline(__always)
+    mutating func multiply(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>,
+                           _ a3: UnsafePointer<Float>, depth: Int, b: UnsafePointer<Float>) {
+        var pb = b
+        for p in 0..<depth {
+            let b0 = load8(pb), b1 = load8(pb + 8)
+            var v = SIMD8<Float>(repeating: a0[p])
+            c00 = c00.addingProduct(v, b0); c01 = c01.addingProduct(v, b1)
+            v = SIMD8<Float>(repeating: a1[p])
+            c10 = c10.addingProduct(v, b0); c11 = c11.addingProduct(v, b1)
+            v = SIMD8<Float>(repeating: a2[p])
+            c20 = c20.addingProduct(v, b0); c21 = c21.addingProduct(v, b1)
+            v = SIMD8<Float>(repeating: a3[p])
+            c30 = c30.addingProduct(v, b0); c31 = c31.addingProduct(v, b1)
+            pb += 16
+        }
+    }
+
+    @inline(__always)
+    func store(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+        guard e.rows == 4 && e.columns == 16 && (e.clamps || !e.last) else {
+            storeEdge(out, e)
+            return
+        }
+        let ldc = e.ldc
+        var d00 = c00, d01 = c01, d10 = c10, d11 = c11, d20 = c20, d21 = c21, d30 = c30, d31 = c31
+        if e.last {
+            if let bias = e.bias {
+                let b0 = load8(bias), b1 = load8(bias + 8)
+                d00 += b0; d01 += b1; d10 += b0; d11 += b1; d20 += b0; d21 += b1; d30 += b0; d31 += b1
+            }
+            if let r = e.residual {
+                d00 += load8(r); d01 += load8(r + 8); d10 += load8(r + ldc); d11 += load8(r + ldc + 8)
+                d20 += load8(r + 2 * ldc); d21 += load8(r + 2 * ldc + 8)
+                d30 += load8(r + 3 * ldc); d31 += load8(r + 3 * ldc + 8)
+            }
+            let lo = e.lower, hi = e.upper
+            @inline(__always) func clamp(_ v: SIMD8<Float>) -> SIMD8<Float> {
+                // Compare-and-blend: two vector ops (`clamped` goes lane by lane).
+                v.replacing(with: lo, where: v .< lo).replacing(with: hi, where: v .> hi)
+            }
+            d00 = clamp(d00); d01 = clamp(d01); d10 = clamp(d10); d11 = clamp(d11)
+            d20 = clamp(d20); d21 = clamp(d21); d30 = clamp(d30); d31 = clamp(d31)
+        }
+        store8(d00, out); store8(d01, out + 8); store8(d10, out + ldc); store8(d11, out + ldc + 8)
+        store8(d20, out + 2 * ldc); store8(d21, out + 2 * ldc + 8); store8(d30, out + 3 * ldc); store8(d31, out + 3 * ldc + 8)
+    }
+
+    /// Tiles with missing pixels or channels, and activations that are not a clamp.
+    @inline(never)
+    func storeEdge(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+        let b0 = e.biasPiece(0), b1 = e.biasPiece(8)
+        e.store(c00, b0, out, row: 0, column: 0); e.store(c01, b1, out, row: 0, column: 8)
+        e.store(c10, b0, out, row: 1, column: 0); e.store(c11, b1, out, row: 1, column: 8)
+        e.store(c20, b0, out, row: 2, column: 0); e.store(c21, b1, out, row: 2, column: 8)
+        e.store(c30, b0, out, row: 3, column: 0); e.store(c31, b1, out, row: 3, column: 8)
+    }
 }
 
 /// The 4 x 8 register tile, for the last 8 output channels.
