@@ -12,14 +12,23 @@ final class TensorStorage: @unchecked Sendable {
     @usableFromInline let count: Int
     @usableFromInline let base: UnsafeMutablePointer<Float>
 
+    /// Floats in the block behind `base` (at least `count`; more when it was recycled).
+    let capacity: Int
+
     /// Allocates uninitialised storage for `count` floats (callers initialise all of them).
     @usableFromInline
     init(uninitializedCount count: Int) {
         self.count = count
+        if let block = StorageCache.shared.take(count: count) {
+            base = block.base
+            capacity = block.capacity
+            return
+        }
         // 64-byte alignment: one zmm vector / one cache line, so SIMD loads never straddle.
         let raw = UnsafeMutableRawPointer.allocate(
             byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
         base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        capacity = max(count, 1)
     }
 
     @usableFromInline
@@ -35,7 +44,7 @@ final class TensorStorage: @unchecked Sendable {
         return result
     }
 
-    deinit { base.deallocate() }
+    deinit { StorageCache.shared.give(base: base, capacity: capacity) }
 }
 
 /// An n-dimensional array of `Float` (fp32) with value semantics.

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import TensorCore
+@_spi(Testing) import TensorCore
 
 /// Element counts around the 16-lane vector width and the 64-element unrolled sum.
 let awkwardCounts = [0, 1, 15, 16, 17, 63, 65, 1003]
@@ -174,4 +174,59 @@ func axisReductions(shape: [Int], axis: Int) {
     let y = Tensor(randomUniform: [1000], in: -2..<3, using: &u)
     #expect(y.min() >= -2 && y.max() < 3)
     #expect(Swift.abs(y.mean() - 0.5) < 0.2)
+}
+
+/// The storage cache (StorageCache.swift) on its own instance, since other tests allocate
+/// tensors concurrently through the shared one: a freed block serves the next request of
+/// 80-100 % of its size, nothing smaller or larger; the budget and block limit drop the
+/// oldest blocks; blocks under 256 KiB and over a quarter of the budget are never kept.
+@Test func storageCacheReusesBlocksWithinItsBounds() {
+    let cache = StorageCache(budgetBytes: 16 << 20, maximumBlocks: 3)
+    let floats = 300_000   // 1.2 MB
+    let (a, capacity) = cache.allocate(count: floats)
+    cache.free(a, capacity: capacity)
+    #expect(cache.cachedBytes == capacity * 4)
+    let (large, largeCapacity) = cache.allocate(count: floats * 2)   // too large for the block
+    let (b, bCapacity) = cache.allocate(count: floats / 2)            // too small to take it
+    #expect(large != a && b != a && cache.cachedBytes == capacity * 4)
+    large.deallocate(); b.deallocate()
+    _ = (largeCapacity, bCapacity)
+    let (c, cCapacity) = cache.allocate(count: floats - 1000)  // within 80 %: reused
+    #expect(c == a && cCapacity == capacity && cache.cachedBytes == 0)
+    cache.free(c, capacity: cCapacity)
+    // Small blocks and blocks over a quarter of the budget go straight back to the system.
+    let (small, smallCapacity) = cache.allocate(count: 1000)
+    cache.free(small, capacity: smallCapacity)
+    let (huge, hugeCapacity) = cache.allocate(count: 5 << 20)
+    cache.free(huge, capacity: hugeCapacity)
+    #expect(cache.cachedBytes == capacity * 4)
+    // At most 3 blocks: the oldest goes first.
+    let blocks = (0..<4).map { _ in cache.allocate(count: 200_000) }
+    for (base, capacity) in blocks { cache.free(base, capacity: capacity) }
+    #expect(cache.cachedBytes == 3 * 200_000 * 4)
+    // The 1.2 MB block was dropped: its request comes from the system, the cache is unchanged.
+    let (d, _) = cache.allocate(count: floats)
+    #expect(cache.cachedBytes == 3 * 200_000 * 4)
+    d.deallocate()
+    cache.releaseAll()
+    #expect(cache.cachedBytes == 0)
+}
+
+/// Recycled storage holds another tensor's old values: every initialiser must still define
+/// every element (checked by recycling NaN-filled tensors of the same size).
+@Test func tensorsOnRecycledStorageAreFullyInitialised() {
+    let shape = [1, 112, 112, 24]   // 1.2 MB, above the 256 KiB threshold
+    let values = (0..<(112 * 112 * 24)).map { Float($0 % 7) }
+    for _ in 0..<3 {
+        do { _ = Tensor(repeating: .nan, shape: shape) }
+        let zeros = Tensor(zeros: shape)
+        #expect(zeros.scalars.allSatisfy { $0 == 0 })
+        do { _ = Tensor(repeating: .nan, shape: shape) }
+        #expect(Tensor(values, shape: shape).scalars == values)
+        do { _ = Tensor(repeating: .nan, shape: shape) }
+        var copy = zeros
+        copy[0, 0, 0, 0] = 1   // copy-on-write into a recycled block
+        #expect(copy.scalars[0] == 1 && copy.scalars.dropFirst().allSatisfy { $0 == 0 })
+    }
+    Tensor.releaseCachedStorage()
 }
