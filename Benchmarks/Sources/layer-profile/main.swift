@@ -154,12 +154,22 @@ do {
             kinds[kind, default: 0] += best * 1000
             let flops = 2.0 * Double(y.count * k[0] * k[1] * k[2])
             kindFlops[kind, default: 0] += flops
-            if kind == "pointwise" {
+            if CommandLine.arguments.contains("--all-convs") {
+                print(String(format: "  %-16@ %3dx%-3d %4d->%-4d %6.3f ms %5.1f GF/s", kind as NSString, y.shape[1], y.shape[2],
+                             k[2] * conv.groups, k[3], best * 1000, flops / best * 1e-9))
+            } else if kind == "pointwise" {
                 print(String(format: "  pointwise %3dx%-3d %4d->%-4d %6.3f ms %5.1f GF/s", y.shape[1], y.shape[2], k[2], k[3],
                              best * 1000, flops / best * 1e-9))
             }
             h = y
         }
+        var bestBlock = 1e9
+        for _ in 0..<5 {
+            let t0 = now()
+            _ = layer(x, pool: pool)
+            bestBlock = min(bestBlock, now() - t0)
+        }
+        if CommandLine.arguments.contains("--all-convs") { print(String(format: "  block, best of 5: %.3f ms", bestBlock * 1000)) }
         x = layer(x, pool: pool)
     }
     for (kind, ms) in kinds.sorted(by: { $0.value > $1.value }) {
