@@ -66,35 +66,41 @@ func gemmTolerance(_ t: GEMMCase, _ ops: GEMMOperands, i: Int, j: Int, alpha: Fl
 func sgemmMatchesReference(_ t: GEMMCase) {
     let ops = GEMMOperands(t, seed: UInt64(t.m * 1_000_003 + t.n * 1009 + t.k))
     for (alpha, beta) in [(Float(1), Float(0)), (0.5, -1.5), (-2, 1)] {
-        var expected = ops.c
-        var actual = ops.c
-        expected.withUnsafeMutableBufferPointer { c in
-            referenceGEMM(
-                transposeA: t.transposeA, transposeB: t.transposeB, m: t.m, n: t.n, k: t.k,
-                alpha: alpha, a: ops.a, lda: ops.lda, b: ops.b, ldb: ops.ldb,
-                beta: beta, c: c.baseAddress, ldc: ops.ldc)
-        }
-        actual.withUnsafeMutableBufferPointer { c in
-            sgemm(
-                transposeA: t.transposeA, transposeB: t.transposeB, m: t.m, n: t.n, k: t.k,
-                alpha: alpha, a: ops.a, lda: ops.lda, b: ops.b, ldb: ops.ldb,
-                beta: beta, c: c.baseAddress, ldc: ops.ldc, pool: nil, kernel: t.kernel)
-        }
-        var worst = 0.0
-        for i in 0..<t.m {
-            for j in 0..<ops.ldc {
-                let index = i * ops.ldc + j
-                if j >= t.n {
-                    // Padding columns beyond n must be untouched.
-                    #expect(actual[index] == ops.c[index])
-                    continue
-                }
-                let error = abs(Double(actual[index]) - Double(expected[index]))
-                worst = max(worst, error / gemmTolerance(t, ops, i: i, j: j, alpha: alpha, beta: beta))
-            }
-        }
-        #expect(worst <= 1, "alpha \(alpha) beta \(beta): error \(worst) x tolerance")
+        expectMatchesReference(t, ops, alpha: alpha, beta: beta)
     }
+}
+
+/// Runs `sgemm` with the case's kernel and the reference on the same operands: every element
+/// within ``gemmTolerance``, the padding columns of C untouched.
+func expectMatchesReference(_ t: GEMMCase, _ ops: GEMMOperands, alpha: Float, beta: Float) {
+    var expected = ops.c
+    var actual = ops.c
+    expected.withUnsafeMutableBufferPointer { c in
+        referenceGEMM(
+            transposeA: t.transposeA, transposeB: t.transposeB, m: t.m, n: t.n, k: t.k,
+            alpha: alpha, a: ops.a, lda: ops.lda, b: ops.b, ldb: ops.ldb,
+            beta: beta, c: c.baseAddress, ldc: ops.ldc)
+    }
+    actual.withUnsafeMutableBufferPointer { c in
+        sgemm(
+            transposeA: t.transposeA, transposeB: t.transposeB, m: t.m, n: t.n, k: t.k,
+            alpha: alpha, a: ops.a, lda: ops.lda, b: ops.b, ldb: ops.ldb,
+            beta: beta, c: c.baseAddress, ldc: ops.ldc, pool: nil, kernel: t.kernel)
+    }
+    var worst = 0.0
+    for i in 0..<t.m {
+        for j in 0..<ops.ldc {
+            let index = i * ops.ldc + j
+            if j >= t.n {
+                // Padding columns beyond n must be untouched.
+                #expect(actual[index] == ops.c[index])
+                continue
+            }
+            let error = abs(Double(actual[index]) - Double(expected[index]))
+            worst = max(worst, error / gemmTolerance(t, ops, i: i, j: j, alpha: alpha, beta: beta))
+        }
+    }
+    #expect(worst <= 1, "\(t.testDescription) alpha \(alpha) beta \(beta): error \(worst) x tolerance")
 }
 
 @Test("beta = 0 does not read C (NaN in C is overwritten)", arguments: [GEMMKernel.rows4x24, .rows6x16, .rows8x32])
@@ -211,30 +217,7 @@ func smallRowsMatchReference(size: (Int, Int, Int)) {
         let t = GEMMCase(m: size.0, n: size.1, k: size.2, transposeA: ta, transposeB: tb, kernel: .automatic)
         let ops = GEMMOperands(t, seed: UInt64(size.0 * 7 + size.1 * 13 + size.2))
         for (alpha, beta) in [(Float(1), Float(0)), (0.5, -1.5)] {
-            var expected = ops.c, actual = ops.c
-            expected.withUnsafeMutableBufferPointer { c in
-                referenceGEMM(
-                    transposeA: ta, transposeB: tb, m: t.m, n: t.n, k: t.k, alpha: alpha, a: ops.a, lda: ops.lda,
-                    b: ops.b, ldb: ops.ldb, beta: beta, c: c.baseAddress, ldc: ops.ldc)
-            }
-            actual.withUnsafeMutableBufferPointer { c in
-                sgemm(
-                    transposeA: ta, transposeB: tb, m: t.m, n: t.n, k: t.k, alpha: alpha, a: ops.a, lda: ops.lda,
-                    b: ops.b, ldb: ops.ldb, beta: beta, c: c.baseAddress, ldc: ops.ldc, pool: nil)
-            }
-            var worst = 0.0
-            for i in 0..<t.m {
-                for j in 0..<ops.ldc {
-                    let index = i * ops.ldc + j
-                    if j >= t.n {
-                        #expect(actual[index] == ops.c[index])
-                        continue
-                    }
-                    let error = abs(Double(actual[index]) - Double(expected[index]))
-                    worst = max(worst, error / gemmTolerance(t, ops, i: i, j: j, alpha: alpha, beta: beta))
-                }
-            }
-            #expect(worst <= 1, "\(t.testDescription) alpha \(alpha) beta \(beta): error \(worst) x tolerance")
+            expectMatchesReference(t, ops, alpha: alpha, beta: beta)
         }
     }
 }
