@@ -227,6 +227,10 @@ private struct DirectConvJob: Sendable {
         // Row and column offset of each kernel tap, computed once.
         let tapRows = (0..<(g.kernelHeight * g.kernelWidth)).map { ($0 / g.kernelWidth) * g.dilationY }
         let tapColumns = (0..<(g.kernelHeight * g.kernelWidth)).map { ($0 % g.kernelWidth) * g.dilationX }
+        // Each tap's offset from the patch's top-left input pixel, for patches that lie wholly
+        // inside the input (most of them): their pointers need no bounds checks.
+        let tapOffsets = zip(tapRows, tapColumns).map { ($0 * g.width + $1) * pixelStride }
+        let lastRow = tapRows.max() ?? 0, lastColumn = tapColumns.max() ?? 0
         // 1x1, stride 1, no padding: pixel p of the output reads pixel p of the input.
         let pointwise = g.kernelHeight == 1 && g.kernelWidth == 1 && g.strideY == 1 && g.strideX == 1
             && g.padTop == 0 && g.padLeft == 0 && g.height == outHeight && g.width == outWidth
@@ -260,11 +264,18 @@ private struct DirectConvJob: Sendable {
                         } else {
                             let iy0 = oy * g.strideY - g.padTop, ix0 = ox * g.strideX - g.padLeft
                             let base = x + n * g.height * g.width * pixelStride + c0
-                            for index in 0..<taps {
-                                let t = chunk.taps.lowerBound + index
-                                let iy = iy0 + tapRows[t], ix = ix0 + tapColumns[t]
-                                let inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
-                                entry[index * 4] = inside ? base + (iy * g.width + ix) * pixelStride : zero
+                            if iy0 >= 0 && iy0 + lastRow < g.height && ix0 >= 0 && ix0 + lastColumn < g.width {
+                                let corner = base + (iy0 * g.width + ix0) * pixelStride
+                                tapOffsets.withUnsafeBufferPointer { offsets in
+                                    for index in 0..<taps { entry[index * 4] = corner + offsets[chunk.taps.lowerBound + index] }
+                                }
+                            } else {
+                                for index in 0..<taps {
+                                    let t = chunk.taps.lowerBound + index
+                                    let iy = iy0 + tapRows[t], ix = ix0 + tapColumns[t]
+                                    let inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
+                                    entry[index * 4] = inside ? base + (iy * g.width + ix) * pixelStride : zero
+                                }
                             }
                         }
                         ox += 1
