@@ -465,7 +465,11 @@ struct Accumulators24 {
     func store(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
         // Fast path: 4 pixels, 16 or 24 channels (a 16-channel tail skips the third piece).
         guard e.rows == 4 && (e.columns == 24 || e.columns == 16) && (e.clamps || !e.last) else {
-            storeEdge(out, e)
+            // The slow path works on a copy made here, so that the accumulators stay in
+            // registers on the fast path (passing `self` to a non-inlined method had them
+            // stored to the stack after every tile, whichever path ran).
+            var copy = self
+            withUnsafePointer(to: &copy) { Self.storeEdge($0, out, e) }
             return
         }
         let ldc = e.ldc, third = e.columns == 24
@@ -515,7 +519,12 @@ struct Accumulators24 {
 
     /// Tiles with missing pixels or channels, and activations that are not a clamp.
     @inline(never)
-    func storeEdge(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+    static func storeEdge(_ tile: UnsafePointer<Self>, _ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+        tile.pointee.storeEdgeValues(out, e)
+    }
+
+    @inline(__always)
+    func storeEdgeValues(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
         let b0 = e.biasPiece(0), b1 = e.biasPiece(8), b2 = e.biasPiece(16)
         e.store(c00, b0, out, row: 0, column: 0); e.store(c01, b1, out, row: 0, column: 8); e.store(c02, b2, out, row: 0, column: 16)
         e.store(c10, b0, out, row: 1, column: 0); e.store(c11, b1, out, row: 1, column: 8); e.store(c12, b2, out, row: 1, column: 16)
@@ -586,7 +595,11 @@ struct Accumulators16 {
     @inline(__always)
     func store(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
         guard e.rows == 4 && e.columns == 16 && (e.clamps || !e.last) else {
-            storeEdge(out, e)
+            // The slow path works on a copy made here, so that the accumulators stay in
+            // registers on the fast path (passing `self` to a non-inlined method had them
+            // stored to the stack after every tile, whichever path ran).
+            var copy = self
+            withUnsafePointer(to: &copy) { Self.storeEdge($0, out, e) }
             return
         }
         let ldc = e.ldc
@@ -615,7 +628,12 @@ struct Accumulators16 {
 
     /// Tiles with missing pixels or channels, and activations that are not a clamp.
     @inline(never)
-    func storeEdge(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+    static func storeEdge(_ tile: UnsafePointer<Self>, _ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+        tile.pointee.storeEdgeValues(out, e)
+    }
+
+    @inline(__always)
+    func storeEdgeValues(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
         let b0 = e.biasPiece(0), b1 = e.biasPiece(8)
         e.store(c00, b0, out, row: 0, column: 0); e.store(c01, b1, out, row: 0, column: 8)
         e.store(c10, b0, out, row: 1, column: 0); e.store(c11, b1, out, row: 1, column: 8)
@@ -673,7 +691,11 @@ struct Accumulators8 {
     @inline(__always)
     func store(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
         guard e.rows == 4 && e.columns == 8 && (e.clamps || !e.last) else {
-            storeEdge(out, e)
+            // The slow path works on a copy made here, so that the accumulators stay in
+            // registers on the fast path (passing `self` to a non-inlined method had them
+            // stored to the stack after every tile, whichever path ran).
+            var copy = self
+            withUnsafePointer(to: &copy) { Self.storeEdge($0, out, e) }
             return
         }
         let ldc = e.ldc
@@ -696,7 +718,12 @@ struct Accumulators8 {
     }
 
     @inline(never)
-    func storeEdge(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+    static func storeEdge(_ tile: UnsafePointer<Self>, _ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+        tile.pointee.storeEdgeValues(out, e)
+    }
+
+    @inline(__always)
+    func storeEdgeValues(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
         let b = e.biasPiece(0)
         e.store(c0, b, out, row: 0, column: 0); e.store(c1, b, out, row: 1, column: 0)
         e.store(c2, b, out, row: 2, column: 0); e.store(c3, b, out, row: 3, column: 0)
