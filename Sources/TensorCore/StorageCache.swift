@@ -39,21 +39,18 @@ import Synchronization
 
     deinit { releaseAll() }
 
-    /// A cached block for `count` floats, if one of a suitable size is free.
-    func take(count: Int) -> Block? {
-        guard count >= StorageCache.minimumFloats else { return nil }
-        return blocks.withLock { blocks in
-            // The smallest block that fits, if it is not much larger than asked for.
-            var best: Int?
-            for index in blocks.indices where blocks[index].capacity >= count && blocks[index].capacity / 5 * 4 <= count {
-                if best == nil || blocks[index].capacity < blocks[best!].capacity { best = index }
-            }
-            return best.map { blocks.remove(at: $0) }
-        }
+    /// A block for at least `count` floats, 64-byte aligned (one zmm vector / one cache line,
+    /// so SIMD loads never straddle): a cached one of a suitable size, or a new one.
+    @_spi(Testing) public func allocate(count: Int) -> (UnsafeMutablePointer<Float>, capacity: Int) {
+        if let block = take(count: count) { return (block.base, block.capacity) }
+        let base = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+            .bindMemory(to: Float.self, capacity: max(count, 1))
+        return (base, max(count, 1))
     }
 
-    /// Keeps a freed block, or frees it (and any blocks pushed out of the budget).
-    func give(base: UnsafeMutablePointer<Float>, capacity: Int) {
+    /// Gives back a block from ``allocate(count:)``: kept, or freed (with any blocks pushed
+    /// out of the budget).
+    @_spi(Testing) public func free(_ base: UnsafeMutablePointer<Float>, capacity: Int) {
         guard capacity >= StorageCache.minimumFloats, capacity * 4 <= budgetBytes / 4 else {
             base.deallocate()
             return
@@ -70,6 +67,19 @@ import Synchronization
             return dropped
         }
         for block in dropped { block.base.deallocate() }
+    }
+
+    /// A cached block for `count` floats, if one of a suitable size is free.
+    private func take(count: Int) -> Block? {
+        guard count >= StorageCache.minimumFloats else { return nil }
+        return blocks.withLock { blocks in
+            // The smallest block that fits, if it is not much larger than asked for.
+            var best: Int?
+            for index in blocks.indices where blocks[index].capacity >= count && blocks[index].capacity / 5 * 4 <= count {
+                if best == nil || blocks[index].capacity < blocks[best!].capacity { best = index }
+            }
+            return best.map { blocks.remove(at: $0) }
+        }
     }
 
     /// Frees every cached block.
@@ -95,18 +105,4 @@ extension Tensor {
 
     /// Bytes of freed tensor storage currently kept for reuse.
     public static var cachedStorageBytes: Int { StorageCache.shared.cachedBytes }
-}
-
-@_spi(Testing) extension StorageCache {
-    /// Takes a block for `count` floats (cached or new), as a tensor's storage does; returns
-    /// its address and capacity.
-    public func allocate(count: Int) -> (UnsafeMutablePointer<Float>, capacity: Int) {
-        if let block = take(count: count) { return (block.base, block.capacity) }
-        let base = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
-            .bindMemory(to: Float.self, capacity: max(count, 1))
-        return (base, max(count, 1))
-    }
-
-    /// Gives a block from ``allocate(count:)`` back, as a tensor's storage does when freed.
-    public func free(_ base: UnsafeMutablePointer<Float>, capacity: Int) { give(base: base, capacity: capacity) }
 }

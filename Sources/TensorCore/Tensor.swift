@@ -19,16 +19,7 @@ final class TensorStorage: @unchecked Sendable {
     @usableFromInline
     init(uninitializedCount count: Int) {
         self.count = count
-        if let block = StorageCache.shared.take(count: count) {
-            base = block.base
-            capacity = block.capacity
-            return
-        }
-        // 64-byte alignment: one zmm vector / one cache line, so SIMD loads never straddle.
-        let raw = UnsafeMutableRawPointer.allocate(
-            byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
-        base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-        capacity = max(count, 1)
+        (base, capacity) = StorageCache.shared.allocate(count: count)
     }
 
     @usableFromInline
@@ -44,7 +35,7 @@ final class TensorStorage: @unchecked Sendable {
         return result
     }
 
-    deinit { StorageCache.shared.give(base: base, capacity: capacity) }
+    deinit { StorageCache.shared.free(base, capacity: capacity) }
 }
 
 /// An n-dimensional array of `Float` (fp32) with value semantics.

@@ -46,9 +46,8 @@ public struct PackedConvWeights: Sendable {
         while left > 0 {
             let chosen: Int
             switch left {
-            case 25...32: chosen = 16
-            case 24...: chosen = 24
-            case 17...23: chosen = 24
+            case 25...32: chosen = 16   // not 24 + a slow 8-wide last panel
+            case 17...: chosen = 24
             case 9...16: chosen = 16
             default: chosen = 8
             }
