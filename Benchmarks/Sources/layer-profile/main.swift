@@ -47,34 +47,26 @@ for (index, layer) in network.layers.enumerated() {
 }
 print(String(format: "total %.1f ms (%.1f images/s) on %d thread(s)", sum, 1000 / sum, threads))
 
-// The stem alone, repeated for a few seconds (for `perf record`).
-if CommandLine.arguments.contains("--stem-loop"), case .block(let stem) = network.layers[0] {
+/// Runs `body` on a seeded batch-1 input for `seconds` (long enough for `perf record`) and
+/// prints the median time.
+func repeatFor(_ seconds: Double, _ label: String, _ body: (Tensor) -> Void) {
     var rng = Xoshiro256(seed: 8)
     let x = Tensor(randomNormal: [1, 224, 224, 3], using: &rng)
     var times: [Double] = []
     let start = now()
-    while now() - start < 3 {
+    while now() - start < seconds {
         let t0 = now()
-        _ = stem(x, pool: pool)
+        body(x)
         times.append(now() - t0)
     }
     times.sort()
-    print(String(format: "stem alone: median %.3f ms over %d runs", times[times.count / 2] * 1000, times.count))
+    print(String(format: "%@: median %.3f ms over %d runs", label, times[times.count / 2] * 1000, times.count))
 }
-
-// Whole forward passes at batch 1 for a few seconds (for `perf record`).
+if CommandLine.arguments.contains("--stem-loop"), case .block(let stem) = network.layers[0] {
+    repeatFor(3, "stem alone") { _ = stem($0, pool: pool) }
+}
 if CommandLine.arguments.contains("--forward-loop") {
-    var rng = Xoshiro256(seed: 9)
-    let x = Tensor(randomNormal: [1, 224, 224, 3], using: &rng)
-    var times: [Double] = []
-    let start = now()
-    while now() - start < 5 {
-        let t0 = now()
-        _ = network.features(x, pool: pool)
-        times.append(now() - t0)
-    }
-    times.sort()
-    print(String(format: "forward loop: median %.3f ms over %d runs", times[times.count / 2] * 1000, times.count))
+    repeatFor(5, "forward loop") { _ = network.features($0, pool: pool) }
 }
 
 // The head: global average pool and the classifier, batch 1.
