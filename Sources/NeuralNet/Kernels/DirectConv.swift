@@ -532,6 +532,12 @@ struct Accumulators24 {
     }
 }
 
+/// `v` clamped to `lo...hi` by compare-and-blend: two vector ops (`clamped` goes lane by lane).
+@_transparent
+private func clamp8(_ v: SIMD8<Float>, _ lo: SIMD8<Float>, _ hi: SIMD8<Float>) -> SIMD8<Float> {
+    v.replacing(with: lo, where: v .< lo).replacing(with: hi, where: v .> hi)
+}
+
 @inline(__always)
 private func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
@@ -554,11 +560,24 @@ struct Accumulators16 {
             c00 = load8(p); c01 = load8(p + 8); c10 = load8(p + ldc); c11 = load8(p + ldc + 8)
             c20 = load8(p + 2 * ldc); c21 = load8(p + 2 * ldc + 8); c30 = load8(p + 3 * ldc); c31 = load8(p + 3 * ldc + 8)
         } else {
-            let r = e.rows
-            func piece(_ row: Int, _ column: Int) -> SIMD8<Float> { row < r ? e.load(p, row: row, column: column) : .zero }
-            c00 = piece(0, 0); c01 = piece(0, 8); c10 = piece(1, 0); c11 = piece(1, 8)
-            c20 = piece(2, 0); c21 = piece(2, 8); c30 = piece(3, 0); c31 = piece(3, 8)
+            self = Accumulators16.loadingEdge(out, e)
         }
+    }
+
+    init(c00: SIMD8<Float>, c01: SIMD8<Float>, c10: SIMD8<Float>, c11: SIMD8<Float>,
+         c20: SIMD8<Float>, c21: SIMD8<Float>, c30: SIMD8<Float>, c31: SIMD8<Float>) {
+        self.c00 = c00; self.c01 = c01; self.c10 = c10; self.c11 = c11
+        self.c20 = c20; self.c21 = c21; self.c30 = c30; self.c31 = c31
+    }
+
+    /// The partial sums of a tile with missing pixels or channels (zero there); out of line
+    /// so that the usual path above inlines into the tile.
+    @inline(never)
+    static func loadingEdge(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) -> Accumulators16 {
+        let p = UnsafePointer(out), r = e.rows
+        func piece(_ row: Int, _ column: Int) -> SIMD8<Float> { row < r ? e.load(p, row: row, column: column) : .zero }
+        return Accumulators16(c00: piece(0, 0), c01: piece(0, 8), c10: piece(1, 0), c11: piece(1, 8),
+                              c20: piece(2, 0), c21: piece(2, 8), c30: piece(3, 0), c31: piece(3, 8))
     }
 
     /// One tile, as ``Accumulators24/tile(_:taps:depth:weights:tapStride:out:_:)``.
@@ -591,7 +610,7 @@ struct Accumulators16 {
         }
     }
 
-    @inline(__always)
+    @_transparent
     func store(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
         guard e.rows == 4 && e.columns == 16 && (e.clamps || !e.last) else {
             // The slow path works on a copy made here, so that the accumulators stay in
@@ -614,12 +633,8 @@ struct Accumulators16 {
                 d30 += load8(r + 3 * ldc); d31 += load8(r + 3 * ldc + 8)
             }
             let lo = e.lower, hi = e.upper
-            @inline(__always) func clamp(_ v: SIMD8<Float>) -> SIMD8<Float> {
-                // Compare-and-blend: two vector ops (`clamped` goes lane by lane).
-                v.replacing(with: lo, where: v .< lo).replacing(with: hi, where: v .> hi)
-            }
-            d00 = clamp(d00); d01 = clamp(d01); d10 = clamp(d10); d11 = clamp(d11)
-            d20 = clamp(d20); d21 = clamp(d21); d30 = clamp(d30); d31 = clamp(d31)
+            d00 = clamp8(d00, lo, hi); d01 = clamp8(d01, lo, hi); d10 = clamp8(d10, lo, hi); d11 = clamp8(d11, lo, hi)
+            d20 = clamp8(d20, lo, hi); d21 = clamp8(d21, lo, hi); d30 = clamp8(d30, lo, hi); d31 = clamp8(d31, lo, hi)
         }
         store8(d00, out); store8(d01, out + 8); store8(d10, out + ldc); store8(d11, out + ldc + 8)
         store8(d20, out + 2 * ldc); store8(d21, out + 2 * ldc + 8); store8(d30, out + 3 * ldc); store8(d31, out + 3 * ldc + 8)
@@ -687,7 +702,7 @@ struct Accumulators8 {
         }
     }
 
-    @inline(__always)
+    @_transparent
     func store(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
         guard e.rows == 4 && e.columns == 8 && (e.clamps || !e.last) else {
             // The slow path works on a copy made here, so that the accumulators stay in
@@ -708,10 +723,7 @@ struct Accumulators8 {
                 d0 += load8(r); d1 += load8(r + ldc); d2 += load8(r + 2 * ldc); d3 += load8(r + 3 * ldc)
             }
             let lo = e.lower, hi = e.upper
-            d0 = d0.replacing(with: lo, where: d0 .< lo).replacing(with: hi, where: d0 .> hi)
-            d1 = d1.replacing(with: lo, where: d1 .< lo).replacing(with: hi, where: d1 .> hi)
-            d2 = d2.replacing(with: lo, where: d2 .< lo).replacing(with: hi, where: d2 .> hi)
-            d3 = d3.replacing(with: lo, where: d3 .< lo).replacing(with: hi, where: d3 .> hi)
+            d0 = clamp8(d0, lo, hi); d1 = clamp8(d1, lo, hi); d2 = clamp8(d2, lo, hi); d3 = clamp8(d3, lo, hi)
         }
         store8(d0, out); store8(d1, out + ldc); store8(d2, out + 2 * ldc); store8(d3, out + 3 * ldc)
     }
