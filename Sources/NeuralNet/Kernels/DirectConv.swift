@@ -366,8 +366,7 @@ struct TileEpilogue {
             v += b
             if let residual { v += load(residual, row: row, column: column) }
             if clamps {
-                // Compare-and-blend: two vector ops (`clamped` goes lane by lane).
-                v = v.replacing(with: lower, where: v .< lower).replacing(with: upper, where: v .> upper)
+                v = clamp8(v, lower, upper)
             } else {
                 for j in 0..<8 { v[j] = activation.apply(v[j]) }
             }
@@ -492,10 +491,7 @@ struct Accumulators24 {
                 }
             }
             let lo = e.lower, hi = e.upper
-            @inline(__always) func clamp(_ v: SIMD8<Float>) -> SIMD8<Float> {
-                // Compare-and-blend: two vector ops (`clamped` goes lane by lane).
-                v.replacing(with: lo, where: v .< lo).replacing(with: hi, where: v .> hi)
-            }
+            @_transparent func clamp(_ v: SIMD8<Float>) -> SIMD8<Float> { clamp8(v, lo, hi) }
             store8(clamp(d00), out); store8(clamp(d01), out + 8)
             store8(clamp(d10), out + ldc); store8(clamp(d11), out + ldc + 8)
             store8(clamp(d20), out + 2 * ldc); store8(clamp(d21), out + 2 * ldc + 8)
