@@ -19,6 +19,7 @@ import Testing
     (5, 6, 32, 16, 1, 1, 1, Padding.valid),            // pointwise, one 16-wide panel
     (5, 5, 24, 57, 1, 1, 1, Padding.valid),            // 24 + 24 + a 16-wide panel holding the last 9
     (4, 5, 40, 12, 3, 1, 1, Padding.symmetric(1)),     // 16-wide panel with 12 valid columns
+    (21, 19, 24, 40, 1, 1, 1, Padding.valid),          // pointwise split between 2 threads, last tile of 2 pixels
 ])
 func directConvolutionMatchesReference(
     shape: (Int, Int, Int, Int, Int, Int, Int, Padding)

@@ -244,6 +244,11 @@ private struct DirectConvJob: Sendable {
                 for (chunkIndex, chunk) in chunks.enumerated() {
                     let first = chunkIndex == 0, last = chunkIndex == chunks.count - 1
                     let taps = chunk.taps.count, c0 = chunk.channels.lowerBound
+                    if pointwise {
+                        runPointwise(tiles: blockStart..<blockEnd, channels: chunk.channels, first: first, last: last,
+                                     lower: lower, upper: upper, clamps: clamps)
+                        continue
+                    }
                     // No integer division per pixel or tap (a 64-bit idiv is ~40 cycles on
                     // this CPU, and per tile they had cost as much as a 1x1 tile's FMAs):
                     // the block's first pixel is located once, the rest step along the row.
@@ -307,6 +312,52 @@ private struct DirectConvJob: Sendable {
                                                    tapStride: cin * 8, out: out, epilogue)
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension DirectConvJob {
+    /// Tiles `tiles` of a 1x1 stride-1 convolution for input channels `channels`: the input
+    /// row of output pixel p is at `p * pixelStride`, so whole tiles need no pointer table.
+    func runPointwise(tiles: Range<Int>, channels: Range<Int>, first: Bool, last: Bool,
+                      lower: SIMD8<Float>, upper: SIMD8<Float>, clamps: Bool) {
+        let cout = g.outChannels
+        let x = UnsafePointer(input.pointer) + channels.lowerBound
+        let whole = tiles.lowerBound..<max(tiles.lowerBound, min(tiles.upperBound, pixels / 4))
+        let m0 = tiles.lowerBound * 4
+        for panel in panels {
+            let weights = UnsafePointer(packed.pointer + panel.offset) + channels.lowerBound * panel.width
+            var epilogue = TileEpilogue(
+                first: first, last: last, rows: 4, columns: min(panel.width, cout - panel.column), ldc: cout,
+                bias: bias.map { UnsafePointer($0.pointer + panel.column) },
+                residual: residual.map { UnsafePointer($0.pointer + m0 * cout + panel.column) },
+                activation: activation, lower: lower, upper: upper, clamps: clamps)
+            let out = output.pointer + m0 * cout + panel.column
+            if !whole.isEmpty {
+                let run: (UnsafePointer<Float>, Int, Int, Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>, TileEpilogue) -> Void
+                switch panel.width {
+                case 24: run = Accumulators24.rowTiles
+                case 16: run = Accumulators16.rowTiles
+                default: run = Accumulators8.rowTiles
+                }
+                run(x + m0 * pixelStride, pixelStride, whole.count, channels.count, weights, out, epilogue)
+            }
+            // The last tile of the image may have fewer than 4 pixels; the missing ones repeat
+            // the last pixel and are not stored.
+            if whole.upperBound < tiles.upperBound {
+                let start = whole.upperBound * 4
+                let pointers = (0..<4).map { x + min(start + $0, pixels - 1) * pixelStride }
+                epilogue.rows = pixels - start
+                epilogue.residual = residual.map { UnsafePointer($0.pointer + start * cout + panel.column) }
+                let tileOut = output.pointer + start * cout + panel.column
+                pointers.withUnsafeBufferPointer { p in
+                    switch panel.width {
+                    case 24: Accumulators24.tile(p.baseAddress!, taps: 1, depth: channels.count, weights: weights, tapStride: 0, out: tileOut, epilogue)
+                    case 16: Accumulators16.tile(p.baseAddress!, taps: 1, depth: channels.count, weights: weights, tapStride: 0, out: tileOut, epilogue)
+                    default: Accumulators8.tile(p.baseAddress!, taps: 1, depth: channels.count, weights: weights, tapStride: 0, out: tileOut, epilogue)
                     }
                 }
             }
@@ -386,8 +437,62 @@ private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
     UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
 }
 
+/// A register tile of 4 output pixels x `width` output channels: what the convolution's
+/// loops need of the 4 x 24, 4 x 16 and 4 x 8 tiles below.
+protocol RegisterTile {
+    /// Output channels of the tile.
+    static var width: Int { get }
+    /// Zero (first chunk) or the partial sums in the output.
+    init(loading out: UnsafeMutablePointer<Float>, _ e: TileEpilogue)
+    /// Adds `sum over p < depth of a_i[p] * b[p, 0..<width]` to pixel i's sums.
+    mutating func multiply(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>,
+                           _ a3: UnsafePointer<Float>, depth: Int, b: UnsafePointer<Float>)
+    /// Finishes (last chunk, adding `residual`'s rows when not nil) and stores the tile.
+    func store(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue, residual: UnsafePointer<Float>?)
+}
+
+extension RegisterTile {
+    /// One tile: load or zero, the taps of the chunk (pointers `[tap][4 pixels]`), finish and
+    /// store. Not inlined into the blocking loops on purpose: in one big function the
+    /// optimiser stopped inlining `store` (a call per tile, with the accumulators spilled).
+    @inline(never)
+    static func tile(_ pointers: UnsafePointer<UnsafePointer<Float>>, taps: Int, depth: Int, weights: UnsafePointer<Float>,
+                     tapStride: Int, out: UnsafeMutablePointer<Float>, _ epilogue: TileEpilogue) {
+        var acc = Self(loading: out, epilogue)
+        for t in 0..<taps {
+            let q = pointers + t * 4
+            acc.multiply(q[0], q[1], q[2], q[3], depth: depth, b: weights + t * tapStride)
+        }
+        acc.store(out, epilogue, residual: epilogue.residual)
+    }
+
+    /// `count` whole tiles of one tap in a row: tile t's pixel i reads `depth` floats at
+    /// `input + (4 t + i) * pixelStep` and writes row `4 t + i` of `out` (and reads that row
+    /// of the epilogue's residual). For 1x1 convolutions with stride 1, where the input rows
+    /// of consecutive output pixels are evenly spaced: no pointer table and one epilogue for
+    /// the run (a tile of a 16-channel 1x1 layer has only 16 x 12 FMAs, and building its
+    /// pointers and epilogue had cost a fifth of that).
+    @inline(never)
+    static func rowTiles(_ input: UnsafePointer<Float>, pixelStep: Int, count: Int, depth: Int, weights: UnsafePointer<Float>,
+                         out: UnsafeMutablePointer<Float>, _ epilogue: TileEpilogue) {
+        // The epilogue is not changed per tile (a copy per tile went through memory);
+        // the residual rows are passed beside it.
+        let e = epilogue, ldc = e.ldc
+        var a = input, o = out, r = e.residual
+        for _ in 0..<count {
+            var acc = Self(loading: o, e)
+            acc.multiply(a, a + pixelStep, a + 2 * pixelStep, a + 3 * pixelStep, depth: depth, b: weights)
+            acc.store(o, e, residual: r)
+            a += 4 * pixelStep
+            o += 4 * ldc
+            r = r.map { $0 + 4 * ldc }
+        }
+    }
+}
+
 /// The 4 x 24 register tile.
-struct Accumulators24 {
+struct Accumulators24: RegisterTile {
+    static var width: Int { 24 }
     var c00: SIMD8<Float>, c01: SIMD8<Float>, c02: SIMD8<Float>
     var c10: SIMD8<Float>, c11: SIMD8<Float>, c12: SIMD8<Float>
     var c20: SIMD8<Float>, c21: SIMD8<Float>, c22: SIMD8<Float>
@@ -426,20 +531,6 @@ struct Accumulators24 {
                               c31: piece(3, 8), c32: piece(3, 16))
     }
 
-    /// One tile: load or zero, the taps of the chunk, finish and store. Not inlined into
-    /// the blocking loops on purpose: in one big function the optimiser stopped inlining
-    /// `store` (a call per tile, with the 12 accumulators spilled for it).
-    @inline(never)
-    static func tile(_ pointers: UnsafePointer<UnsafePointer<Float>>, taps: Int, depth: Int, weights: UnsafePointer<Float>,
-                     tapStride: Int, out: UnsafeMutablePointer<Float>, _ epilogue: TileEpilogue) {
-        var acc = Accumulators24(loading: out, epilogue)
-        for t in 0..<taps {
-            let q = pointers + t * 4
-            acc.multiply(q[0], q[1], q[2], q[3], depth: depth, b: weights + t * tapStride)
-        }
-        acc.store(out, epilogue)
-    }
-
     /// Adds `sum over p < depth of a_i[p] * b[p, 0..<24]` to row i.
     @inline(__always)
     mutating func multiply(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>,
@@ -460,14 +551,15 @@ struct Accumulators24 {
     }
 
     @inline(__always)
-    func store(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+    func store(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue, residual: UnsafePointer<Float>?) {
         // Fast path: 4 pixels, 16 or 24 channels (a 16-channel tail skips the third piece).
         guard e.rows == 4 && (e.columns == 24 || e.columns == 16) && (e.clamps || !e.last) else {
             // The slow path works on a copy made here, so that the accumulators stay in
             // registers on the fast path (passing `self` to a non-inlined method had them
             // stored to the stack after every tile, whichever path ran).
-            var copy = self
-            withUnsafePointer(to: &copy) { Self.storeEdge($0, out, e) }
+            var copy = self, edge = e
+            edge.residual = residual
+            withUnsafePointer(to: &copy) { Self.storeEdge($0, out, edge) }
             return
         }
         let ldc = e.ldc, third = e.columns == 24
@@ -480,7 +572,7 @@ struct Accumulators24 {
                 d00 += b0; d01 += b1; d02 += b2; d10 += b0; d11 += b1; d12 += b2
                 d20 += b0; d21 += b1; d22 += b2; d30 += b0; d31 += b1; d32 += b2
             }
-            if let r = e.residual {
+            if let r = residual {
                 d00 += load8(r); d01 += load8(r + 8)
                 d10 += load8(r + ldc); d11 += load8(r + ldc + 8)
                 d20 += load8(r + 2 * ldc); d21 += load8(r + 2 * ldc + 8)
@@ -542,7 +634,8 @@ private func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
 /// The 4 x 16 register tile, for a last panel of 9-16 output channels: 8 accumulators, two
 /// weight loads and four broadcasts per eight FMAs (enough independent sums to hide the FMA
 /// latency, unlike the 4 x 8 tile).
-struct Accumulators16 {
+struct Accumulators16: RegisterTile {
+    static var width: Int { 16 }
     var c00: SIMD8<Float>, c01: SIMD8<Float>, c10: SIMD8<Float>, c11: SIMD8<Float>
     var c20: SIMD8<Float>, c21: SIMD8<Float>, c30: SIMD8<Float>, c31: SIMD8<Float>
 
@@ -576,18 +669,6 @@ struct Accumulators16 {
                               c20: piece(2, 0), c21: piece(2, 8), c30: piece(3, 0), c31: piece(3, 8))
     }
 
-    /// One tile, as ``Accumulators24/tile(_:taps:depth:weights:tapStride:out:_:)``.
-    @inline(never)
-    static func tile(_ pointers: UnsafePointer<UnsafePointer<Float>>, taps: Int, depth: Int, weights: UnsafePointer<Float>,
-                     tapStride: Int, out: UnsafeMutablePointer<Float>, _ epilogue: TileEpilogue) {
-        var acc = Accumulators16(loading: out, epilogue)
-        for t in 0..<taps {
-            let q = pointers + t * 4
-            acc.multiply(q[0], q[1], q[2], q[3], depth: depth, b: weights + t * tapStride)
-        }
-        acc.store(out, epilogue)
-    }
-
     @inline(__always)
     mutating func multiply(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>,
                            _ a3: UnsafePointer<Float>, depth: Int, b: UnsafePointer<Float>) {
@@ -607,13 +688,14 @@ struct Accumulators16 {
     }
 
     @_transparent
-    func store(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+    func store(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue, residual: UnsafePointer<Float>?) {
         guard e.rows == 4 && e.columns == 16 && (e.clamps || !e.last) else {
             // The slow path works on a copy made here, so that the accumulators stay in
             // registers on the fast path (passing `self` to a non-inlined method had them
             // stored to the stack after every tile, whichever path ran).
-            var copy = self
-            withUnsafePointer(to: &copy) { Self.storeEdge($0, out, e) }
+            var copy = self, edge = e
+            edge.residual = residual
+            withUnsafePointer(to: &copy) { Self.storeEdge($0, out, edge) }
             return
         }
         let ldc = e.ldc
@@ -623,7 +705,7 @@ struct Accumulators16 {
                 let b0 = load8(bias), b1 = load8(bias + 8)
                 d00 += b0; d01 += b1; d10 += b0; d11 += b1; d20 += b0; d21 += b1; d30 += b0; d31 += b1
             }
-            if let r = e.residual {
+            if let r = residual {
                 d00 += load8(r); d01 += load8(r + 8); d10 += load8(r + ldc); d11 += load8(r + ldc + 8)
                 d20 += load8(r + 2 * ldc); d21 += load8(r + 2 * ldc + 8)
                 d30 += load8(r + 3 * ldc); d31 += load8(r + 3 * ldc + 8)
@@ -653,7 +735,8 @@ struct Accumulators16 {
 }
 
 /// The 4 x 8 register tile, for the last 8 output channels.
-struct Accumulators8 {
+struct Accumulators8: RegisterTile {
+    static var width: Int { 8 }
     var c0: SIMD8<Float>, c1: SIMD8<Float>, c2: SIMD8<Float>, c3: SIMD8<Float>
 
     @inline(__always)
@@ -672,18 +755,6 @@ struct Accumulators8 {
         }
     }
 
-    /// One tile, as ``Accumulators24/tile(_:taps:depth:weights:tapStride:out:_:)``.
-    @inline(never)
-    static func tile(_ pointers: UnsafePointer<UnsafePointer<Float>>, taps: Int, depth: Int, weights: UnsafePointer<Float>,
-                     tapStride: Int, out: UnsafeMutablePointer<Float>, _ epilogue: TileEpilogue) {
-        var acc = Accumulators8(loading: out, epilogue)
-        for t in 0..<taps {
-            let q = pointers + t * 4
-            acc.multiply(q[0], q[1], q[2], q[3], depth: depth, b: weights + t * tapStride)
-        }
-        acc.store(out, epilogue)
-    }
-
     @inline(__always)
     mutating func multiply(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>,
                            _ a3: UnsafePointer<Float>, depth: Int, b: UnsafePointer<Float>) {
@@ -699,13 +770,14 @@ struct Accumulators8 {
     }
 
     @_transparent
-    func store(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+    func store(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue, residual: UnsafePointer<Float>?) {
         guard e.rows == 4 && e.columns == 8 && (e.clamps || !e.last) else {
             // The slow path works on a copy made here, so that the accumulators stay in
             // registers on the fast path (passing `self` to a non-inlined method had them
             // stored to the stack after every tile, whichever path ran).
-            var copy = self
-            withUnsafePointer(to: &copy) { Self.storeEdge($0, out, e) }
+            var copy = self, edge = e
+            edge.residual = residual
+            withUnsafePointer(to: &copy) { Self.storeEdge($0, out, edge) }
             return
         }
         let ldc = e.ldc
@@ -715,7 +787,7 @@ struct Accumulators8 {
                 let b = load8(bias)
                 d0 += b; d1 += b; d2 += b; d3 += b
             }
-            if let r = e.residual {
+            if let r = residual {
                 d0 += load8(r); d1 += load8(r + ldc); d2 += load8(r + 2 * ldc); d3 += load8(r + 3 * ldc)
             }
             let lo = e.lower, hi = e.upper
