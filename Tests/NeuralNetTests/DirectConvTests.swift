@@ -20,6 +20,8 @@ import Testing
     (5, 5, 24, 57, 1, 1, 1, Padding.valid),            // 24 + 24 + a 16-wide panel holding the last 9
     (4, 5, 40, 12, 3, 1, 1, Padding.symmetric(1)),     // 16-wide panel with 12 valid columns
     (21, 19, 24, 40, 1, 1, 1, Padding.valid),          // pointwise split between 2 threads, last tile of 2 pixels
+    (12, 14, 20, 24, 3, 1, 1, Padding.symmetric(1)),   // runs of interior tiles between border tiles
+    (15, 17, 16, 40, 3, 2, 1, Padding.symmetric(1)),   // the same with stride 2
 ])
 func directConvolutionMatchesReference(
     shape: (Int, Int, Int, Int, Int, Int, Int, Padding)

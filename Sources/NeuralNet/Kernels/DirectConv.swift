@@ -235,81 +235,114 @@ private struct DirectConvJob: Sendable {
             && g.padTop == 0 && g.padLeft == 0 && g.height == outHeight && g.width == outWidth
         let block = DirectConvJob.tilesPerBlock
         let (lower, upper, clamps) = TileEpilogue.clamp(for: activation)
-        // The input pointers of a block's tiles for one chunk: [tile][tap][4 pixels],
-        // computed once and used by every panel.
-        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: block * maxTaps * 4) { table in
-            let table = table.baseAddress!
-            for blockStart in stride(from: tiles.lowerBound, to: tiles.upperBound, by: block) {
-                let blockEnd = min(blockStart + block, tiles.upperBound)
-                for (chunkIndex, chunk) in chunks.enumerated() {
-                    let first = chunkIndex == 0, last = chunkIndex == chunks.count - 1
-                    let taps = chunk.taps.count, c0 = chunk.channels.lowerBound
-                    if pointwise {
-                        runPointwise(tiles: blockStart..<blockEnd, channels: chunk.channels, first: first, last: last,
-                                     lower: lower, upper: upper, clamps: clamps)
-                        continue
-                    }
-                    // No integer division per pixel or tap (a 64-bit idiv is ~40 cycles on
-                    // this CPU, and per tile they had cost as much as a 1x1 tile's FMAs):
-                    // the block's first pixel is located once, the rest step along the row.
-                    let firstPixel = min(blockStart * 4, pixels - 1)
-                    var ox = firstPixel % outWidth, oy = (firstPixel / outWidth) % outHeight
-                    var n = firstPixel / (outWidth * outHeight)
-                    for slot in 0..<((blockEnd - blockStart) * 4) {
-                        let p = blockStart * 4 + slot, tile = slot / 4, i = slot % 4
-                        let entry = table + tile * taps * 4 + i
-                        if p >= pixels {
-                            // Pixels past the end repeat the previous one; their results are not stored.
-                            for index in 0..<taps { entry[index * 4] = entry[index * 4 - 1] }
+        // A block's tiles for one chunk, found once and used by every panel: runs of whole
+        // tiles in one output row with their patches inside the input, and the other tiles
+        // with their input pointers in `table` ([tile][tap][4 pixels]).
+        withUnsafeTemporaryAllocation(of: TileRun.self, capacity: block) { runs in
+            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: block * maxTaps * 4) { table in
+                let table = table.baseAddress!
+                for blockStart in stride(from: tiles.lowerBound, to: tiles.upperBound, by: block) {
+                    let blockEnd = min(blockStart + block, tiles.upperBound)
+                    for (chunkIndex, chunk) in chunks.enumerated() {
+                        let first = chunkIndex == 0, last = chunkIndex == chunks.count - 1
+                        let taps = chunk.taps.count, c0 = chunk.channels.lowerBound
+                        if pointwise {
+                            runPointwise(tiles: blockStart..<blockEnd, channels: chunk.channels, first: first, last: last,
+                                         lower: lower, upper: upper, clamps: clamps)
                             continue
                         }
-                        if pointwise {
-                            entry[0] = x + p * pixelStride + c0
-                        } else {
+                        // No integer division per pixel or tap (a 64-bit idiv is ~40 cycles on
+                        // this CPU, and per tile they had cost as much as a 1x1 tile's FMAs):
+                        // the block's first pixel is located once, the rest step along the row.
+                        let firstPixel = min(blockStart * 4, pixels - 1)
+                        var ox = firstPixel % outWidth, oy = (firstPixel / outWidth) % outHeight
+                        var n = firstPixel / (outWidth * outHeight)
+                        let pixelStep = g.strideX * pixelStride
+                        var runCount = 0
+                        for tile in blockStart..<blockEnd {
+                            let p0 = tile * 4
                             let iy0 = oy * g.strideY - g.padTop, ix0 = ox * g.strideX - g.padLeft
                             let base = x + n * g.height * g.width * pixelStride + c0
-                            if iy0 >= 0 && iy0 + lastRow < g.height && ix0 >= 0 && ix0 + lastColumn < g.width {
+                            // Four pixels in one output row, every patch inside the input: the tile
+                            // joins a run of such tiles (no pointers in the table).
+                            if p0 + 4 <= pixels && ox + 4 <= outWidth && iy0 >= 0 && iy0 + lastRow < g.height && ix0 >= 0
+                                && ix0 + 3 * g.strideX + lastColumn < g.width {
                                 let corner = base + (iy0 * g.width + ix0) * pixelStride
-                                tapOffsets.withUnsafeBufferPointer { offsets in
-                                    for index in 0..<taps { entry[index * 4] = corner + offsets[chunk.taps.lowerBound + index] }
+                                if runCount > 0, runs[runCount - 1].count > 0,
+                                   runs[runCount - 1].input + runs[runCount - 1].count * 4 * pixelStep == corner {
+                                    runs[runCount - 1].count += 1
+                                } else {
+                                    runs[runCount] = TileRun(tile: tile, count: 1, input: corner)
+                                    runCount += 1
                                 }
-                            } else {
-                                for index in 0..<taps {
-                                    let t = chunk.taps.lowerBound + index
-                                    let iy = iy0 + tapRows[t], ix = ix0 + tapColumns[t]
-                                    let inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
-                                    entry[index * 4] = inside ? base + (iy * g.width + ix) * pixelStride : zero
+                                ox += 4
+                                if ox == outWidth {
+                                    ox = 0; oy += 1
+                                    if oy == outHeight { oy = 0; n += 1 }
+                                }
+                                continue
+                            }
+                            runs[runCount] = TileRun(tile: tile, count: 0, input: x)
+                            runCount += 1
+                            for i in 0..<4 {
+                                let p = p0 + i
+                                let entry = table + (tile - blockStart) * taps * 4 + i
+                                if p >= pixels {
+                                    // Pixels past the end repeat the previous one; their results are not stored.
+                                    for index in 0..<taps { entry[index * 4] = entry[index * 4 - 1] }
+                                    continue
+                                }
+                                let iy0 = oy * g.strideY - g.padTop, ix0 = ox * g.strideX - g.padLeft
+                                let base = x + n * g.height * g.width * pixelStride + c0
+                                if iy0 >= 0 && iy0 + lastRow < g.height && ix0 >= 0 && ix0 + lastColumn < g.width {
+                                    let corner = base + (iy0 * g.width + ix0) * pixelStride
+                                    for index in 0..<taps { entry[index * 4] = corner + tapOffsets[chunk.taps.lowerBound + index] }
+                                } else {
+                                    for index in 0..<taps {
+                                        let t = chunk.taps.lowerBound + index
+                                        let iy = iy0 + tapRows[t], ix = ix0 + tapColumns[t]
+                                        let inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
+                                        entry[index * 4] = inside ? base + (iy * g.width + ix) * pixelStride : zero
+                                    }
+                                }
+                                ox += 1
+                                if ox == outWidth {
+                                    ox = 0; oy += 1
+                                    if oy == outHeight { oy = 0; n += 1 }
                                 }
                             }
                         }
-                        ox += 1
-                        if ox == outWidth {
-                            ox = 0; oy += 1
-                            if oy == outHeight { oy = 0; n += 1 }
-                        }
-                    }
-                    let depth = chunk.channels.count
-                    for panel in panels {
-                        let weights = UnsafePointer(packed.pointer + panel.offset) + (chunk.taps.lowerBound * cin + c0) * panel.width
-                        let columns = min(panel.width, cout - panel.column)
-                        for tile in blockStart..<blockEnd {
-                            let m0 = tile * 4
-                            let out = output.pointer + m0 * cout + panel.column
-                            let epilogue = TileEpilogue(
-                                first: first, last: last, rows: min(4, pixels - m0), columns: columns, ldc: cout,
-                                bias: bias.map { UnsafePointer($0.pointer + panel.column) },
-                                residual: residual.map { UnsafePointer($0.pointer + m0 * cout + panel.column) },
-                                activation: activation, lower: lower, upper: upper, clamps: clamps)
-                            let pointers = table + (tile - blockStart) * taps * 4
-                            if panel.width == 24 {
-                                Accumulators24.tile(pointers, taps: taps, depth: depth, weights: weights,
-                                                    tapStride: cin * 24, out: out, epilogue)
-                            } else if panel.width == 16 {
-                                Accumulators16.tile(pointers, taps: taps, depth: depth, weights: weights,
-                                                    tapStride: cin * 16, out: out, epilogue)
-                            } else {
-                                Accumulators8.tile(pointers, taps: taps, depth: depth, weights: weights,
-                                                   tapStride: cin * 8, out: out, epilogue)
+                        let depth = chunk.channels.count
+                        for panel in panels {
+                            let weights = UnsafePointer(packed.pointer + panel.offset) + (chunk.taps.lowerBound * cin + c0) * panel.width
+                            let columns = min(panel.width, cout - panel.column)
+                            for run in runs.prefix(runCount) {
+                                let m0 = run.tile * 4
+                                let out = output.pointer + m0 * cout + panel.column
+                                let epilogue = TileEpilogue(
+                                    first: first, last: last, rows: min(4, pixels - m0), columns: columns, ldc: cout,
+                                    bias: bias.map { UnsafePointer($0.pointer + panel.column) },
+                                    residual: residual.map { UnsafePointer($0.pointer + m0 * cout + panel.column) },
+                                    activation: activation, lower: lower, upper: upper, clamps: clamps)
+                                if run.count > 0 {
+                                    tapOffsets.withUnsafeBufferPointer { offsets in
+                                        Self.rowTiles(width: panel.width, run.input, pixelStep: pixelStep, count: run.count, taps: taps,
+                                                      tapOffsets: offsets.baseAddress! + chunk.taps.lowerBound, depth: depth,
+                                                      weights: weights, tapStride: cin * panel.width, out: out, epilogue)
+                                    }
+                                    continue
+                                }
+                                let pointers = table + (run.tile - blockStart) * taps * 4
+                                if panel.width == 24 {
+                                    Accumulators24.tile(pointers, taps: taps, depth: depth, weights: weights,
+                                                        tapStride: cin * 24, out: out, epilogue)
+                                } else if panel.width == 16 {
+                                    Accumulators16.tile(pointers, taps: taps, depth: depth, weights: weights,
+                                                        tapStride: cin * 16, out: out, epilogue)
+                                } else {
+                                    Accumulators8.tile(pointers, taps: taps, depth: depth, weights: weights,
+                                                       tapStride: cin * 8, out: out, epilogue)
+                                }
                             }
                         }
                     }
@@ -320,6 +353,24 @@ private struct DirectConvJob: Sendable {
 }
 
 extension DirectConvJob {
+    /// ``RegisterTile/rowTiles(_:pixelStep:count:taps:tapOffsets:depth:weights:tapStride:out:_:)``
+    /// of the tile for a panel of `width` channels.
+    static func rowTiles(width: Int, _ input: UnsafePointer<Float>, pixelStep: Int, count: Int, taps: Int,
+                         tapOffsets: UnsafePointer<Int>, depth: Int, weights: UnsafePointer<Float>, tapStride: Int,
+                         out: UnsafeMutablePointer<Float>, _ epilogue: TileEpilogue) {
+        switch width {
+        case 24:
+            Accumulators24.rowTiles(input, pixelStep: pixelStep, count: count, taps: taps, tapOffsets: tapOffsets, depth: depth,
+                                    weights: weights, tapStride: tapStride, out: out, epilogue)
+        case 16:
+            Accumulators16.rowTiles(input, pixelStep: pixelStep, count: count, taps: taps, tapOffsets: tapOffsets, depth: depth,
+                                    weights: weights, tapStride: tapStride, out: out, epilogue)
+        default:
+            Accumulators8.rowTiles(input, pixelStep: pixelStep, count: count, taps: taps, tapOffsets: tapOffsets, depth: depth,
+                                   weights: weights, tapStride: tapStride, out: out, epilogue)
+        }
+    }
+
     /// Tiles `tiles` of a 1x1 stride-1 convolution for input channels `channels`: the input
     /// row of output pixel p is at `p * pixelStride`, so whole tiles need no pointer table.
     func runPointwise(tiles: Range<Int>, channels: Range<Int>, first: Bool, last: Bool,
@@ -337,13 +388,9 @@ extension DirectConvJob {
                 activation: activation, lower: lower, upper: upper, clamps: clamps)
             let out = output.pointer + m0 * cout + panel.column
             if !whole.isEmpty {
-                let run: (UnsafePointer<Float>, Int, Int, Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>, TileEpilogue) -> Void
-                switch panel.width {
-                case 24: run = Accumulators24.rowTiles
-                case 16: run = Accumulators16.rowTiles
-                default: run = Accumulators8.rowTiles
-                }
-                run(x + m0 * pixelStride, pixelStride, whole.count, channels.count, weights, out, epilogue)
+                var zero = 0
+                Self.rowTiles(width: panel.width, x + m0 * pixelStride, pixelStep: pixelStride, count: whole.count, taps: 1,
+                              tapOffsets: &zero, depth: channels.count, weights: weights, tapStride: 0, out: out, epilogue)
             }
             // The last tile of the image may have fewer than 4 pixels; the missing ones repeat
             // the last pixel and are not stored.
@@ -466,28 +513,41 @@ extension RegisterTile {
         acc.store(out, epilogue, residual: epilogue.residual)
     }
 
-    /// `count` whole tiles of one tap in a row: tile t's pixel i reads `depth` floats at
-    /// `input + (4 t + i) * pixelStep` and writes row `4 t + i` of `out` (and reads that row
-    /// of the epilogue's residual). For 1x1 convolutions with stride 1, where the input rows
-    /// of consecutive output pixels are evenly spaced: no pointer table and one epilogue for
-    /// the run (a tile of a 16-channel 1x1 layer has only 16 x 12 FMAs, and building its
-    /// pointers and epilogue had cost a fifth of that).
+    /// `count` whole tiles whose pixels are evenly spaced in the input: tile t's pixel i
+    /// reads, for tap k, `depth` floats at `input + (4 t + i) * pixelStep + tapOffsets[k]`
+    /// and writes row `4 t + i` of `out` (and reads that row of the epilogue's residual).
+    /// For 1x1 stride-1 convolutions (every tile) and for the tiles of other convolutions
+    /// that lie in one output row with their patches inside the input: no pointer table and
+    /// one epilogue for the run (a tile of a 16-channel 1x1 layer has only 16 x 12 FMAs,
+    /// and building its pointers and epilogue had cost a fifth of that).
     @inline(never)
-    static func rowTiles(_ input: UnsafePointer<Float>, pixelStep: Int, count: Int, depth: Int, weights: UnsafePointer<Float>,
-                         out: UnsafeMutablePointer<Float>, _ epilogue: TileEpilogue) {
+    static func rowTiles(_ input: UnsafePointer<Float>, pixelStep: Int, count: Int, taps: Int, tapOffsets: UnsafePointer<Int>,
+                         depth: Int, weights: UnsafePointer<Float>, tapStride: Int, out: UnsafeMutablePointer<Float>,
+                         _ epilogue: TileEpilogue) {
         // The epilogue is not changed per tile (a copy per tile went through memory);
         // the residual rows are passed beside it.
         let e = epilogue, ldc = e.ldc
         var a = input, o = out, r = e.residual
         for _ in 0..<count {
             var acc = Self(loading: o, e)
-            acc.multiply(a, a + pixelStep, a + 2 * pixelStep, a + 3 * pixelStep, depth: depth, b: weights)
+            for k in 0..<taps {
+                let q = a + tapOffsets[k]
+                acc.multiply(q, q + pixelStep, q + 2 * pixelStep, q + 3 * pixelStep, depth: depth, b: weights + k * tapStride)
+            }
             acc.store(o, e, residual: r)
             a += 4 * pixelStep
             o += 4 * ldc
             r = r.map { $0 + 4 * ldc }
         }
     }
+}
+
+/// A run of whole tiles for ``RegisterTile/rowTiles(_:pixelStep:count:taps:tapOffsets:depth:weights:tapStride:out:_:)``
+/// (`count > 0`), or one tile whose pointers are in the table (`count == 0`).
+struct TileRun {
+    var tile: Int
+    var count: Int
+    var input: UnsafePointer<Float>
 }
 
 /// The 4 x 24 register tile.
