@@ -26,13 +26,29 @@ import Testing
 func directConvolutionMatchesReference(
     shape: (Int, Int, Int, Int, Int, Int, Int, Padding)
 ) {
+    checkDirectConvolution(batch: 2, shape: shape)
+}
+
+/// Maps of 4k + 1 pixels (7 x 7 at batch 1): the last tile holds one pixel, which 24-wide
+/// panels compute on their own (`Accumulators24.singlePixel`), pointwise with two reduction
+/// chunks and a depth that is not a multiple of 4, and 3x3 through the pointer table.
+@Test(arguments: [
+    (7, 7, 301, 48, 1, 1, 1, Padding.valid),
+    (7, 7, 13, 24, 3, 1, 1, Padding.symmetric(1)),
+    (3, 3, 30, 40, 1, 1, 1, Padding.valid),            // 24 + 16 panels, 9 pixels
+])
+func directConvolutionOfOnePixelTilesMatchesReference(shape: (Int, Int, Int, Int, Int, Int, Int, Padding)) {
+    checkDirectConvolution(batch: 1, shape: shape)
+}
+
+private func checkDirectConvolution(batch: Int, shape: (Int, Int, Int, Int, Int, Int, Int, Padding)) {
     let (h, w, cin, cout, k, s, d, padding) = shape
-    let g = ConvGeometry(batch: 2, height: h, width: w, inChannels: cin, outChannels: cout, kernelHeight: k,
+    let g = ConvGeometry(batch: batch, height: h, width: w, inChannels: cin, outChannels: cout, kernelHeight: k,
                          kernelWidth: k, stride: (s, s), padding: padding, dilation: (d, d))
-    let x = randomTensor([2, h, w, cin], seed: UInt64(cin))
+    let x = randomTensor([batch, h, w, cin], seed: UInt64(cin))
     let weight = randomTensor([k, k, cin, cout], seed: UInt64(cout))
     let b = randomTensor([cout], seed: 3)
-    let r = randomTensor([2, g.outHeight, g.outWidth, cout], seed: 4)
+    let r = randomTensor([batch, g.outHeight, g.outWidth, cout], seed: 4)
     let plain = referenceConv2d(x, weight: weight, bias: nil, geometry: g)
     let packed = PackedConvWeights(weight)
     let bound = 2e-6 * Float(k * k * cin).squareRoot() * 4

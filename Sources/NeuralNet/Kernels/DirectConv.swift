@@ -333,7 +333,10 @@ private struct DirectConvJob: Sendable {
                                     continue
                                 }
                                 let pointers = table + (run.tile - blockStart) * taps * 4
-                                if panel.width == 24 {
+                                if panel.width == 24 && epilogue.rows == 1 {
+                                    Accumulators24.singlePixel(pointers, taps: taps, depth: depth, weights: weights,
+                                                               tapStride: cin * 24, out: out, epilogue)
+                                } else if panel.width == 24 {
                                     Accumulators24.tile(pointers, taps: taps, depth: depth, weights: weights,
                                                         tapStride: cin * 24, out: out, epilogue)
                                 } else if panel.width == 16 {
@@ -402,6 +405,8 @@ extension DirectConvJob {
                 let tileOut = output.pointer + start * cout + panel.column
                 pointers.withUnsafeBufferPointer { p in
                     switch panel.width {
+                    case 24 where epilogue.rows == 1:
+                        Accumulators24.singlePixel(p.baseAddress!, taps: 1, depth: channels.count, weights: weights, tapStride: 0, out: tileOut, epilogue)
                     case 24: Accumulators24.tile(p.baseAddress!, taps: 1, depth: channels.count, weights: weights, tapStride: 0, out: tileOut, epilogue)
                     case 16: Accumulators16.tile(p.baseAddress!, taps: 1, depth: channels.count, weights: weights, tapStride: 0, out: tileOut, epilogue)
                     default: Accumulators8.tile(p.baseAddress!, taps: 1, depth: channels.count, weights: weights, tapStride: 0, out: tileOut, epilogue)
@@ -677,6 +682,52 @@ struct Accumulators24: RegisterTile {
         e.store(c10, b0, out, row: 1, column: 0); e.store(c11, b1, out, row: 1, column: 8); e.store(c12, b2, out, row: 1, column: 16)
         e.store(c20, b0, out, row: 2, column: 0); e.store(c21, b1, out, row: 2, column: 8); e.store(c22, b2, out, row: 2, column: 16)
         e.store(c30, b0, out, row: 3, column: 0); e.store(c31, b1, out, row: 3, column: 8); e.store(c32, b2, out, row: 3, column: 16)
+    }
+}
+
+extension Accumulators24 {
+    /// A tile with one valid pixel (the last tile of a map of 4k + 1 pixels: a 7 x 7 map at
+    /// batch 1). Running it as a 4-pixel tile costs as much as a full one (1/13 of a 7 x 7
+    /// layer's time); one pixel's 3 accumulators alone would wait on the FMA latency. Here
+    /// each 8-channel piece keeps four partial sums (reduction steps p = u mod 4), added
+    /// pairwise at the end: a quarter of the FMAs at full issue rate. The order of the
+    /// additions differs from the 4-pixel tile's (by rounding only); it depends on the
+    /// shape alone, so results stay identical for any thread count.
+    @inline(never)
+    static func singlePixel(_ pointers: UnsafePointer<UnsafePointer<Float>>, taps: Int, depth: Int, weights: UnsafePointer<Float>,
+                            tapStride: Int, out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+        var s00 = SIMD8<Float>(), s01 = SIMD8<Float>(), s02 = SIMD8<Float>(), s03 = SIMD8<Float>()
+        var s10 = SIMD8<Float>(), s11 = SIMD8<Float>(), s12 = SIMD8<Float>(), s13 = SIMD8<Float>()
+        var s20 = SIMD8<Float>(), s21 = SIMD8<Float>(), s22 = SIMD8<Float>(), s23 = SIMD8<Float>()
+        if !e.first {
+            s00 = e.load(out, row: 0, column: 0); s10 = e.load(out, row: 0, column: 8); s20 = e.load(out, row: 0, column: 16)
+        }
+        for t in 0..<taps {
+            let a = pointers[t * 4]
+            var b = weights + t * tapStride
+            var p = 0
+            while p + 4 <= depth {
+                var v = SIMD8<Float>(repeating: a[p])
+                s00 = s00.addingProduct(v, load8(b)); s10 = s10.addingProduct(v, load8(b + 8)); s20 = s20.addingProduct(v, load8(b + 16))
+                v = SIMD8<Float>(repeating: a[p + 1])
+                s01 = s01.addingProduct(v, load8(b + 24)); s11 = s11.addingProduct(v, load8(b + 32)); s21 = s21.addingProduct(v, load8(b + 40))
+                v = SIMD8<Float>(repeating: a[p + 2])
+                s02 = s02.addingProduct(v, load8(b + 48)); s12 = s12.addingProduct(v, load8(b + 56)); s22 = s22.addingProduct(v, load8(b + 64))
+                v = SIMD8<Float>(repeating: a[p + 3])
+                s03 = s03.addingProduct(v, load8(b + 72)); s13 = s13.addingProduct(v, load8(b + 80)); s23 = s23.addingProduct(v, load8(b + 88))
+                p += 4
+                b += 96
+            }
+            while p < depth {
+                let v = SIMD8<Float>(repeating: a[p])
+                s00 = s00.addingProduct(v, load8(b)); s10 = s10.addingProduct(v, load8(b + 8)); s20 = s20.addingProduct(v, load8(b + 16))
+                p += 1
+                b += 24
+            }
+        }
+        e.store((s00 + s01) + (s02 + s03), e.biasPiece(0), out, row: 0, column: 0)
+        e.store((s10 + s11) + (s12 + s13), e.biasPiece(8), out, row: 0, column: 8)
+        e.store((s20 + s21) + (s22 + s23), e.biasPiece(16), out, row: 0, column: 16)
     }
 }
 
