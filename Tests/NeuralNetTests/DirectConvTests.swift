@@ -39,6 +39,19 @@ func directConvolutionMatchesReference(
 ])
 func directConvolutionOfOnePixelTilesMatchesReference(shape: (Int, Int, Int, Int, Int, Int, Int, Padding)) {
     checkDirectConvolution(batch: 1, shape: shape)
+    // Bit for bit what the same pixel gets inside a full tile (image 0 of a batch of 2,
+    // whose last pixel shares a tile with image 1): band-by-band blocks rely on it.
+    let (h, w, cin, cout, k, s, d, padding) = shape
+    let two = ConvGeometry(batch: 2, height: h, width: w, inChannels: cin, outChannels: cout, kernelHeight: k,
+                           kernelWidth: k, stride: (s, s), padding: padding, dilation: (d, d))
+    let x = randomTensor([2, h, w, cin], seed: 21), weight = randomTensor([k, k, cin, cout], seed: 22)
+    let bias = randomTensor([cout], seed: 23)
+    let pair = conv2dForward(x, weight: weight, bias: bias, geometry: two, activation: .relu6, pool: nil)
+    var one = two
+    one.batch = 1
+    let first = Tensor(Array(x.scalars[0..<(h * w * cin)]), shape: [1, h, w, cin])
+    let alone = conv2dForward(first, weight: weight, bias: bias, geometry: one, activation: .relu6, pool: nil)
+    #expect(alone.scalars == Array(pair.scalars[0..<alone.scalars.count]))
 }
 
 private func checkDirectConvolution(batch: Int, shape: (Int, Int, Int, Int, Int, Int, Int, Padding)) {

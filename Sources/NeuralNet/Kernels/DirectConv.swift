@@ -334,8 +334,7 @@ private struct DirectConvJob: Sendable {
                                 }
                                 let pointers = table + (run.tile - blockStart) * taps * 4
                                 if panel.width == 24 && epilogue.rows == 1 {
-                                    Accumulators24.singlePixel(pointers, taps: taps, depth: depth, weights: weights,
-                                                               tapStride: cin * 24, out: out, epilogue)
+                                    continue   // below, two panels at a time
                                 } else if panel.width == 24 {
                                     Accumulators24.tile(pointers, taps: taps, depth: depth, weights: weights,
                                                         tapStride: cin * 24, out: out, epilogue)
@@ -347,6 +346,11 @@ private struct DirectConvJob: Sendable {
                                                        tapStride: cin * 8, out: out, epilogue)
                                 }
                             }
+                        }
+                        if let lastRun = runs.prefix(runCount).last, lastRun.count == 0, lastRun.tile * 4 + 1 == pixels {
+                            singlePixelPanels(table + (lastRun.tile - blockStart) * taps * 4, tile: lastRun.tile, taps: taps,
+                                              reductionOffset: chunk.taps.lowerBound * cin + c0, depth: depth, first: first,
+                                              last: last, lower: lower, upper: upper, clamps: clamps)
                         }
                     }
                 }
@@ -405,14 +409,43 @@ extension DirectConvJob {
                 let tileOut = output.pointer + start * cout + panel.column
                 pointers.withUnsafeBufferPointer { p in
                     switch panel.width {
-                    case 24 where epilogue.rows == 1:
-                        Accumulators24.singlePixel(p.baseAddress!, taps: 1, depth: channels.count, weights: weights, tapStride: 0, out: tileOut, epilogue)
+                    case 24 where epilogue.rows == 1: break   // below, two panels at a time
                     case 24: Accumulators24.tile(p.baseAddress!, taps: 1, depth: channels.count, weights: weights, tapStride: 0, out: tileOut, epilogue)
                     case 16: Accumulators16.tile(p.baseAddress!, taps: 1, depth: channels.count, weights: weights, tapStride: 0, out: tileOut, epilogue)
                     default: Accumulators8.tile(p.baseAddress!, taps: 1, depth: channels.count, weights: weights, tapStride: 0, out: tileOut, epilogue)
                     }
                 }
             }
+        }
+        if whole.upperBound < tiles.upperBound && whole.upperBound * 4 + 1 == pixels {
+            var pointer = x + (pixels - 1) * pixelStride
+            singlePixelPanels(&pointer, tile: whole.upperBound, taps: 1, reductionOffset: channels.lowerBound,
+                              depth: channels.count, first: first, last: last, lower: lower, upper: upper, clamps: clamps)
+        }
+    }
+
+    /// The last tile when it holds one pixel, for every 24-wide panel, two at a time
+    /// (``Accumulators24/singlePixel(_:taps:depth:tapStride:weights:out:_:)``). `pointers`:
+    /// the pixel's input pointers, `[tap][4]` (only the first of each 4 is read).
+    func singlePixelPanels(_ pointers: UnsafePointer<UnsafePointer<Float>>, tile: Int, taps: Int, reductionOffset: Int,
+                           depth: Int, first: Bool, last: Bool, lower: SIMD8<Float>, upper: SIMD8<Float>, clamps: Bool) {
+        let cout = g.outChannels, m0 = tile * 4
+        let wide = panels.filter { $0.width == 24 }
+        func epilogue(_ panel: (column: Int, width: Int, offset: Int)) -> TileEpilogue {
+            TileEpilogue(first: first, last: last, rows: 1, columns: min(24, cout - panel.column), ldc: cout,
+                         bias: bias.map { UnsafePointer($0.pointer + panel.column) },
+                         residual: residual.map { UnsafePointer($0.pointer + m0 * cout + panel.column) },
+                         activation: activation, lower: lower, upper: upper, clamps: clamps)
+        }
+        func weights(_ panel: (column: Int, width: Int, offset: Int)) -> UnsafePointer<Float> {
+            UnsafePointer(packed.pointer + panel.offset) + reductionOffset * 24
+        }
+        for i in stride(from: 0, to: wide.count, by: 2) {
+            let a = wide[i], b = wide[min(i + 1, wide.count - 1)]
+            Accumulators24.singlePixel(pointers, taps: taps, depth: depth, tapStride: g.inChannels * 24,
+                                       weights: (weights(a), weights(b)),
+                                       out: (output.pointer + m0 * cout + a.column, output.pointer + m0 * cout + b.column),
+                                       (epilogue(a), epilogue(b)))
         }
     }
 }
@@ -687,47 +720,39 @@ struct Accumulators24: RegisterTile {
 
 extension Accumulators24 {
     /// A tile with one valid pixel (the last tile of a map of 4k + 1 pixels: a 7 x 7 map at
-    /// batch 1). Running it as a 4-pixel tile costs as much as a full one (1/13 of a 7 x 7
-    /// layer's time); one pixel's 3 accumulators alone would wait on the FMA latency. Here
-    /// each 8-channel piece keeps four partial sums (reduction steps p = u mod 4), added
-    /// pairwise at the end: a quarter of the FMAs at full issue rate. The order of the
-    /// additions differs from the 4-pixel tile's (by rounding only); it depends on the
-    /// shape alone, so results stay identical for any thread count.
+    /// batch 1), for two 24-wide panels at once. Run as a 4-pixel tile it costs as much as a
+    /// full one (1/13 of a 7 x 7 layer's time); one pixel of one panel has only 3 running
+    /// sums, which wait on the FMA latency; two panels give 6, enough to issue an FMA per
+    /// cycle. Each sum is accumulated in the same order as in the 4-pixel tile, so results
+    /// are identical bit for bit whichever tiles a pixel falls in (band by band, threads).
+    /// `weights.1` may equal `weights.0` (an odd panel count): the same values are stored twice.
     @inline(never)
-    static func singlePixel(_ pointers: UnsafePointer<UnsafePointer<Float>>, taps: Int, depth: Int, weights: UnsafePointer<Float>,
-                            tapStride: Int, out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
-        var s00 = SIMD8<Float>(), s01 = SIMD8<Float>(), s02 = SIMD8<Float>(), s03 = SIMD8<Float>()
-        var s10 = SIMD8<Float>(), s11 = SIMD8<Float>(), s12 = SIMD8<Float>(), s13 = SIMD8<Float>()
-        var s20 = SIMD8<Float>(), s21 = SIMD8<Float>(), s22 = SIMD8<Float>(), s23 = SIMD8<Float>()
-        if !e.first {
-            s00 = e.load(out, row: 0, column: 0); s10 = e.load(out, row: 0, column: 8); s20 = e.load(out, row: 0, column: 16)
+    static func singlePixel(_ pointers: UnsafePointer<UnsafePointer<Float>>, taps: Int, depth: Int, tapStride: Int,
+                            weights: (UnsafePointer<Float>, UnsafePointer<Float>),
+                            out: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>), _ e: (TileEpilogue, TileEpilogue)) {
+        var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>()
+        var t0 = SIMD8<Float>(), t1 = SIMD8<Float>(), t2 = SIMD8<Float>()
+        if !e.0.first {
+            s0 = e.0.load(out.0, row: 0, column: 0); s1 = e.0.load(out.0, row: 0, column: 8); s2 = e.0.load(out.0, row: 0, column: 16)
+            t0 = e.1.load(out.1, row: 0, column: 0); t1 = e.1.load(out.1, row: 0, column: 8); t2 = e.1.load(out.1, row: 0, column: 16)
         }
         for t in 0..<taps {
             let a = pointers[t * 4]
-            var b = weights + t * tapStride
-            var p = 0
-            while p + 4 <= depth {
-                var v = SIMD8<Float>(repeating: a[p])
-                s00 = s00.addingProduct(v, load8(b)); s10 = s10.addingProduct(v, load8(b + 8)); s20 = s20.addingProduct(v, load8(b + 16))
-                v = SIMD8<Float>(repeating: a[p + 1])
-                s01 = s01.addingProduct(v, load8(b + 24)); s11 = s11.addingProduct(v, load8(b + 32)); s21 = s21.addingProduct(v, load8(b + 40))
-                v = SIMD8<Float>(repeating: a[p + 2])
-                s02 = s02.addingProduct(v, load8(b + 48)); s12 = s12.addingProduct(v, load8(b + 56)); s22 = s22.addingProduct(v, load8(b + 64))
-                v = SIMD8<Float>(repeating: a[p + 3])
-                s03 = s03.addingProduct(v, load8(b + 72)); s13 = s13.addingProduct(v, load8(b + 80)); s23 = s23.addingProduct(v, load8(b + 88))
-                p += 4
-                b += 96
-            }
-            while p < depth {
+            var b = weights.0 + t * tapStride, c = weights.1 + t * tapStride
+            for p in 0..<depth {
                 let v = SIMD8<Float>(repeating: a[p])
-                s00 = s00.addingProduct(v, load8(b)); s10 = s10.addingProduct(v, load8(b + 8)); s20 = s20.addingProduct(v, load8(b + 16))
-                p += 1
+                s0 = s0.addingProduct(v, load8(b)); s1 = s1.addingProduct(v, load8(b + 8)); s2 = s2.addingProduct(v, load8(b + 16))
+                t0 = t0.addingProduct(v, load8(c)); t1 = t1.addingProduct(v, load8(c + 8)); t2 = t2.addingProduct(v, load8(c + 16))
                 b += 24
+                c += 24
             }
         }
-        e.store((s00 + s01) + (s02 + s03), e.biasPiece(0), out, row: 0, column: 0)
-        e.store((s10 + s11) + (s12 + s13), e.biasPiece(8), out, row: 0, column: 8)
-        e.store((s20 + s21) + (s22 + s23), e.biasPiece(16), out, row: 0, column: 16)
+        e.0.store(s0, e.0.biasPiece(0), out.0, row: 0, column: 0)
+        e.0.store(s1, e.0.biasPiece(8), out.0, row: 0, column: 8)
+        e.0.store(s2, e.0.biasPiece(16), out.0, row: 0, column: 16)
+        e.1.store(t0, e.1.biasPiece(0), out.1, row: 0, column: 0)
+        e.1.store(t1, e.1.biasPiece(8), out.1, row: 0, column: 8)
+        e.1.store(t2, e.1.biasPiece(16), out.1, row: 0, column: 16)
     }
 }
 
