@@ -21,9 +21,17 @@
 // weight panel, 256 x 24 floats, stays in L1), the pixels into blocks of 64 (their input
 // rows stay in L2 across the panels). Partial sums of earlier chunks wait in the output.
 //
+// Per-tile bookkeeping: a 1x1 layer with 16-32 input channels gives a tile only 16-32 x 12
+// FMAs, so what surrounds them counts. Tiles whose 4 pixels lie evenly spaced in the input
+// (every tile of a 1x1 stride-1 layer; the tiles of other layers that sit in one output row
+// with their patches inside the input) run in one loop per panel from a base pointer and
+// the tap offsets (``RegisterTile/rowTiles``); only the others get per-pixel pointers in a
+// table. A last tile of one pixel (7 x 7 maps at batch 1) runs two panels at a time.
+//
 // Determinism: each output element is accumulated in the same order (chunk by chunk,
-// tap by tap, channel by channel) whichever thread computes it, and threads own disjoint
-// pixel ranges: the result is bitwise identical for any thread count.
+// tap by tap, channel by channel) whichever thread computes it and whichever tile holds it,
+// and threads own disjoint pixel ranges: the result is bitwise identical for any thread
+// count, and for a pixel computed band by band or over the whole map.
 import TensorCore
 
 /// Convolution weights `[KH, KW, Cin, Cout]` (groups = 1) packed for ``directConvForward``:
