@@ -340,19 +340,10 @@ private struct DirectConvJob: Sendable {
                                     }
                                     continue
                                 }
-                                let pointers = table + (run.tile - blockStart) * taps * 4
-                                if panel.width == 24 && epilogue.rows == 1 {
-                                    continue   // below, two panels at a time
-                                } else if panel.width == 24 {
-                                    Accumulators24.tile(pointers, taps: taps, depth: depth, weights: weights,
-                                                        tapStride: cin * 24, out: out, epilogue)
-                                } else if panel.width == 16 {
-                                    Accumulators16.tile(pointers, taps: taps, depth: depth, weights: weights,
-                                                        tapStride: cin * 16, out: out, epilogue)
-                                } else {
-                                    Accumulators8.tile(pointers, taps: taps, depth: depth, weights: weights,
-                                                       tapStride: cin * 8, out: out, epilogue)
-                                }
+                                // A one-pixel tile of a 24-wide panel: below, two panels at a time.
+                                guard panel.width != 24 || epilogue.rows > 1 else { continue }
+                                Self.tile(width: panel.width, table + (run.tile - blockStart) * taps * 4, taps: taps,
+                                          depth: depth, weights: weights, tapStride: cin * panel.width, out: out, epilogue)
                             }
                         }
                         if let lastRun = runs.prefix(runCount).last, lastRun.count == 0, lastRun.tile * 4 + 1 == pixels {
@@ -368,6 +359,17 @@ private struct DirectConvJob: Sendable {
 }
 
 extension DirectConvJob {
+    /// ``RegisterTile/tile(_:taps:depth:weights:tapStride:out:_:)`` of the tile for a panel of
+    /// `width` channels.
+    static func tile(width: Int, _ pointers: UnsafePointer<UnsafePointer<Float>>, taps: Int, depth: Int,
+                     weights: UnsafePointer<Float>, tapStride: Int, out: UnsafeMutablePointer<Float>, _ epilogue: TileEpilogue) {
+        switch width {
+        case 24: Accumulators24.tile(pointers, taps: taps, depth: depth, weights: weights, tapStride: tapStride, out: out, epilogue)
+        case 16: Accumulators16.tile(pointers, taps: taps, depth: depth, weights: weights, tapStride: tapStride, out: out, epilogue)
+        default: Accumulators8.tile(pointers, taps: taps, depth: depth, weights: weights, tapStride: tapStride, out: out, epilogue)
+        }
+    }
+
     /// ``RegisterTile/rowTiles(_:pixelStep:count:taps:tapOffsets:depth:weights:tapStride:out:_:)``
     /// of the tile for a panel of `width` channels.
     static func rowTiles(width: Int, _ input: UnsafePointer<Float>, pixelStep: Int, count: Int, taps: Int,
@@ -415,12 +417,11 @@ extension DirectConvJob {
                 epilogue.rows = pixels - start
                 epilogue.residual = residual.map { UnsafePointer($0.pointer + start * cout + panel.column) }
                 let tileOut = output.pointer + start * cout + panel.column
-                pointers.withUnsafeBufferPointer { p in
-                    switch panel.width {
-                    case 24 where epilogue.rows == 1: break   // below, two panels at a time
-                    case 24: Accumulators24.tile(p.baseAddress!, taps: 1, depth: channels.count, weights: weights, tapStride: 0, out: tileOut, epilogue)
-                    case 16: Accumulators16.tile(p.baseAddress!, taps: 1, depth: channels.count, weights: weights, tapStride: 0, out: tileOut, epilogue)
-                    default: Accumulators8.tile(p.baseAddress!, taps: 1, depth: channels.count, weights: weights, tapStride: 0, out: tileOut, epilogue)
+                // A one-pixel tile of a 24-wide panel: below, two panels at a time.
+                if panel.width != 24 || epilogue.rows > 1 {
+                    pointers.withUnsafeBufferPointer { p in
+                        Self.tile(width: panel.width, p.baseAddress!, taps: 1, depth: channels.count, weights: weights,
+                                  tapStride: 0, out: tileOut, epilogue)
                     }
                 }
             }
