@@ -22,6 +22,7 @@ import Testing
     (21, 19, 24, 40, 1, 1, 1, Padding.valid),          // pointwise split between 2 threads, last tile of 2 pixels
     (12, 14, 20, 24, 3, 1, 1, Padding.symmetric(1)),   // runs of interior tiles between border tiles
     (15, 17, 16, 40, 3, 2, 1, Padding.symmetric(1)),   // the same with stride 2
+    (9, 9, 300, 500, 1, 1, 1, Padding.valid),          // weights past L2 per chunk: prefetched in every block of tiles
 ])
 func directConvolutionMatchesReference(
     shape: (Int, Int, Int, Int, Int, Int, Int, Padding)

@@ -1,7 +1,10 @@
 // layer-profile: where a frozen backbone's forward time goes, layer by layer (one thread,
 // batch 1, 224x224, median of several runs). A tool for kernel work, not a benchmark of record.
 //
-//   swift run -c release layer-profile [resnet18|efficientnet-lite0|compact] [threads]
+//   swift run -c release layer-profile [resnet18|efficientnet-lite0|compact] [threads] [--cold-weights]
+//
+// --cold-weights: what each block loses inside the network to weights evicted since the last
+// image (its call there, against an immediate repeat and a call with only its weights warmed).
 import Foundation
 import NeuralNet
 import TensorCore
@@ -219,4 +222,42 @@ do {
         }
         print(String(format: "pointwise 112x112 16->96, %@: %.2f ms", label, best * 1000))
     }
+}
+
+// Cold weights: per block, its call inside the network, an immediate repeat (everything
+// warm), and the call after a 2x2 input has run through the block (its packed weights
+// warm, the activations as in the network); medians of 15 forward passes.
+if CommandLine.arguments.contains("--cold-weights") {
+    var first = [[Double]](repeating: [], count: network.layers.count)
+    var again = [[Double]](repeating: [], count: network.layers.count)
+    var warmed = [[Double]](repeating: [], count: network.layers.count)
+    var sink: Float = 0
+    for _ in 0..<15 {
+        var x = input
+        for (index, layer) in network.layers.enumerated() {
+            var t0 = now()
+            let y = layer(x, pool: pool)
+            first[index].append(now() - t0)
+            t0 = now()
+            _ = layer(x, pool: pool)
+            again[index].append(now() - t0)
+            x = y
+        }
+        x = input
+        for (index, layer) in network.layers.enumerated() {
+            if case .block = layer { sink += layer(Tensor(zeros: [1, 2, 2, x.shape[3]]), pool: pool).scalars[0] }
+            let t0 = now()
+            x = layer(x, pool: pool)
+            warmed[index].append(now() - t0)
+        }
+    }
+    func median(_ a: [Double]) -> Double { a.sorted()[a.count / 2] * 1000 }
+    var sums = (0.0, 0.0, 0.0)
+    for i in 0..<network.layers.count {
+        sums.0 += median(first[i]); sums.1 += median(again[i]); sums.2 += median(warmed[i])
+        print(String(format: "%3d in network %.3f  repeated %.3f  weights warmed %.3f ms", i, median(first[i]),
+                     median(again[i]), median(warmed[i])))
+    }
+    print(String(format: "sum: in network %.2f  repeated %.2f  weights warmed %.2f ms%@", sums.0, sums.1, sums.2,
+                 sink == 0 ? "" : " "))
 }
