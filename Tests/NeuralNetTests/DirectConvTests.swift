@@ -31,12 +31,15 @@ func directConvolutionMatchesReference(
 }
 
 /// Maps of 4k + 1 pixels (7 x 7 at batch 1): the last tile holds one pixel, which 24-wide
-/// panels compute on their own (`Accumulators24.singlePixel`), pointwise with two reduction
-/// chunks and a depth that is not a multiple of 4, and 3x3 through the pointer table.
+/// panels compute on their own, two at a time as the panel loop finishes them
+/// (`Accumulators24.singlePixel`), pointwise with two reduction chunks and a depth that is
+/// not a multiple of 4, and 3x3 through the pointer table; odd counts of 24-wide panels.
 @Test(arguments: [
     (7, 7, 301, 48, 1, 1, 1, Padding.valid),
     (7, 7, 13, 24, 3, 1, 1, Padding.symmetric(1)),
     (3, 3, 30, 40, 1, 1, 1, Padding.valid),            // 24 + 16 panels, 9 pixels
+    (7, 7, 40, 88, 1, 1, 1, Padding.valid),            // 24 + 24 + 24 + 16: a pair, then the third 24 alone
+    (7, 7, 9, 72, 3, 1, 1, Padding.symmetric(1)),      // three 24-wide panels through the pointer table
 ])
 func directConvolutionOfOnePixelTilesMatchesReference(shape: (Int, Int, Int, Int, Int, Int, Int, Padding)) {
     checkDirectConvolution(batch: 1, shape: shape)

@@ -326,7 +326,16 @@ private struct DirectConvJob: Sendable {
                             }
                         }
                         let depth = chunk.channels.count
-                        for panel in panels {
+                        // A last tile of one pixel: its 24-wide panels two at a time, each pair
+                        // right after its second panel's tiles (the weights still in cache).
+                        var onePixel: SinglePixelPairs? = nil
+                        if let lastRun = runs.prefix(runCount).last, lastRun.count == 0, lastRun.tile * 4 + 1 == pixels {
+                            onePixel = SinglePixelPairs(pointers: table + (lastRun.tile - blockStart) * taps * 4, tile: lastRun.tile,
+                                                        taps: taps, reductionOffset: chunk.taps.lowerBound * cin + c0, depth: depth,
+                                                        first: first, last: last, lower: lower, upper: upper, clamps: clamps)
+                        }
+                        for (panelIndex, panel) in panels.enumerated() {
+                            defer { onePixel?.finished(panel: panelIndex, self) }
                             let weights = UnsafePointer(packed.pointer + panel.offset) + (chunk.taps.lowerBound * cin + c0) * panel.width
                             let columns = min(panel.width, cout - panel.column)
                             for run in runs.prefix(runCount) {
@@ -345,17 +354,13 @@ private struct DirectConvJob: Sendable {
                                     }
                                     continue
                                 }
-                                // A one-pixel tile of a 24-wide panel: below, two panels at a time.
+                                // A one-pixel tile of a 24-wide panel: `onePixel`, two panels at a time.
                                 guard panel.width != 24 || epilogue.rows > 1 else { continue }
                                 Self.tile(width: panel.width, table + (run.tile - blockStart) * taps * 4, taps: taps,
                                           depth: depth, weights: weights, tapStride: cin * panel.width, out: out, epilogue)
                             }
                         }
-                        if let lastRun = runs.prefix(runCount).last, lastRun.count == 0, lastRun.tile * 4 + 1 == pixels {
-                            singlePixelPanels(table + (lastRun.tile - blockStart) * taps * 4, tile: lastRun.tile, taps: taps,
-                                              reductionOffset: chunk.taps.lowerBound * cin + c0, depth: depth, first: first,
-                                              last: last, lower: lower, upper: upper, clamps: clamps)
-                        }
+                        onePixel?.flush(self)
                     }
                 }
             }
@@ -401,73 +406,114 @@ extension DirectConvJob {
         let x = UnsafePointer(input.pointer) + channels.lowerBound
         let whole = tiles.lowerBound..<max(tiles.lowerBound, min(tiles.upperBound, pixels / 4))
         let m0 = tiles.lowerBound * 4
-        for (index, panel) in panels.enumerated() {
-            let weights = UnsafePointer(packed.pointer + panel.offset) + channels.lowerBound * panel.width
-            // The next panel's weights, or the first panel's for the next block of tiles
-            // (layers whose weights outgrow L2 stream them again for every block).
-            let next = panels[(index + 1) % panels.count]
-            let ahead = !prefetch ? WeightPrefetch.none
-                : WeightPrefetch(UnsafePointer(packed.pointer + next.offset) + channels.lowerBound * next.width,
-                                 floats: channels.count * next.width, tiles: whole.count)
-            var epilogue = TileEpilogue(
-                first: first, last: last, rows: 4, columns: min(panel.width, cout - panel.column), ldc: cout,
-                bias: bias.map { UnsafePointer($0.pointer + panel.column) },
-                residual: residual.map { UnsafePointer($0.pointer + m0 * cout + panel.column) },
-                activation: activation, lower: lower, upper: upper, clamps: clamps)
-            let out = output.pointer + m0 * cout + panel.column
-            if !whole.isEmpty {
-                var zero = 0
-                Self.rowTiles(width: panel.width, x + m0 * pixelStride, pixelStep: pixelStride, count: whole.count, taps: 1,
-                              tapOffsets: &zero, depth: channels.count, weights: weights, tapStride: 0, out: out, epilogue,
-                              prefetch: ahead)
+        // A last tile of one pixel: its 24-wide panels two at a time, each pair right after
+        // its second panel's tiles, while the weights are in cache (after all panels, layers
+        // whose weights outgrow L2 read them all again from memory).
+        let lastPixel = x + (pixels - 1) * pixelStride
+        var onePixel: SinglePixelPairs? = nil
+        withUnsafePointer(to: lastPixel) { pointer in
+            if whole.upperBound < tiles.upperBound && whole.upperBound * 4 + 1 == pixels {
+                onePixel = SinglePixelPairs(pointers: pointer, tile: whole.upperBound, taps: 1,
+                                            reductionOffset: channels.lowerBound, depth: channels.count, first: first, last: last,
+                                            lower: lower, upper: upper, clamps: clamps)
             }
-            // The last tile of the image may have fewer than 4 pixels; the missing ones repeat
-            // the last pixel and are not stored.
-            if whole.upperBound < tiles.upperBound {
-                let start = whole.upperBound * 4
-                let pointers = (0..<4).map { x + min(start + $0, pixels - 1) * pixelStride }
-                epilogue.rows = pixels - start
-                epilogue.residual = residual.map { UnsafePointer($0.pointer + start * cout + panel.column) }
-                let tileOut = output.pointer + start * cout + panel.column
-                // A one-pixel tile of a 24-wide panel: below, two panels at a time.
-                if panel.width != 24 || epilogue.rows > 1 {
-                    pointers.withUnsafeBufferPointer { p in
-                        Self.tile(width: panel.width, p.baseAddress!, taps: 1, depth: channels.count, weights: weights,
-                                  tapStride: 0, out: tileOut, epilogue)
+            for (index, panel) in panels.enumerated() {
+                defer { onePixel?.finished(panel: index, self) }
+                let weights = UnsafePointer(packed.pointer + panel.offset) + channels.lowerBound * panel.width
+                // The next panel's weights, or the first panel's for the next block of tiles
+                // (layers whose weights outgrow L2 stream them again for every block).
+                let next = panels[(index + 1) % panels.count]
+                let ahead = !prefetch ? WeightPrefetch.none
+                    : WeightPrefetch(UnsafePointer(packed.pointer + next.offset) + channels.lowerBound * next.width,
+                                     floats: channels.count * next.width, tiles: whole.count)
+                var epilogue = TileEpilogue(
+                    first: first, last: last, rows: 4, columns: min(panel.width, cout - panel.column), ldc: cout,
+                    bias: bias.map { UnsafePointer($0.pointer + panel.column) },
+                    residual: residual.map { UnsafePointer($0.pointer + m0 * cout + panel.column) },
+                    activation: activation, lower: lower, upper: upper, clamps: clamps)
+                let out = output.pointer + m0 * cout + panel.column
+                if !whole.isEmpty {
+                    var zero = 0
+                    Self.rowTiles(width: panel.width, x + m0 * pixelStride, pixelStep: pixelStride, count: whole.count, taps: 1,
+                                  tapOffsets: &zero, depth: channels.count, weights: weights, tapStride: 0, out: out, epilogue,
+                                  prefetch: ahead)
+                }
+                // The last tile of the image may have fewer than 4 pixels; the missing ones repeat
+                // the last pixel and are not stored.
+                if whole.upperBound < tiles.upperBound {
+                    let start = whole.upperBound * 4
+                    let pointers = (0..<4).map { x + min(start + $0, pixels - 1) * pixelStride }
+                    epilogue.rows = pixels - start
+                    epilogue.residual = residual.map { UnsafePointer($0.pointer + start * cout + panel.column) }
+                    let tileOut = output.pointer + start * cout + panel.column
+                    // A one-pixel tile of a 24-wide panel: `onePixel`, two panels at a time.
+                    if panel.width != 24 || epilogue.rows > 1 {
+                        pointers.withUnsafeBufferPointer { p in
+                            Self.tile(width: panel.width, p.baseAddress!, taps: 1, depth: channels.count, weights: weights,
+                                      tapStride: 0, out: tileOut, epilogue)
+                        }
                     }
                 }
             }
-        }
-        if whole.upperBound < tiles.upperBound && whole.upperBound * 4 + 1 == pixels {
-            var pointer = x + (pixels - 1) * pixelStride
-            singlePixelPanels(&pointer, tile: whole.upperBound, taps: 1, reductionOffset: channels.lowerBound,
-                              depth: channels.count, first: first, last: last, lower: lower, upper: upper, clamps: clamps)
+            onePixel?.flush(self)
         }
     }
 
-    /// The last tile when it holds one pixel, for every 24-wide panel, two at a time
-    /// (``Accumulators24/singlePixel(_:taps:depth:tapStride:weights:out:_:)``). `pointers`:
-    /// the pixel's input pointers, `[tap][4]` (only the first of each 4 is read).
-    func singlePixelPanels(_ pointers: UnsafePointer<UnsafePointer<Float>>, tile: Int, taps: Int, reductionOffset: Int,
-                           depth: Int, first: Bool, last: Bool, lower: SIMD8<Float>, upper: SIMD8<Float>, clamps: Bool) {
-        let cout = g.outChannels, m0 = tile * 4
-        let wide = panels.filter { $0.width == 24 }
+    /// Runs ``Accumulators24/singlePixel(_:taps:depth:tapStride:weights:out:_:)`` for panels
+    /// `a` and `b` (24 wide; `b` may equal `a`) of a one-pixel tile.
+    func singlePixel(_ p: SinglePixelPairs, panels a: Int, _ b: Int) {
+        let cout = g.outChannels, m0 = p.tile * 4
         func epilogue(_ panel: (column: Int, width: Int, offset: Int)) -> TileEpilogue {
-            TileEpilogue(first: first, last: last, rows: 1, columns: min(24, cout - panel.column), ldc: cout,
+            TileEpilogue(first: p.first, last: p.last, rows: 1, columns: min(24, cout - panel.column), ldc: cout,
                          bias: bias.map { UnsafePointer($0.pointer + panel.column) },
                          residual: residual.map { UnsafePointer($0.pointer + m0 * cout + panel.column) },
-                         activation: activation, lower: lower, upper: upper, clamps: clamps)
+                         activation: activation, lower: p.lower, upper: p.upper, clamps: p.clamps)
         }
         func weights(_ panel: (column: Int, width: Int, offset: Int)) -> UnsafePointer<Float> {
-            UnsafePointer(packed.pointer + panel.offset) + reductionOffset * 24
+            UnsafePointer(packed.pointer + panel.offset) + p.reductionOffset * 24
         }
-        for i in stride(from: 0, to: wide.count, by: 2) {
-            let a = wide[i], b = wide[min(i + 1, wide.count - 1)]
-            Accumulators24.singlePixel(pointers, taps: taps, depth: depth, tapStride: g.inChannels * 24,
-                                       weights: (weights(a), weights(b)),
-                                       out: (output.pointer + m0 * cout + a.column, output.pointer + m0 * cout + b.column),
-                                       (epilogue(a), epilogue(b)))
+        let (pa, pb) = (panels[a], panels[b])
+        Accumulators24.singlePixel(p.pointers, taps: p.taps, depth: p.depth, tapStride: g.inChannels * 24,
+                                   weights: (weights(pa), weights(pb)),
+                                   out: (output.pointer + m0 * cout + pa.column, output.pointer + m0 * cout + pb.column),
+                                   (epilogue(pa), epilogue(pb)))
+    }
+}
+
+/// The last tile of a reduction chunk when it holds one pixel (a 7 x 7 map at batch 1): its
+/// 24-wide panels run two at a time (``Accumulators24/singlePixel(_:taps:depth:tapStride:weights:out:_:)``),
+/// each pair as soon as the panel loop has finished its second panel.
+private struct SinglePixelPairs {
+    /// The pixel's input pointers, `[tap][4]` (only the first of each 4 is read).
+    let pointers: UnsafePointer<UnsafePointer<Float>>
+    let tile: Int, taps: Int, reductionOffset: Int, depth: Int
+    let first: Bool, last: Bool
+    let lower: SIMD8<Float>, upper: SIMD8<Float>, clamps: Bool
+    /// A finished 24-wide panel waiting for a partner.
+    var waiting: Int? = nil
+
+    init(pointers: UnsafePointer<UnsafePointer<Float>>, tile: Int, taps: Int, reductionOffset: Int, depth: Int, first: Bool,
+         last: Bool, lower: SIMD8<Float>, upper: SIMD8<Float>, clamps: Bool) {
+        self.pointers = pointers; self.tile = tile; self.taps = taps; self.reductionOffset = reductionOffset
+        self.depth = depth; self.first = first; self.last = last; self.lower = lower; self.upper = upper
+        self.clamps = clamps
+    }
+
+    /// The panel loop is done with panel `index`.
+    mutating func finished(panel index: Int, _ job: DirectConvJob) {
+        guard job.panels[index].width == 24 else { return }
+        if let a = waiting {
+            job.singlePixel(self, panels: a, index)
+            waiting = nil
+        } else {
+            waiting = index
         }
+    }
+
+    /// After the panel loop: a panel left without a partner runs paired with itself.
+    mutating func flush(_ job: DirectConvJob) {
+        if let a = waiting { job.singlePixel(self, panels: a, a) }
+        waiting = nil
     }
 }
 
