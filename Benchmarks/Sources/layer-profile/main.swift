@@ -22,6 +22,48 @@ let network = architecture.make(seed: 1).frozen()
 let pool = ThreadPool(threadCount: threads)
 var generator = Xoshiro256(seed: 2)
 let input = Tensor(randomNormal: [1, 224, 224, 3], using: &generator)
+// The whole forward only (for comparing builds run one after another).
+if CommandLine.arguments.contains("--forward-only") {
+    var rng = Xoshiro256(seed: 5)
+    for batch in [1, 8] {
+        let x = Tensor(randomNormal: [batch, 224, 224, 3], using: &rng)
+        _ = network.features(x, pool: pool)
+        var times: [Double] = []
+        for _ in 0..<(batch == 1 ? 40 : 6) {
+            let t0 = now()
+            _ = network.features(x, pool: pool)
+            times.append(now() - t0)
+        }
+        times.sort()
+        print(String(format: "forward batch %d: median %.2f ms", batch, times[times.count / 2] * 1000 / Double(batch)))
+    }
+    exit(0)
+}
+// TEMP: per-call overhead of the kernels on tiny problems
+if CommandLine.arguments.contains("--call-overhead") {
+    var rng = Xoshiro256(seed: 3)
+    for (cin, cout, pix) in (CommandLine.arguments.contains("--tiny") ? [(8, 8, 4), (8, 8, 4), (8, 8, 4)] : [(8, 8, 4), (32, 96, 4), (96, 32, 4), (32, 96, 448)]) {
+        let w = Tensor(randomNormal: [1, 1, cin, cout], using: &rng)
+        let packed = PackedConvWeights(w)
+        let x = Tensor(randomNormal: [pix * cin], using: &rng), b = Tensor(randomNormal: [cout], using: &rng)
+        var out = [Float](repeating: 0, count: pix * cout)
+        let g = ConvGeometry(batch: 1, height: 1, width: pix, inChannels: cin, outChannels: cout, kernelHeight: 1, kernelWidth: 1)
+        var best = 1e9
+        for _ in 0..<5 {
+            let t0 = now()
+            x.withUnsafeBufferPointer { xp in b.withUnsafeBufferPointer { bp in out.withUnsafeMutableBufferPointer { op in
+                for _ in 0..<10000 {
+                    directConvForward(xp.baseAddress!, weights: packed, bias: bp.baseAddress!, residual: nil, output: op.baseAddress!,
+                                      geometry: g, activation: .relu6, pool: nil)
+                }
+            } } }
+            best = min(best, (now() - t0) / 10000)
+        }
+        let flops = Double(2 * pix * cin * cout)
+        print(String(format: "directConvForward 1x1 %d->%d, %d pixels: %.2f us per call (%.1f GF/s)", cin, cout, pix, best * 1e6, flops / best * 1e-9))
+    }
+    exit(0)
+}
 var totals = [Double](repeating: 0, count: network.layers.count)
 var samples = [[Double]](repeating: [], count: network.layers.count)
 for _ in 0..<7 {

@@ -138,7 +138,8 @@ public func directConvForward(
         pixelStride = g.inChannels
     }
     let chunks = reductionChunks(taps: job.kernelHeight * job.kernelWidth, channels: job.inChannels)
-    let zeros = [Float](repeating: 0, count: job.inChannels)
+    // What taps in the padding read (one pixel of zeros).
+    let zeros = job.inChannels <= sharedZeros.count ? sharedZeros : [Float](repeating: 0, count: job.inChannels)
     // The padded copy lives in a kept scratch buffer: a fresh array (600 KiB for a 224 x 224
     // RGB image) page-faulted on every call (0.2 ms of the compact network's 0.9 ms stem).
     ScratchBuffers.with(floats: paddedFloats) { padded in
@@ -180,6 +181,10 @@ public func directConvForward(
     }
 }
 
+/// Zeros for the taps of patches that reach into the padding, shared by all calls with up to
+/// this many input channels (an array per call was a malloc and a memset per call).
+private let sharedZeros = [Float](repeating: 0, count: 4096)
+
 /// A piece of the reduction: taps `taps`, input channels `channels` of each.
 struct ReductionChunk: Sendable {
     var taps: Range<Int>
@@ -192,6 +197,7 @@ func reductionChunks(taps: Int, channels: Int, target: Int = 256) -> [ReductionC
     if channels >= target {
         let parts = (channels + target - 1) / target
         var chunks: [ReductionChunk] = []
+        chunks.reserveCapacity(taps * parts)
         for tap in 0..<taps {
             for part in 0..<parts {
                 let range = ThreadPool.range(of: part, participants: parts, count: channels)
@@ -231,136 +237,145 @@ private struct DirectConvJob: Sendable {
         let g = self.g
         let cin = g.inChannels, cout = g.outChannels
         let x = UnsafePointer(input.pointer), zero = UnsafePointer(zeros.pointer)
-        let maxTaps = chunks.map(\.taps.count).max() ?? 1
-        // Row and column offset of each kernel tap, computed once.
-        let tapRows = (0..<(g.kernelHeight * g.kernelWidth)).map { ($0 / g.kernelWidth) * g.dilationY }
-        let tapColumns = (0..<(g.kernelHeight * g.kernelWidth)).map { ($0 % g.kernelWidth) * g.dilationX }
-        // Each tap's offset from the patch's top-left input pixel, for patches that lie wholly
-        // inside the input (most of them): their pointers need no bounds checks.
-        let tapOffsets = zip(tapRows, tapColumns).map { ($0 * g.width + $1) * pixelStride }
-        let lastRow = tapRows.max() ?? 0, lastColumn = tapColumns.max() ?? 0
-        // 1x1, stride 1, no padding: pixel p of the output reads pixel p of the input.
-        let pointwise = g.kernelHeight == 1 && g.kernelWidth == 1 && g.strideY == 1 && g.strideX == 1
-            && g.padTop == 0 && g.padLeft == 0 && g.height == outHeight && g.width == outWidth
-        let block = DirectConvJob.tilesPerBlock
-        let (lower, upper, clamps) = TileEpilogue.clamp(for: activation)
-        // A block's tiles for one chunk, found once and used by every panel: runs of whole
-        // tiles in one output row with their patches inside the input, and the other tiles
-        // with their input pointers in `table` ([tile][tap][4 pixels]).
-        withUnsafeTemporaryAllocation(of: TileRun.self, capacity: block) { runs in
-            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: block * maxTaps * 4) { table in
-                let table = table.baseAddress!
-                for blockStart in stride(from: tiles.lowerBound, to: tiles.upperBound, by: block) {
-                    let blockEnd = min(blockStart + block, tiles.upperBound)
-                    for (chunkIndex, chunk) in chunks.enumerated() {
-                        let first = chunkIndex == 0, last = chunkIndex == chunks.count - 1
-                        let taps = chunk.taps.count, c0 = chunk.channels.lowerBound
-                        if pointwise {
-                            // Weights are cold in the first block of tiles, and again in every
-                            // block when they outgrow L2.
-                            let prefetch = blockStart == tiles.lowerBound || chunk.channels.count * cout * 4 > 256 << 10
-                            runPointwise(tiles: blockStart..<blockEnd, channels: chunk.channels, first: first, last: last,
-                                         prefetch: prefetch,
-                                         lower: lower, upper: upper, clamps: clamps)
-                            continue
-                        }
-                        // No integer division per pixel or tap (a 64-bit idiv is ~40 cycles on
-                        // this CPU, and per tile they had cost as much as a 1x1 tile's FMAs):
-                        // the block's first pixel is located once, the rest step along the row.
-                        let firstPixel = min(blockStart * 4, pixels - 1)
-                        var ox = firstPixel % outWidth, oy = (firstPixel / outWidth) % outHeight
-                        var n = firstPixel / (outWidth * outHeight)
-                        let pixelStep = g.strideX * pixelStride
-                        var runCount = 0
-                        for tile in blockStart..<blockEnd {
-                            let p0 = tile * 4
-                            let iy0 = oy * g.strideY - g.padTop, ix0 = ox * g.strideX - g.padLeft
-                            let base = x + n * g.height * g.width * pixelStride + c0
-                            // Four pixels in one output row, every patch inside the input: the tile
-                            // joins a run of such tiles (no pointers in the table).
-                            if p0 + 4 <= pixels && ox + 4 <= outWidth && iy0 >= 0 && iy0 + lastRow < g.height && ix0 >= 0
-                                && ix0 + 3 * g.strideX + lastColumn < g.width {
-                                let corner = base + (iy0 * g.width + ix0) * pixelStride
-                                if runCount > 0, runs[runCount - 1].count > 0,
-                                   runs[runCount - 1].input + runs[runCount - 1].count * 4 * pixelStep == corner {
-                                    runs[runCount - 1].count += 1
-                                } else {
-                                    runs[runCount] = TileRun(tile: tile, count: 1, input: corner)
-                                    runCount += 1
-                                }
-                                ox += 4
-                                if ox == outWidth {
-                                    ox = 0; oy += 1
-                                    if oy == outHeight { oy = 0; n += 1 }
-                                }
+        var maxTaps = 1
+        for chunk in chunks { maxTaps = max(maxTaps, chunk.taps.count) }
+        // Row and column offset of each kernel tap, and its offset from the patch's top-left
+        // input pixel for patches that lie wholly inside the input (most of them: their
+        // pointers need no bounds checks); computed once per call, on the stack (as arrays,
+        // with the call's other small allocations, they made a 1x1 call on a few pixels cost
+        // ~1.4 us, and a band-by-band block makes ~60 such calls).
+        let kernelTaps = g.kernelHeight * g.kernelWidth
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 3 * kernelTaps) { tapTable in
+            let tapRows = tapTable.baseAddress!, tapColumns = tapRows + kernelTaps, tapOffsets = tapColumns + kernelTaps
+            var lastRow = 0, lastColumn = 0
+            for t in 0..<kernelTaps {
+                tapRows[t] = (t / g.kernelWidth) * g.dilationY
+                tapColumns[t] = (t % g.kernelWidth) * g.dilationX
+                tapOffsets[t] = (tapRows[t] * g.width + tapColumns[t]) * pixelStride
+                lastRow = max(lastRow, tapRows[t])
+                lastColumn = max(lastColumn, tapColumns[t])
+            }
+            // 1x1, stride 1, no padding: pixel p of the output reads pixel p of the input.
+            let pointwise = g.kernelHeight == 1 && g.kernelWidth == 1 && g.strideY == 1 && g.strideX == 1
+                && g.padTop == 0 && g.padLeft == 0 && g.height == outHeight && g.width == outWidth
+            let block = DirectConvJob.tilesPerBlock
+            let (lower, upper, clamps) = TileEpilogue.clamp(for: activation)
+            // A block's tiles for one chunk, found once and used by every panel: runs of whole
+            // tiles in one output row with their patches inside the input, and the other tiles
+            // with their input pointers in `table` ([tile][tap][4 pixels]).
+            withUnsafeTemporaryAllocation(of: TileRun.self, capacity: block) { runs in
+                withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: block * maxTaps * 4) { table in
+                    let table = table.baseAddress!
+                    for blockStart in stride(from: tiles.lowerBound, to: tiles.upperBound, by: block) {
+                        let blockEnd = min(blockStart + block, tiles.upperBound)
+                        for (chunkIndex, chunk) in chunks.enumerated() {
+                            let first = chunkIndex == 0, last = chunkIndex == chunks.count - 1
+                            let taps = chunk.taps.count, c0 = chunk.channels.lowerBound
+                            if pointwise {
+                                // Weights are cold in the first block of tiles, and again in every
+                                // block when they outgrow L2.
+                                let prefetch = blockStart == tiles.lowerBound || chunk.channels.count * cout * 4 > 256 << 10
+                                runPointwise(tiles: blockStart..<blockEnd, channels: chunk.channels, first: first, last: last,
+                                             prefetch: prefetch,
+                                             lower: lower, upper: upper, clamps: clamps)
                                 continue
                             }
-                            runs[runCount] = TileRun(tile: tile, count: 0, input: x)
-                            runCount += 1
-                            for i in 0..<4 {
-                                let p = p0 + i
-                                let entry = table + (tile - blockStart) * taps * 4 + i
-                                if p >= pixels {
-                                    // Pixels past the end repeat the previous one; their results are not stored.
-                                    for index in 0..<taps { entry[index * 4] = entry[index * 4 - 1] }
-                                    continue
-                                }
+                            // No integer division per pixel or tap (a 64-bit idiv is ~40 cycles on
+                            // this CPU, and per tile they had cost as much as a 1x1 tile's FMAs):
+                            // the block's first pixel is located once, the rest step along the row.
+                            let firstPixel = min(blockStart * 4, pixels - 1)
+                            var ox = firstPixel % outWidth, oy = (firstPixel / outWidth) % outHeight
+                            var n = firstPixel / (outWidth * outHeight)
+                            let pixelStep = g.strideX * pixelStride
+                            var runCount = 0
+                            for tile in blockStart..<blockEnd {
+                                let p0 = tile * 4
                                 let iy0 = oy * g.strideY - g.padTop, ix0 = ox * g.strideX - g.padLeft
                                 let base = x + n * g.height * g.width * pixelStride + c0
-                                if iy0 >= 0 && iy0 + lastRow < g.height && ix0 >= 0 && ix0 + lastColumn < g.width {
+                                // Four pixels in one output row, every patch inside the input: the tile
+                                // joins a run of such tiles (no pointers in the table).
+                                if p0 + 4 <= pixels && ox + 4 <= outWidth && iy0 >= 0 && iy0 + lastRow < g.height && ix0 >= 0
+                                    && ix0 + 3 * g.strideX + lastColumn < g.width {
                                     let corner = base + (iy0 * g.width + ix0) * pixelStride
-                                    for index in 0..<taps { entry[index * 4] = corner + tapOffsets[chunk.taps.lowerBound + index] }
-                                } else {
-                                    for index in 0..<taps {
-                                        let t = chunk.taps.lowerBound + index
-                                        let iy = iy0 + tapRows[t], ix = ix0 + tapColumns[t]
-                                        let inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
-                                        entry[index * 4] = inside ? base + (iy * g.width + ix) * pixelStride : zero
+                                    if runCount > 0, runs[runCount - 1].count > 0,
+                                       runs[runCount - 1].input + runs[runCount - 1].count * 4 * pixelStep == corner {
+                                        runs[runCount - 1].count += 1
+                                    } else {
+                                        runs[runCount] = TileRun(tile: tile, count: 1, input: corner)
+                                        runCount += 1
                                     }
-                                }
-                                ox += 1
-                                if ox == outWidth {
-                                    ox = 0; oy += 1
-                                    if oy == outHeight { oy = 0; n += 1 }
-                                }
-                            }
-                        }
-                        let depth = chunk.channels.count
-                        // A last tile of one pixel: its 24-wide panels two at a time, each pair
-                        // right after its second panel's tiles (the weights still in cache).
-                        var onePixel: SinglePixelPairs? = nil
-                        if let lastRun = runs.prefix(runCount).last, lastRun.count == 0, lastRun.tile * 4 + 1 == pixels {
-                            onePixel = SinglePixelPairs(pointers: table + (lastRun.tile - blockStart) * taps * 4, tile: lastRun.tile,
-                                                        taps: taps, reductionOffset: chunk.taps.lowerBound * cin + c0, depth: depth,
-                                                        first: first, last: last, lower: lower, upper: upper, clamps: clamps)
-                        }
-                        for (panelIndex, panel) in panels.enumerated() {
-                            defer { onePixel?.finished(panel: panelIndex, self) }
-                            let weights = UnsafePointer(packed.pointer + panel.offset) + (chunk.taps.lowerBound * cin + c0) * panel.width
-                            let columns = min(panel.width, cout - panel.column)
-                            for run in runs.prefix(runCount) {
-                                let m0 = run.tile * 4
-                                let out = output.pointer + m0 * cout + panel.column
-                                let epilogue = TileEpilogue(
-                                    first: first, last: last, rows: min(4, pixels - m0), columns: columns, ldc: cout,
-                                    bias: bias.map { UnsafePointer($0.pointer + panel.column) },
-                                    residual: residual.map { UnsafePointer($0.pointer + m0 * cout + panel.column) },
-                                    activation: activation, lower: lower, upper: upper, clamps: clamps)
-                                if run.count > 0 {
-                                    tapOffsets.withUnsafeBufferPointer { offsets in
-                                        Self.rowTiles(width: panel.width, run.input, pixelStep: pixelStep, count: run.count, taps: taps,
-                                                      tapOffsets: offsets.baseAddress! + chunk.taps.lowerBound, depth: depth,
-                                                      weights: weights, tapStride: cin * panel.width, out: out, epilogue)
+                                    ox += 4
+                                    if ox == outWidth {
+                                        ox = 0; oy += 1
+                                        if oy == outHeight { oy = 0; n += 1 }
                                     }
                                     continue
                                 }
-                                // A one-pixel tile of a 24-wide panel: `onePixel`, two panels at a time.
-                                guard panel.width != 24 || epilogue.rows > 1 else { continue }
-                                Self.tile(width: panel.width, table + (run.tile - blockStart) * taps * 4, taps: taps,
-                                          depth: depth, weights: weights, tapStride: cin * panel.width, out: out, epilogue)
+                                runs[runCount] = TileRun(tile: tile, count: 0, input: x)
+                                runCount += 1
+                                for i in 0..<4 {
+                                    let p = p0 + i
+                                    let entry = table + (tile - blockStart) * taps * 4 + i
+                                    if p >= pixels {
+                                        // Pixels past the end repeat the previous one; their results are not stored.
+                                        for index in 0..<taps { entry[index * 4] = entry[index * 4 - 1] }
+                                        continue
+                                    }
+                                    let iy0 = oy * g.strideY - g.padTop, ix0 = ox * g.strideX - g.padLeft
+                                    let base = x + n * g.height * g.width * pixelStride + c0
+                                    if iy0 >= 0 && iy0 + lastRow < g.height && ix0 >= 0 && ix0 + lastColumn < g.width {
+                                        let corner = base + (iy0 * g.width + ix0) * pixelStride
+                                        for index in 0..<taps { entry[index * 4] = corner + tapOffsets[chunk.taps.lowerBound + index] }
+                                    } else {
+                                        for index in 0..<taps {
+                                            let t = chunk.taps.lowerBound + index
+                                            let iy = iy0 + tapRows[t], ix = ix0 + tapColumns[t]
+                                            let inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
+                                            entry[index * 4] = inside ? base + (iy * g.width + ix) * pixelStride : zero
+                                        }
+                                    }
+                                    ox += 1
+                                    if ox == outWidth {
+                                        ox = 0; oy += 1
+                                        if oy == outHeight { oy = 0; n += 1 }
+                                    }
+                                }
                             }
+                            let depth = chunk.channels.count
+                            // A last tile of one pixel: its 24-wide panels two at a time, each pair
+                            // right after its second panel's tiles (the weights still in cache).
+                            var onePixel: SinglePixelPairs? = nil
+                            if let lastRun = runs.prefix(runCount).last, lastRun.count == 0, lastRun.tile * 4 + 1 == pixels {
+                                onePixel = SinglePixelPairs(pointers: table + (lastRun.tile - blockStart) * taps * 4, tile: lastRun.tile,
+                                                            taps: taps, reductionOffset: chunk.taps.lowerBound * cin + c0, depth: depth,
+                                                            first: first, last: last, lower: lower, upper: upper, clamps: clamps)
+                            }
+                            for (panelIndex, panel) in panels.enumerated() {
+                                defer { onePixel?.finished(panel: panelIndex, self) }
+                                let weights = UnsafePointer(packed.pointer + panel.offset) + (chunk.taps.lowerBound * cin + c0) * panel.width
+                                let columns = min(panel.width, cout - panel.column)
+                                for run in runs.prefix(runCount) {
+                                    let m0 = run.tile * 4
+                                    let out = output.pointer + m0 * cout + panel.column
+                                    let epilogue = TileEpilogue(
+                                        first: first, last: last, rows: min(4, pixels - m0), columns: columns, ldc: cout,
+                                        bias: bias.map { UnsafePointer($0.pointer + panel.column) },
+                                        residual: residual.map { UnsafePointer($0.pointer + m0 * cout + panel.column) },
+                                        activation: activation, lower: lower, upper: upper, clamps: clamps)
+                                    if run.count > 0 {
+                                        Self.rowTiles(width: panel.width, run.input, pixelStep: pixelStep, count: run.count, taps: taps,
+                                                      tapOffsets: tapOffsets + chunk.taps.lowerBound, depth: depth,
+                                                      weights: weights, tapStride: cin * panel.width, out: out, epilogue)
+                                        continue
+                                    }
+                                    // A one-pixel tile of a 24-wide panel: `onePixel`, two panels at a time.
+                                    guard panel.width != 24 || epilogue.rows > 1 else { continue }
+                                    Self.tile(width: panel.width, table + (run.tile - blockStart) * taps * 4, taps: taps,
+                                              depth: depth, weights: weights, tapStride: cin * panel.width, out: out, epilogue)
+                                }
+                            }
+                            onePixel?.flush(self)
                         }
-                        onePixel?.flush(self)
                     }
                 }
             }
