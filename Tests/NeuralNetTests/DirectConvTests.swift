@@ -23,8 +23,6 @@ import Testing
     (12, 14, 20, 24, 3, 1, 1, Padding.symmetric(1)),   // runs of interior tiles between border tiles
     (15, 17, 16, 40, 3, 2, 1, Padding.symmetric(1)),   // the same with stride 2
     (9, 9, 300, 500, 1, 1, 1, Padding.valid),          // weights past L2 per chunk: prefetched in every block of tiles
-    (10, 30, 20, 32, 3, 1, 1, Padding.symmetric(1)),   // 16 + 16 panels: interior runs as 6-pixel groups and tiles
-    (7, 9, 600, 32, 1, 1, 1, Padding.valid),           // the same pointwise, three reduction chunks
 ])
 func directConvolutionMatchesReference(
     shape: (Int, Int, Int, Int, Int, Int, Int, Padding)

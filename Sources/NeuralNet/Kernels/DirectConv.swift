@@ -404,9 +404,6 @@ extension DirectConvJob {
         case 24:
             Accumulators24.rowTiles(input, pixelStep: pixelStep, count: count, taps: taps, tapOffsets: tapOffsets, depth: depth,
                                     weights: weights, tapStride: tapStride, out: out, epilogue, prefetch: prefetch)
-        case 16 where count >= 3 && epilogue.columns == 16 && (epilogue.clamps || !epilogue.last):
-            Accumulators16x6.rowTiles(input, pixelStep: pixelStep, count: count, taps: taps, tapOffsets: tapOffsets, depth: depth,
-                                      weights: weights, tapStride: tapStride, out: out, epilogue, prefetch: prefetch)
         case 16:
             Accumulators16.rowTiles(input, pixelStep: pixelStep, count: count, taps: taps, tapOffsets: tapOffsets, depth: depth,
                                     weights: weights, tapStride: tapStride, out: out, epilogue, prefetch: prefetch)
@@ -994,114 +991,6 @@ struct Accumulators16: RegisterTile {
         e.store(c10, b0, out, row: 1, column: 0); e.store(c11, b1, out, row: 1, column: 8)
         e.store(c20, b0, out, row: 2, column: 0); e.store(c21, b1, out, row: 2, column: 8)
         e.store(c30, b0, out, row: 3, column: 0); e.store(c31, b1, out, row: 3, column: 8)
-    }
-}
-
-/// Six pixels x 16 channels, for runs of whole tiles in 16-wide panels (32- and 64-channel
-/// outputs are 16 + 16 and 24 + 24 + 16): 12 accumulators, two weight loads and six
-/// broadcasts per twelve FMAs, against eight FMAs per tile-step in the 4 x 16 tile, whose
-/// fixed cost per tile (loop exits, loads and stores of the sums) weighs more at the small
-/// depths of those layers. Each sum is accumulated in the same order as in the 4 x 16
-/// tile, so results are identical bit for bit.
-struct Accumulators16x6 {
-    var c00: SIMD8<Float>, c01: SIMD8<Float>, c10: SIMD8<Float>, c11: SIMD8<Float>
-    var c20: SIMD8<Float>, c21: SIMD8<Float>, c30: SIMD8<Float>, c31: SIMD8<Float>
-    var c40: SIMD8<Float>, c41: SIMD8<Float>, c50: SIMD8<Float>, c51: SIMD8<Float>
-
-    /// Zero (first chunk) or the six rows of partial sums at `p`.
-    @inline(__always)
-    init(loading p: UnsafePointer<Float>, ldc: Int, first: Bool) {
-        if first {
-            c00 = .zero; c01 = .zero; c10 = .zero; c11 = .zero; c20 = .zero; c21 = .zero
-            c30 = .zero; c31 = .zero; c40 = .zero; c41 = .zero; c50 = .zero; c51 = .zero
-        } else {
-            c00 = load8(p); c01 = load8(p + 8); c10 = load8(p + ldc); c11 = load8(p + ldc + 8)
-            c20 = load8(p + 2 * ldc); c21 = load8(p + 2 * ldc + 8); c30 = load8(p + 3 * ldc); c31 = load8(p + 3 * ldc + 8)
-            c40 = load8(p + 4 * ldc); c41 = load8(p + 4 * ldc + 8); c50 = load8(p + 5 * ldc); c51 = load8(p + 5 * ldc + 8)
-        }
-    }
-
-    /// Adds `sum over p < depth of a[i * step + p] * b[p, 0..<16]` to row i.
-    @inline(__always)
-    mutating func multiply(_ a: UnsafePointer<Float>, step: Int, depth: Int, b: UnsafePointer<Float>) {
-        let a0 = a, a1 = a + step, a2 = a + 2 * step, a3 = a + 3 * step, a4 = a + 4 * step, a5 = a + 5 * step
-        var pb = b
-        for p in 0..<depth {
-            let b0 = load8(pb), b1 = load8(pb + 8)
-            var v = SIMD8<Float>(repeating: a0[p])
-            c00 = c00.addingProduct(v, b0); c01 = c01.addingProduct(v, b1)
-            v = SIMD8<Float>(repeating: a1[p])
-            c10 = c10.addingProduct(v, b0); c11 = c11.addingProduct(v, b1)
-            v = SIMD8<Float>(repeating: a2[p])
-            c20 = c20.addingProduct(v, b0); c21 = c21.addingProduct(v, b1)
-            v = SIMD8<Float>(repeating: a3[p])
-            c30 = c30.addingProduct(v, b0); c31 = c31.addingProduct(v, b1)
-            v = SIMD8<Float>(repeating: a4[p])
-            c40 = c40.addingProduct(v, b0); c41 = c41.addingProduct(v, b1)
-            v = SIMD8<Float>(repeating: a5[p])
-            c50 = c50.addingProduct(v, b0); c51 = c51.addingProduct(v, b1)
-            pb += 16
-        }
-    }
-
-    /// Stores the six rows: raw partial sums, or (last chunk) with bias, residual and the
-    /// clamp. Only for 16 valid columns and a clamp activation (the caller checks).
-    @inline(__always)
-    func store(_ out: UnsafeMutablePointer<Float>, _ e: TileEpilogue, residual: UnsafePointer<Float>?) {
-        let ldc = e.ldc
-        var d00 = c00, d01 = c01, d10 = c10, d11 = c11, d20 = c20, d21 = c21
-        var d30 = c30, d31 = c31, d40 = c40, d41 = c41, d50 = c50, d51 = c51
-        if e.last {
-            if let bias = e.bias {
-                let b0 = load8(bias), b1 = load8(bias + 8)
-                d00 += b0; d01 += b1; d10 += b0; d11 += b1; d20 += b0; d21 += b1
-                d30 += b0; d31 += b1; d40 += b0; d41 += b1; d50 += b0; d51 += b1
-            }
-            if let r = residual {
-                d00 += load8(r); d01 += load8(r + 8); d10 += load8(r + ldc); d11 += load8(r + ldc + 8)
-                d20 += load8(r + 2 * ldc); d21 += load8(r + 2 * ldc + 8); d30 += load8(r + 3 * ldc); d31 += load8(r + 3 * ldc + 8)
-                d40 += load8(r + 4 * ldc); d41 += load8(r + 4 * ldc + 8); d50 += load8(r + 5 * ldc); d51 += load8(r + 5 * ldc + 8)
-            }
-            let lo = e.lower, hi = e.upper
-            d00 = clamp8(d00, lo, hi); d01 = clamp8(d01, lo, hi); d10 = clamp8(d10, lo, hi); d11 = clamp8(d11, lo, hi)
-            d20 = clamp8(d20, lo, hi); d21 = clamp8(d21, lo, hi); d30 = clamp8(d30, lo, hi); d31 = clamp8(d31, lo, hi)
-            d40 = clamp8(d40, lo, hi); d41 = clamp8(d41, lo, hi); d50 = clamp8(d50, lo, hi); d51 = clamp8(d51, lo, hi)
-        }
-        store8(d00, out); store8(d01, out + 8); store8(d10, out + ldc); store8(d11, out + ldc + 8)
-        store8(d20, out + 2 * ldc); store8(d21, out + 2 * ldc + 8); store8(d30, out + 3 * ldc); store8(d31, out + 3 * ldc + 8)
-        store8(d40, out + 4 * ldc); store8(d41, out + 4 * ldc + 8); store8(d50, out + 5 * ldc); store8(d51, out + 5 * ldc + 8)
-    }
-
-    /// ``RegisterTile/rowTiles(_:pixelStep:count:taps:tapOffsets:depth:weights:tapStride:out:_:prefetch:)``
-    /// for a 16-wide panel with 16 valid columns and a clamp activation (or not the last
-    /// chunk): every 3 tiles as two groups of 6 pixels, the remaining 1-2 tiles as 4 x 16.
-    @inline(never)
-    static func rowTiles(_ input: UnsafePointer<Float>, pixelStep: Int, count: Int, taps: Int, tapOffsets: UnsafePointer<Int>,
-                         depth: Int, weights: UnsafePointer<Float>, tapStride: Int, out: UnsafeMutablePointer<Float>,
-                         _ epilogue: TileEpilogue, prefetch: WeightPrefetch) {
-        let e = epilogue, ldc = e.ldc
-        let groups = count / 3 * 2, left = count % 3
-        // The prefetch spread over the groups and the tiles left.
-        var ahead = prefetch
-        ahead.lines = (prefetch.lines * count + groups + left - 1) / (groups + left)
-        var a = input, o = out, r = e.residual
-        for _ in 0..<groups {
-            ahead.step()
-            var acc = Accumulators16x6(loading: o, ldc: ldc, first: e.first)
-            for k in 0..<taps {
-                acc.multiply(a + tapOffsets[k], step: pixelStep, depth: depth, b: weights + k * tapStride)
-            }
-            acc.store(o, e, residual: r)
-            a += 6 * pixelStep
-            o += 6 * ldc
-            r = r.map { $0 + 6 * ldc }
-        }
-        if left > 0 {
-            var rest = e
-            rest.residual = r
-            Accumulators16.rowTiles(a, pixelStep: pixelStep, count: left, taps: taps, tapOffsets: tapOffsets, depth: depth,
-                                    weights: weights, tapStride: tapStride, out: o, rest, prefetch: ahead)
-        }
     }
 }
 
