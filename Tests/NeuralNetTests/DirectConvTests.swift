@@ -106,3 +106,22 @@ private func checkDirectConvolution(batch: Int, shape: (Int, Int, Int, Int, Int,
     let gemm = conv2dForwardGEMM(x, weight: w, bias: b, geometry: g, activation: .relu, pool: nil)
     #expect((zip(gemm.scalars, one.scalars).map { abs($0 - $1) }.max() ?? 0) < 1e-4)
 }
+
+/// A 1x1 layer with enough 4-pixel tiles (300 of them, 2 images) that 2 and 3 threads share
+/// it out in blocks, each thread helping the others when it is done with its own share.
+@Test func pointwiseConvolutionSharedInBlocksIsDeterministic() {
+    let g = ConvGeometry(batch: 2, height: 20, width: 30, inChannels: 40, outChannels: 72, kernelHeight: 1,
+                         kernelWidth: 1, padding: .symmetric(0))
+    let x = randomTensor([2, 20, 30, 40], seed: 11), w = randomTensor([1, 1, 40, 72], seed: 12)
+    let b = randomTensor([72], seed: 13)
+    let one = conv2dForward(x, weight: w, bias: b, geometry: g, activation: .relu6, pool: nil)
+    for threads in [2, 3] {
+        let pool = ThreadPool(threadCount: threads)
+        for _ in 0..<3 {
+            let other = conv2dForward(x, weight: w, bias: b, geometry: g, activation: .relu6, pool: pool)
+            #expect(one.scalars == other.scalars, "\(threads) threads differ from 1")
+        }
+    }
+    let reference = referenceConv2d(x, weight: w, bias: b, geometry: g).scalars.map { min(max($0, 0), 6) }
+    #expect((zip(one.scalars, reference).map { abs($0 - $1) }.max() ?? 0) < 1e-4)
+}

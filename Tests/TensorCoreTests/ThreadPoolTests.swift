@@ -21,6 +21,61 @@ func everyIndexOnce(threads: Int, count: Int) {
     #expect(counter.all == [Int](repeating: 20, count: count))
 }
 
+@Test("parallelChunks runs every chunk once, aligned to the chunk size", arguments: [1, 2, 3, 5])
+func chunksOnce(threads: Int) {
+    let pool = ThreadPool(threadCount: threads)
+    for (count, chunk) in [(0, 4), (1, 4), (7, 1), (100, 3), (1000, 16), (1000, 2000), (33, 0)] {
+        let counter = VisitCounter(count)
+        let misaligned = Mutex(0)
+        for _ in 0..<10 {
+            pool.parallelChunks(count, chunk: chunk) { range in
+                let size = max(1, chunk)
+                if range.lowerBound % size != 0 || (range.count != size && range.upperBound != count) {
+                    misaligned.withLock { $0 += 1 }
+                }
+                for index in range { counter.visit(index) }
+            }
+        }
+        #expect(counter.all == [Int](repeating: 10, count: count), "count \(count) chunk \(chunk)")
+        #expect(misaligned.withLock { $0 } == 0, "count \(count) chunk \(chunk)")
+    }
+}
+
+/// Chunk 0 (the caller's first) waits until every other chunk has run: that ends only if the
+/// worker, after its own share, takes the rest of the caller's share.
+@Test("an idle participant takes chunks from the end of a busy one's share")
+func chunksAreTakenOver() {
+    let pool = ThreadPool(threadCount: 2)
+    let chunks = 40
+    let done = Atomic<Int>(0)
+    let timedOut = Atomic<Bool>(false)
+    pool.parallelChunks(chunks, chunk: 1) { range in
+        if range.lowerBound == 0 {
+            let deadline = Date().addingTimeInterval(20)
+            while done.load(ordering: .acquiring) < chunks - 1 {
+                if Date() > deadline { timedOut.store(true, ordering: .relaxed); break }
+                usleep(100)
+            }
+        }
+        done.add(1, ordering: .releasing)
+    }
+    let waitedInVain = timedOut.load(ordering: .relaxed), ran = done.load(ordering: .relaxed)
+    #expect(!waitedInVain)
+    #expect(ran == chunks)
+}
+
+@Test("parallelChunks inside a loop body runs inline and visits everything")
+func nestedChunks() {
+    let pool = ThreadPool(threadCount: 2)
+    let counter = VisitCounter(20 * 50)
+    pool.parallelFor(20) { outer in
+        pool.parallelChunks(50, chunk: 8) { range in
+            for inner in range { counter.visit(outer * 50 + inner) }
+        }
+    }
+    #expect(counter.all == [Int](repeating: 1, count: 1000))
+}
+
 @Test("static ranges are contiguous, disjoint and cover the count")
 func staticRanges() {
     for participants in 1...5 {

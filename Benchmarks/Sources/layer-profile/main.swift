@@ -39,7 +39,7 @@ if CommandLine.arguments.contains("--forward-only") {
     }
     exit(0)
 }
-// TEMP: per-call overhead of the kernels on tiny problems
+// Per-call cost of the direct kernel on tiny problems (what band-by-band blocks pay per band).
 if CommandLine.arguments.contains("--call-overhead") {
     var rng = Xoshiro256(seed: 3)
     for (cin, cout, pix) in (CommandLine.arguments.contains("--tiny") ? [(8, 8, 4), (8, 8, 4), (8, 8, 4)] : [(8, 8, 4), (32, 96, 4), (96, 32, 4), (32, 96, 448)]) {

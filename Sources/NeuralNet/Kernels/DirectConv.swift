@@ -172,7 +172,17 @@ public func directConvForward(
                 // Small problems run on the caller: the hand-off costs more than it saves.
                 let flops = m * g.outChannels * g.kernelHeight * g.kernelWidth * g.inChannels
                 if let pool, pool.threadCount > 1, flops >= 1 << 18 {
-                    pool.parallelRanges(tiles) { job.run(tiles: $0) }
+                    let block = DirectConvJob.tilesPerBlock
+                    if tiles >= 4 * pool.threadCount * block {
+                        // Whole blocks, each thread first through its own static share, then
+                        // helping the other (a pixel's value does not depend on which thread or
+                        // block computes it). Against a static split: equal when the cores run
+                        // evenly, up to 3 % faster on Lite0 / compact at 2 threads with another
+                        // process taking 30 % of one core.
+                        pool.parallelChunks(tiles, chunk: block) { job.run(tiles: $0) }
+                    } else {
+                        pool.parallelRanges(tiles) { job.run(tiles: $0) }
+                    }
                 } else {
                     job.run(tiles: 0..<tiles)
                 }
