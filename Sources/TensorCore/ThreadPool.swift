@@ -134,13 +134,32 @@ public final class ThreadPool: @unchecked Sendable {
     /// When the pool is busy (another submitter, or a call from inside a loop body) the
     /// chunks run in order on the calling thread.
     public func parallelChunks(_ count: Int, chunk: Int, _ body: @Sendable (Range<Int>) -> Void) {
+        parallelShares(count, chunk: chunk) { next in
+            while let range = next() { body(range) }
+        }
+    }
+
+    /// The loop behind ``parallelChunks(_:chunk:_:)``, for kernels that carry state from one
+    /// chunk to the next (a participant's scratch buffers, or work a following chunk can
+    /// reuse): `body` is called once per participant with `next`, which returns the
+    /// participant's next chunk (its own share in order, then chunks from the end of the
+    /// others'), or nil when none is left. Busy pool: one call on the calling thread, whose
+    /// `next` returns all the chunks in order.
+    public func parallelShares(_ count: Int, chunk: Int, _ body: @Sendable (_ next: () -> Range<Int>?) -> Void) {
         guard count > 0 else { return }
         // (At least count / 2^31 indices a chunk: the shares count chunks in 32 bits.)
         let chunk = max(1, chunk, (count >> 31) + 1)
         let chunks = (count + chunk - 1) / chunk
         let participants = min(threadCount, chunks)
+        func inline() {
+            var index = 0
+            body {
+                defer { index += 1 }
+                return index < chunks ? (index * chunk)..<min(count, (index + 1) * chunk) : nil
+            }
+        }
         if participants == 1 {
-            for index in 0..<chunks { body((index * chunk)..<min(count, (index + 1) * chunk)) }
+            inline()
             return
         }
         let ranRemotely: Bool = withoutActuallyEscaping(body) { body in
@@ -151,21 +170,20 @@ public final class ThreadPool: @unchecked Sendable {
                     shares[p].set(ThreadPool.range(of: p, participants: participants, count: chunks))
                 }
                 state.run(participants: participants) { p in
-                    while let index = shares[p].take(last: false) {
-                        body((index * chunk)..<min(count, (index + 1) * chunk))
-                    }
-                    for offset in 1..<participants {
-                        let victim = shares[(p + offset) % participants]
-                        while let index = victim.take(last: true) {
-                            body((index * chunk)..<min(count, (index + 1) * chunk))
+                    var offset = 0
+                    body {
+                        while offset < participants {
+                            if let index = shares[(p + offset) % participants].take(last: offset > 0) {
+                                return (index * chunk)..<min(count, (index + 1) * chunk)
+                            }
+                            offset += 1
                         }
+                        return nil
                     }
                 }
             } != nil
         }
-        if !ranRemotely {
-            for index in 0..<chunks { body((index * chunk)..<min(count, (index + 1) * chunk)) }
-        }
+        if !ranRemotely { inline() }
     }
 
     /// Runs `body(index)` for every index in `0..<count`, spread over the pool's threads.

@@ -23,7 +23,10 @@
 // Timing is interleaved: after the agreement check, each round times ONNX Runtime (a
 // fresh script run, no check) and then ours, cell by cell; each side keeps its best
 // round per cell. Other processes on a shared machine then slow both sides alike
-// instead of whichever happened to run during a busy minute.
+// instead of whichever happened to run during a busy minute. The table also gives the
+// median of the rounds' own ratios: best against best can pit one side's single fast
+// minute against the other's ordinary ones (seen: ONNX Runtime 43.6 images/s in one round,
+// 39.3-40.1 in the other four).
 import Foundation
 import ModelFile
 import NeuralNet
@@ -271,17 +274,27 @@ func frozenPeer(_ architectureName: String, _ architecture: BackboneArchitecture
 }
 
 print("backbone-bench: \(ProcessInfo.processInfo.processorCount) cores, build features \(CPUFeatures.buildFeatures.joined(separator: " "))")
-var rows: [(String, Int, Int, Double, Double)] = []
+var rows: [(String, Int, Int, Double, Double, Double)] = []
+/// The median of a non-empty list.
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted(), middle = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
 for architectureName in options.architectures {
     guard let architecture = BackboneArchitecture(rawValue: architectureName) else { fatalError("unknown architecture \(architectureName)") }
     print("\n== \(architectureName)")
     var contender = architecture == .compact || options.frozenPeer
         ? try frozenPeer(architectureName, architecture) : try referencePeer(architectureName, architecture)
     var ours: [String: Double] = [:]
+    // Each round's ours / ONNX Runtime per cell: the two ran within a minute of each other,
+    // so the median of these is not moved by one side catching a fast minute.
+    var roundRatios: [String: [Double]] = [:]
     let pools = Dictionary(uniqueKeysWithValues: options.threads.map { ($0, ThreadPool(threadCount: $0)) })
     for round in 1...options.rounds {
+        var peerRound = contender.peer
         if round > 1 {
-            for (cell, value) in try peerTimings(contender.timingArguments) {
+            peerRound = try peerTimings(contender.timingArguments)
+            for (cell, value) in peerRound {
                 contender.peer[cell] = max(contender.peer[cell] ?? 0, value)
             }
         }
@@ -290,21 +303,24 @@ for architectureName in options.architectures {
             for batch in options.batches {
                 let value = throughput(contender.frozen, batch: batch, pool: pools[threads]!, minTime: options.minTime)
                 ours["\(threads)x\(batch)", default: 0] = max(ours["\(threads)x\(batch)"] ?? 0, value)
-                line.append(String(format: "%dt b%d %.1f", threads, batch, value))
+                let peerValue = peerRound["\(threads)x\(batch)"] ?? .nan
+                roundRatios["\(threads)x\(batch)", default: []].append(value / peerValue)
+                line.append(String(format: "%dt b%d %.1f/%.1f", threads, batch, value, peerValue))
             }
         }
-        print("  round \(round): ours images/s " + line.joined(separator: ", "))
+        print("  round \(round): images/s ours/ONNX Runtime " + line.joined(separator: ", "))
     }
     for threads in options.threads {
         for batch in options.batches {
             rows.append((contender.label, batch, threads, ours["\(threads)x\(batch)"] ?? .nan,
-                         contender.peer["\(threads)x\(batch)"] ?? .nan))
+                         contender.peer["\(threads)x\(batch)"] ?? .nan, median(roundRatios["\(threads)x\(batch)"] ?? [.nan])))
         }
     }
 }
 
 print("\n== images/s at 224x224 (median batch time, best of \(options.rounds) interleaved rounds), ours vs ONNX Runtime on the same network and weights")
-print("arch                batch threads      ours       ORT   ratio")
-for (name, batch, threads, ours, ort) in rows {
-    print("\(name.padding(toLength: 19, withPad: " ", startingAt: 0)) \(String(format: "%5d %7d %9.1f %9.1f %6.2fx", batch, threads, ours, ort, ours / ort))")
+print("(ratio: best against best; per round: the median of the rounds' own ratios)")
+print("arch                batch threads      ours       ORT   ratio  per round")
+for (name, batch, threads, ours, ort, perRound) in rows {
+    print("\(name.padding(toLength: 19, withPad: " ", startingAt: 0)) \(String(format: "%5d %7d %9.1f %9.1f %6.2fx %9.2fx", batch, threads, ours, ort, ours / ort, perRound))")
 }

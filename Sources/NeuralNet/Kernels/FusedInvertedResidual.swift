@@ -82,21 +82,37 @@ func fusedInvertedResidual(_ x: Tensor, expand: FusedConv, depthwise: FusedConv,
                                 height: h, width: w, inChannels: cin, hidden: hidden, outChannels: cout, band: band,
                                 capacity: capacity, span: span)
                             if let pool, threads > 1 {
-                                // Each thread takes whole images or a contiguous share of an
-                                // image's rows, with its own buffers, and runs the kernels on
-                                // its own: a band's kernels are too small to split again
-                                // (2 threads on one band scaled 1.2x at batch 8).
-                                pool.parallelRanges(n * threads) { units in
+                                // Each thread runs whole bands with its own buffers: a band's
+                                // kernels are too small to split again (2 threads on one band
+                                // scaled 1.2x at batch 8). An image's rows are split into one
+                                // static share per thread, each share into k chunks of at most a
+                                // band. Each thread first runs its own shares in order (the rows
+                                // shared between neighbouring bands carried over, as on one
+                                // thread), then takes chunks from the end of the others' shares
+                                // if they are behind (another process on their core), at the
+                                // price of recomputing the expanded rows above such a chunk.
+                                let k = (oh + threads * band - 1) / (threads * band)
+                                pool.parallelShares(n * threads * k, chunk: 1) { next in
                                     job.withBuffers { expanded, middle in
-                                        for unit in units {
-                                            let rows = ThreadPool.range(of: unit % threads, participants: threads, count: oh)
-                                            job.run(image: unit / threads, rows: rows, expanded: expanded, middle: middle)
+                                        var held = 0..<0, heldImage = -1, end = -1
+                                        while let unit = next()?.lowerBound {
+                                            let image = unit / (threads * k)
+                                            let share = ThreadPool.range(of: unit % (threads * k) / k, participants: threads, count: oh)
+                                            let part = ThreadPool.range(of: unit % k, participants: k, count: share.count)
+                                            let rows = (share.lowerBound + part.lowerBound)..<(share.lowerBound + part.upperBound)
+                                            if image != heldImage || rows.lowerBound != end { held = 0..<0 }
+                                            job.run(image: image, rows: rows, expanded: expanded, middle: middle, held: &held)
+                                            heldImage = image
+                                            end = rows.upperBound
                                         }
                                     }
                                 }
                             } else {
                                 job.withBuffers { expanded, middle in
-                                    for image in 0..<n { job.run(image: image, rows: 0..<oh, expanded: expanded, middle: middle) }
+                                    for image in 0..<n {
+                                        var held = 0..<0
+                                        job.run(image: image, rows: 0..<oh, expanded: expanded, middle: middle, held: &held)
+                                    }
                                 }
                             }
                         }
@@ -132,14 +148,16 @@ private struct BandJob: Sendable {
     }
 
     /// Output rows `rows` of image `image`, band by band, on the calling thread.
-    func run(image: Int, rows: Range<Int>, expanded: UnsafeMutablePointer<Float>, middle: UnsafeMutablePointer<Float>) {
+    ///
+    /// `held`: the input rows whose expansion is in `expanded` (at its front); empty, or what
+    /// the previous call on this image left when `rows` starts where that call's rows ended.
+    func run(image: Int, rows: Range<Int>, expanded: UnsafeMutablePointer<Float>, middle: UnsafeMutablePointer<Float>,
+             held: inout Range<Int>) {
         let (h, w, cin, hidden, cout) = (height, width, inChannels, self.hidden, outChannels)
         let (oh, ow) = (full.outHeight, full.outWidth)
         let sy = full.strideY
         let source = UnsafePointer(input.pointer) + image * h * w * cin
         let target = output.pointer + image * oh * ow * cout
-        // Input rows [held.lowerBound, held.upperBound) are in `expanded`.
-        var held = 0..<0
         for oy0 in stride(from: rows.lowerBound, to: rows.upperBound, by: band) {
             let oy1 = min(oy0 + band, rows.upperBound)
             let wantedTop = oy0 * sy - full.padTop, wantedBottom = (oy1 - 1) * sy - full.padTop + span
