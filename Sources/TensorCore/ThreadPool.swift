@@ -126,8 +126,8 @@ public final class ThreadPool: @unchecked Sendable {
     /// Why: on a shared virtual machine one core can run 20-40 % slower than the other for
     /// minutes (the same single-threaded loop took 0.84 s on one and 1.18 s on the other),
     /// and a static split then waits for the slower one at the end of every layer. Handing
-    /// out every chunk from one counter balances that, but costs 1-3 % when the cores are
-    /// even (measured on Lite0 at 2 threads): a layer's input then sits in the other core's
+    /// out every chunk from one counter balances that, but cost 1-5 % when the cores were
+    /// even (Lite0 and compact at 2 threads): a layer's input then sits in the other core's
     /// L2 more often, and the counter's cache line moves between cores on every chunk. With
     /// own shares first, a balanced run touches the same data as the static split.
     ///
