@@ -125,3 +125,33 @@ private func checkDirectConvolution(batch: Int, shape: (Int, Int, Int, Int, Int,
     let reference = referenceConv2d(x, weight: w, bias: b, geometry: g).scalars.map { min(max($0, 0), 6) }
     #expect((zip(one.scalars, reference).map { abs($0 - $1) }.max() ?? 0) < 1e-4)
 }
+
+/// More output channels than pixels (7 x 7 and 14 x 14 maps): threads split the weight
+/// panels instead of the pixels. Odd panel counts, so a thread's share starts on an odd
+/// panel and the one-pixel tiles' panel pairs form differently on each thread count;
+/// pointwise and 3x3 (pointer table); every result bit for bit the one-thread result.
+@Test(arguments: [
+    (1, 7, 7, 192, 200, 1),     // 8 x 24 + a 8-wide panel, the last tile of one pixel
+    (1, 7, 7, 64, 120, 3),      // five 24-wide panels through the pointer table
+    (2, 7, 7, 96, 400, 1),      // 98 pixels, a 16-wide last panel
+    (1, 14, 14, 80, 480, 1),    // 196 pixels in whole tiles
+])
+func directConvolutionSplitsPanelsDeterministically(shape: (Int, Int, Int, Int, Int, Int)) {
+    let (n, h, w, cin, cout, k) = shape
+    let g = ConvGeometry(batch: n, height: h, width: w, inChannels: cin, outChannels: cout, kernelHeight: k,
+                         kernelWidth: k, padding: .symmetric(k / 2))
+    let x = randomTensor([n, h, w, cin], seed: 31), weight = randomTensor([k, k, cin, cout], seed: 32)
+    let b = randomTensor([cout], seed: 33), r = randomTensor([n, h, w, cout], seed: 34)
+    let one = conv2dForward(x, weight: weight, bias: b, geometry: g, activation: .relu6, residual: r, pool: nil)
+    for threads in [2, 3, 4] {
+        let pool = ThreadPool(threadCount: threads)
+        for _ in 0..<2 {
+            let other = conv2dForward(x, weight: weight, bias: b, geometry: g, activation: .relu6, residual: r, pool: pool)
+            let differing = zip(one.scalars, other.scalars).filter { $0 != $1 }.count
+            #expect(differing == 0, "\(g) on \(threads) threads: \(differing) elements differ from 1 thread")
+        }
+    }
+    let plain = referenceConv2d(x, weight: weight, bias: b, geometry: g).scalars
+    let expected = plain.indices.map { min(max(plain[$0] + r.scalars[$0], 0), 6) }
+    #expect((zip(one.scalars, expected).map { abs($0 - $1) }.max() ?? 0) < 1e-4)
+}
