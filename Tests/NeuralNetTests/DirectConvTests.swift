@@ -155,3 +155,22 @@ func directConvolutionSplitsPanelsDeterministically(shape: (Int, Int, Int, Int, 
     let expected = plain.indices.map { min(max(plain[$0] + r.scalars[$0], 0), 6) }
     #expect((zip(one.scalars, expected).map { abs($0 - $1) }.max() ?? 0) < 1e-4)
 }
+
+/// A stem on RGB large enough (over 64 Ki floats padded) that two threads share the copy
+/// into the zero-padded buffer: TF-same padding (bottom and right) and symmetric padding,
+/// batch 2, the same bits as one thread and the reference within rounding.
+@Test(arguments: [Padding.same, Padding.symmetric(1)])
+func stemPaddedCopySharedBetweenThreads(padding: Padding) {
+    let g = ConvGeometry(batch: 2, height: 150, width: 151, inChannels: 3, outChannels: 32, kernelHeight: 3,
+                         kernelWidth: 3, stride: (2, 2), padding: padding)
+    let x = randomTensor([2, 150, 151, 3], seed: 41), w = randomTensor([3, 3, 3, 32], seed: 42)
+    let b = randomTensor([32], seed: 43)
+    let one = conv2dForward(x, weight: w, bias: b, geometry: g, activation: .relu6, pool: nil)
+    for threads in [2, 3] {
+        let other = conv2dForward(x, weight: w, bias: b, geometry: g, activation: .relu6, pool: ThreadPool(threadCount: threads))
+        let differing = zip(one.scalars, other.scalars).filter { $0 != $1 }.count
+        #expect(differing == 0, "\(padding) on \(threads) threads: \(differing) elements differ from 1 thread")
+    }
+    let reference = referenceConv2d(x, weight: w, bias: b, geometry: g).scalars.map { min(max($0, 0), 6) }
+    #expect((zip(one.scalars, reference).map { abs($0 - $1) }.max() ?? 0) < 1e-4)
+}

@@ -146,18 +146,27 @@ public func directConvForward(
         if rowRuns {
             let (hp, wp, c) = (job.height, job.width, g.inChannels)
             let x0 = max(0, g.padLeft), x1 = min(wp, g.width + g.padLeft)   // padded columns with input
-            for n in 0..<g.batch {
-                for y in 0..<hp {
-                    let row = padded + (n * hp + y) * wp * c
+            let source = UnsafeSharedPointer(readOnly: input), target = UnsafeSharedPointer(padded)
+            let copyRows: @Sendable (Range<Int>) -> Void = { rows in
+                for r in rows {
+                    let n = r / hp, y = r % hp
+                    let row = target.pointer + r * wp * c
                     let iy = y - g.padTop
                     guard iy >= 0 && iy < g.height && x1 > x0 else {
                         row.update(repeating: 0, count: wp * c)
                         continue
                     }
                     row.update(repeating: 0, count: x0 * c)
-                    (row + x0 * c).update(from: input + ((n * g.height + iy) * g.width + x0 - g.padLeft) * c, count: (x1 - x0) * c)
+                    (row + x0 * c).update(from: UnsafePointer(source.pointer) + ((n * g.height + iy) * g.width + x0 - g.padLeft) * c,
+                                          count: (x1 - x0) * c)
                     (row + x1 * c).update(repeating: 0, count: (wp - x1) * c)
                 }
+            }
+            // A 224 x 224 RGB copy (600 KiB) took ~0.05 ms of a 0.5 ms two-thread stem on one thread.
+            if let pool, pool.threadCount > 1, paddedFloats >= 1 << 16 {
+                pool.parallelRanges(g.batch * hp, copyRows)
+            } else {
+                copyRows(0..<(g.batch * hp))
             }
         }
         weights.storage.withUnsafeBufferPointer { packed in
