@@ -2,6 +2,7 @@
 // batch 1, 224x224, median of several runs). A tool for kernel work, not a benchmark of record.
 //
 //   swift run -c release layer-profile [resnet18|efficientnet-lite0|compact] [threads] [--cold-weights]
+//       [--forward-only] [--call-overhead] [--pool-overhead] [--all-convs] [--stem-loop] ...
 //
 // --cold-weights: what each block loses inside the network to weights evicted since the last
 // image (its call there, against an immediate repeat and a call with only its weights warmed).
@@ -36,6 +37,21 @@ if CommandLine.arguments.contains("--forward-only") {
         }
         times.sort()
         print(String(format: "forward batch %d: median %.2f ms", batch, times[times.count / 2] * 1000 / Double(batch)))
+    }
+    exit(0)
+}
+// Cost of one parallel call with an empty body on this pool (what every layer pays to fork
+// and join its threads), best of 5 loops of 20 000 calls.
+if CommandLine.arguments.contains("--pool-overhead") {
+    for (label, call) in [("parallelRanges", { pool.parallelRanges(threads) { _ in } }),
+                          ("parallelChunks", { pool.parallelChunks(64, chunk: 4) { _ in } })] as [(String, () -> Void)] {
+        var best = 1e9
+        for _ in 0..<5 {
+            let t0 = now()
+            for _ in 0..<20_000 { call() }
+            best = min(best, (now() - t0) / 20_000)
+        }
+        print(String(format: "%@ on %d threads, empty body: %.2f us per call", label, threads, best * 1e6))
     }
     exit(0)
 }
