@@ -127,8 +127,9 @@ private func checkDirectConvolution(batch: Int, shape: (Int, Int, Int, Int, Int,
 }
 
 /// More output channels than pixels (7 x 7 and 14 x 14 maps): threads split the weight
-/// panels instead of the pixels. Odd panel counts, so a thread's share starts on an odd
-/// panel and the one-pixel tiles' panel pairs form differently on each thread count;
+/// panels instead of the pixels. Odd panel counts in the 7 x 7 cases (9, 5, 17), so a
+/// thread's share starts on an odd panel and the one-pixel tiles' panel pairs form
+/// differently on each thread count;
 /// pointwise and 3x3 (pointer table); every result bit for bit the one-thread result.
 @Test(arguments: [
     (1, 7, 7, 192, 200, 1),     // 8 x 24 + a 8-wide panel, the last tile of one pixel

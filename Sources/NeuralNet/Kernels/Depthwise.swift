@@ -72,7 +72,7 @@ public func depthwiseConvForward(
     // units, 11 and 10 on 2 threads; in 4 chunks, 14 and 14).
     let threads = pool?.threadCount ?? 1
     let least = max(1, min(blocks, (16 + rows - 1) / rows))
-    let chunks = (least..<max(least, min(blocks, 2 * least) + 1)).first { (rows * $0) % threads == 0 } ?? least
+    let chunks = (least...max(least, min(blocks, 2 * least))).first { (rows * $0) % threads == 0 } ?? least
     // Accumulators start at the bias: a zero bias keeps the inner code free of optionals.
     let zeros: UnsafeMutablePointer<Float>? = bias == nil ? .allocate(capacity: c) : nil
     zeros?.initialize(repeating: 0, count: c)
