@@ -118,92 +118,128 @@ public func directConvForward(
                  && weights.inChannels == g.inChannels && weights.outChannels == g.outChannels,
                  "directConvForward: packed weights \(weights.kernelHeight)x\(weights.kernelWidth)x"
                  + "\(weights.inChannels)x\(weights.outChannels) do not match \(g)")
+    if g.inChannels < 8 && g.kernelWidth > 1 && g.dilationX == 1 {
+        rowRunsForward(input, weights: weights, bias: bias, residual: residual, output: output, geometry: g,
+                       activation: activation, pool: pool)
+        return
+    }
     let m = g.batch * g.outHeight * g.outWidth
     let tiles = (m + 3) / 4
-    // Few input channels (a stem on RGB): a tap would be a run of 3 floats, and the
-    // per-tap bookkeeping would cost more than its 3 x 12 FMAs. Instead the input is
-    // copied once into a zero-padded buffer that covers every tap, so that a whole kernel
-    // row (KW x Cin floats) is one contiguous run: the job then sees a KH x 1 kernel over
-    // KW * Cin "channels", with consecutive pixels Cin floats apart. The weight layout
-    // (ky, kx, ci) is already ordered that way.
-    let rowRuns = g.inChannels < 8 && g.kernelWidth > 1 && g.dilationX == 1
-    var job = g, pixelStride = g.inChannels
-    var paddedFloats = 0
-    if rowRuns {
-        let hp = (g.outHeight - 1) * g.strideY + (g.kernelHeight - 1) * g.dilationY + 1
-        let wp = (g.outWidth - 1) * g.strideX + g.kernelWidth
-        paddedFloats = g.batch * hp * wp * g.inChannels
-        job = ConvGeometry(batch: g.batch, height: hp, width: wp, inChannels: g.kernelWidth * g.inChannels,
-                           outChannels: g.outChannels, kernelHeight: g.kernelHeight, kernelWidth: 1,
-                           stride: (g.strideY, g.strideX), dilation: (g.dilationY, 1))
-        pixelStride = g.inChannels
-    }
-    let chunks = reductionChunks(taps: job.kernelHeight * job.kernelWidth, channels: job.inChannels)
+    let chunks = reductionChunks(taps: g.kernelHeight * g.kernelWidth, channels: g.inChannels)
     // What taps in the padding read (one pixel of zeros).
-    let zeros = job.inChannels <= sharedZeros.count ? sharedZeros : [Float](repeating: 0, count: job.inChannels)
-    // The padded copy lives in a kept scratch buffer: a fresh array (600 KiB for a 224 x 224
-    // RGB image) page-faulted on every call (0.2 ms of the compact network's 0.9 ms stem).
-    ScratchBuffers.with(floats: paddedFloats) { padded in
-        if rowRuns {
-            let (hp, wp, c) = (job.height, job.width, g.inChannels)
-            let x0 = max(0, g.padLeft), x1 = min(wp, g.width + g.padLeft)   // padded columns with input
-            let source = UnsafeSharedPointer(readOnly: input), target = UnsafeSharedPointer(padded)
-            let copyRows: @Sendable (Range<Int>) -> Void = { rows in
-                for r in rows {
-                    let n = r / hp, y = r % hp
-                    let row = target.pointer + r * wp * c
-                    let iy = y - g.padTop
-                    guard iy >= 0 && iy < g.height && x1 > x0 else {
-                        row.update(repeating: 0, count: wp * c)
-                        continue
-                    }
-                    row.update(repeating: 0, count: x0 * c)
-                    (row + x0 * c).update(from: UnsafePointer(source.pointer) + ((n * g.height + iy) * g.width + x0 - g.padLeft) * c,
-                                          count: (x1 - x0) * c)
-                    (row + x1 * c).update(repeating: 0, count: (wp - x1) * c)
+    let zeros = g.inChannels <= sharedZeros.count ? sharedZeros : [Float](repeating: 0, count: g.inChannels)
+    weights.storage.withUnsafeBufferPointer { packed in
+        zeros.withUnsafeBufferPointer { zero in
+            let job = DirectConvJob(
+                input: UnsafeSharedPointer(readOnly: input), zeros: UnsafeSharedPointer(readOnly: zero.baseAddress!),
+                packed: UnsafeSharedPointer(readOnly: packed.baseAddress!), panels: weights.panels,
+                bias: bias.map { UnsafeSharedPointer(readOnly: $0) }, residual: residual.map { UnsafeSharedPointer(readOnly: $0) },
+                output: UnsafeSharedPointer(output), g: g, outHeight: g.outHeight, outWidth: g.outWidth,
+                pixelStride: g.inChannels, pixels: m, chunks: chunks, activation: activation)
+            // Small problems run on the caller: the hand-off costs more than it saves.
+            let flops = m * g.outChannels * g.kernelHeight * g.kernelWidth * g.inChannels
+            let allPanels = 0..<weights.panels.count
+            if let pool, pool.threadCount > 1, flops >= 1 << 18 {
+                let block = DirectConvJob.tilesPerBlock
+                if g.outChannels > m && weights.panels.count >= 2 * pool.threadCount {
+                    // More output channels than pixels (14 x 14 and 7 x 7 maps): the weights
+                    // outweigh the input, so each thread takes whole panels, reading only its
+                    // share of the weights, and a handful of pixel tiles no longer splits
+                    // unevenly (13 tiles on 2 threads: 7 and 6).
+                    pool.parallelRanges(weights.panels.count) { job.run(tiles: 0..<tiles, panels: $0) }
+                } else if tiles >= 4 * pool.threadCount * block {
+                    // Whole blocks, each thread first through its own static share, then
+                    // helping the other (a pixel's value does not depend on which thread or
+                    // block computes it). Against a static split: equal when the cores run
+                    // evenly, up to 3 % faster on Lite0 / compact at 2 threads with another
+                    // process taking 30 % of one core.
+                    pool.parallelChunks(tiles, chunk: block) { job.run(tiles: $0, panels: allPanels) }
+                } else {
+                    pool.parallelRanges(tiles) { job.run(tiles: $0, panels: allPanels) }
                 }
-            }
-            // Split between threads when large (600 KiB at 224 x 224): Lite0's stem alone at 2
-            // threads went from 0.45-0.50 to 0.43-0.44 ms.
-            if let pool, pool.threadCount > 1, paddedFloats >= 1 << 16 {
-                pool.parallelRanges(g.batch * hp, copyRows)
             } else {
-                copyRows(0..<(g.batch * hp))
+                job.run(tiles: 0..<tiles, panels: allPanels)
             }
         }
-        weights.storage.withUnsafeBufferPointer { packed in
-            zeros.withUnsafeBufferPointer { zero in
-                let job = DirectConvJob(
-                    input: UnsafeSharedPointer(readOnly: rowRuns ? UnsafePointer(padded) : input),
-                    zeros: UnsafeSharedPointer(readOnly: zero.baseAddress!),
-                    packed: UnsafeSharedPointer(readOnly: packed.baseAddress!), panels: weights.panels,
-                    bias: bias.map { UnsafeSharedPointer(readOnly: $0) }, residual: residual.map { UnsafeSharedPointer(readOnly: $0) },
-                    output: UnsafeSharedPointer(output), g: job, outHeight: g.outHeight, outWidth: g.outWidth,
-                    pixelStride: pixelStride, pixels: m, chunks: chunks, activation: activation)
-                // Small problems run on the caller: the hand-off costs more than it saves.
-                let flops = m * g.outChannels * g.kernelHeight * g.kernelWidth * g.inChannels
-                let allPanels = 0..<weights.panels.count
-                if let pool, pool.threadCount > 1, flops >= 1 << 18 {
-                    let block = DirectConvJob.tilesPerBlock
-                    if g.outChannels > m && weights.panels.count >= 2 * pool.threadCount {
-                        // More output channels than pixels (14 x 14 and 7 x 7 maps): the weights
-                        // outweigh the input, so each thread takes whole panels, reading only its
-                        // share of the weights, and a handful of pixel tiles no longer splits
-                        // unevenly (13 tiles on 2 threads: 7 and 6).
-                        pool.parallelRanges(weights.panels.count) { job.run(tiles: 0..<tiles, panels: $0) }
-                    } else if tiles >= 4 * pool.threadCount * block {
-                        // Whole blocks, each thread first through its own static share, then
-                        // helping the other (a pixel's value does not depend on which thread or
-                        // block computes it). Against a static split: equal when the cores run
-                        // evenly, up to 3 % faster on Lite0 / compact at 2 threads with another
-                        // process taking 30 % of one core.
-                        pool.parallelChunks(tiles, chunk: block) { job.run(tiles: $0, panels: allPanels) }
-                    } else {
-                        pool.parallelRanges(tiles) { job.run(tiles: $0, panels: allPanels) }
+    }
+}
+
+/// ``directConvForward`` for few input channels (a stem on RGB), where a tap would be a run
+/// of 3 floats and the per-tap bookkeeping would cost more than its 3 x 12 FMAs.
+///
+/// The input is copied, band of output rows by band, into a zero-padded buffer that covers
+/// every tap of the band, so that a whole kernel row (KW x Cin floats) is one contiguous
+/// run: the band's job sees a KH x 1 kernel over KW * Cin "channels", with consecutive
+/// pixels Cin floats apart (the weight layout (ky, kx, ci) is already ordered that way).
+/// Each thread copies and then convolves its own bands: the padded rows are still in L1/L2
+/// when the kernel reads them, and there is one parallel call instead of one for the copy
+/// and one for the convolution (a whole-image copy, 600 KiB at 224 x 224, was its own call:
+/// 85 us of the compact network's 380 us stem at 2 threads, with 30 us of one thread idle).
+private func rowRunsForward(
+    _ input: UnsafePointer<Float>, weights: PackedConvWeights, bias: UnsafePointer<Float>?,
+    residual: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, geometry g: ConvGeometry,
+    activation: Activation, pool: ThreadPool?
+) {
+    let (oh, ow, cin) = (g.outHeight, g.outWidth, g.inChannels)
+    let paddedWidth = (ow - 1) * g.strideX + g.kernelWidth
+    let span = (g.kernelHeight - 1) * g.dilationY + 1   // padded rows under one output row
+    let rowFloats = paddedWidth * cin
+    // Output rows per band: the band's padded rows within ~48 KiB (8 rows, 46 KiB, for a
+    // 224 x 224 RGB stem of stride 2). Set by the shape alone, so that every pixel is
+    // computed the same way on any number of threads.
+    let band = min(oh, max(1, ((48 << 10) / (rowFloats * 4) - span) / g.strideY + 1))
+    let bandsPerImage = (oh + band - 1) / band
+    let capacity = (band - 1) * g.strideY + span
+    let chunks = reductionChunks(taps: g.kernelHeight, channels: g.kernelWidth * cin)
+    let x0 = max(0, g.padLeft), x1 = min(paddedWidth, g.width + g.padLeft)   // padded columns with input
+    let flops = g.batch * oh * ow * g.outChannels * g.kernelHeight * g.kernelWidth * cin
+    weights.storage.withUnsafeBufferPointer { packed in
+        let source = UnsafeSharedPointer(readOnly: input), target = UnsafeSharedPointer(output)
+        let weightPanels = UnsafeSharedPointer(readOnly: packed.baseAddress!), zeros = sharedZeros
+        let biasPointer = bias.map { UnsafeSharedPointer(readOnly: $0) }
+        let residualPointer = residual.map { UnsafeSharedPointer(readOnly: $0) }
+        let runBands: @Sendable (_ next: () -> Range<Int>?) -> Void = { next in
+            ScratchBuffers.with(floats: capacity * rowFloats) { padded in
+                zeros.withUnsafeBufferPointer { zero in
+                    while let unit = next()?.lowerBound {
+                        let n = unit / bandsPerImage, oy0 = unit % bandsPerImage * band, oy1 = min(oh, oy0 + band)
+                        let rows = (oy1 - oy0 - 1) * g.strideY + span
+                        for r in 0..<rows {
+                            let row = padded + r * rowFloats
+                            let iy = oy0 * g.strideY + r - g.padTop
+                            guard iy >= 0 && iy < g.height && x1 > x0 else {
+                                row.update(repeating: 0, count: rowFloats)
+                                continue
+                            }
+                            row.update(repeating: 0, count: x0 * cin)
+                            (row + x0 * cin).update(from: UnsafePointer(source.pointer) + ((n * g.height + iy) * g.width + x0 - g.padLeft) * cin,
+                                                    count: (x1 - x0) * cin)
+                            (row + x1 * cin).update(repeating: 0, count: (paddedWidth - x1) * cin)
+                        }
+                        let bandGeometry = ConvGeometry(
+                            batch: 1, height: rows, width: paddedWidth, inChannels: g.kernelWidth * cin, outChannels: g.outChannels,
+                            kernelHeight: g.kernelHeight, kernelWidth: 1, stride: (g.strideY, g.strideX), dilation: (g.dilationY, 1))
+                        let pixels = (oy1 - oy0) * ow, first = (n * oh + oy0) * ow * g.outChannels
+                        let job = DirectConvJob(
+                            input: UnsafeSharedPointer(readOnly: padded), zeros: UnsafeSharedPointer(readOnly: zero.baseAddress!),
+                            packed: weightPanels, panels: weights.panels, bias: biasPointer,
+                            residual: residualPointer.map { UnsafeSharedPointer(readOnly: $0.pointer + first) },
+                            output: UnsafeSharedPointer(target.pointer + first), g: bandGeometry, outHeight: oy1 - oy0,
+                            outWidth: ow, pixelStride: cin, pixels: pixels, chunks: chunks, activation: activation)
+                        job.run(tiles: 0..<((pixels + 3) / 4), panels: 0..<weights.panels.count)
                     }
-                } else {
-                    job.run(tiles: 0..<tiles, panels: allPanels)
                 }
+            }
+        }
+        let units = g.batch * bandsPerImage
+        if let pool, pool.threadCount > 1, flops >= 1 << 18 {
+            // Whole bands, each thread through its own share first, then helping the other.
+            pool.parallelShares(units, chunk: 1, runBands)
+        } else {
+            var unit = 0
+            runBands {
+                defer { unit += 1 }
+                return unit < units ? unit..<(unit + 1) : nil
             }
         }
     }
