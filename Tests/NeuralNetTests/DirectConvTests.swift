@@ -127,7 +127,8 @@ private func checkDirectConvolution(batch: Int, shape: (Int, Int, Int, Int, Int,
 }
 
 /// More output channels than pixels (7 x 7 and 14 x 14 maps): threads split the weight
-/// panels instead of the pixels. Odd panel counts in the 7 x 7 cases (9, 5, 17), so a
+/// panels instead of the pixels, in runs of equal channels x tiles, a panel at a boundary
+/// cut by tiles. Odd panel counts in the 7 x 7 cases (9, 5, 17, 11), so a
 /// thread's share starts on an odd panel and the one-pixel tiles' panel pairs form
 /// differently on each thread count;
 /// pointwise and 3x3 (pointer table); every result bit for bit the one-thread result.
@@ -136,6 +137,7 @@ private func checkDirectConvolution(batch: Int, shape: (Int, Int, Int, Int, Int,
     (1, 7, 7, 64, 120, 3),      // five 24-wide panels through the pointer table
     (2, 7, 7, 96, 400, 1),      // 98 pixels, a 16-wide last panel
     (1, 14, 14, 80, 480, 1),    // 196 pixels in whole tiles
+    (1, 7, 7, 48, 256, 1),      // compact's last projection: 10 x 24 + 16, the sixth panel cut on 2 threads
 ])
 func directConvolutionSplitsPanelsDeterministically(shape: (Int, Int, Int, Int, Int, Int)) {
     let (n, h, w, cin, cout, k) = shape

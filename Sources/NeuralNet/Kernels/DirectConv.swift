@@ -143,10 +143,18 @@ public func directConvForward(
                 let block = DirectConvJob.tilesPerBlock
                 if g.outChannels > m && weights.panels.count >= 2 * pool.threadCount {
                     // More output channels than pixels (14 x 14 and 7 x 7 maps): the weights
-                    // outweigh the input, so each thread takes whole panels, reading only its
+                    // outweigh the input, so each thread takes a run of panels, reading only its
                     // share of the weights, and a handful of pixel tiles no longer splits
-                    // unevenly (13 tiles on 2 threads: 7 and 6).
-                    pool.parallelRanges(weights.panels.count) { job.run(tiles: 0..<tiles, panels: $0) }
+                    // unevenly (13 tiles on 2 threads: 7 and 6). The runs hold equal numbers of
+                    // channels x tiles; a panel at a boundary is split by tiles (compact's 7 x 7
+                    // projection to 10 x 24 + 16 channels: 6 and 5 whole panels were 144 and
+                    // 112 channels, one thread idle 30 of 160 us).
+                    let pieces = panelPieces(weights, tiles: tiles, participants: pool.threadCount)
+                    pool.parallelRanges(pieces.count) { share in
+                        for part in share {
+                            for piece in pieces[part] { job.run(tiles: piece.tiles, panels: piece.panels) }
+                        }
+                    }
                 } else if tiles >= 4 * pool.threadCount * block {
                     // Whole blocks, each thread first through its own static share, then
                     // helping the other (a pixel's value does not depend on which thread or
@@ -161,6 +169,40 @@ public func directConvForward(
                 job.run(tiles: 0..<tiles, panels: allPanels)
             }
         }
+    }
+}
+
+/// One participant's part of a convolution split by output channels: tiles `tiles` of
+/// panels `panels`.
+struct PanelPiece: Sendable, Equatable {
+    var tiles: Range<Int>
+    var panels: Range<Int>
+}
+
+/// Cuts `tiles` pixel tiles x the weight panels, panel by panel, into `participants`
+/// consecutive parts of (almost) equal channels x tiles, each as a list of pieces: the
+/// panels whole in the part together, the part's share of a panel cut at a boundary on
+/// its own. Returns the pieces of each participant.
+func panelPieces(_ weights: PackedConvWeights, tiles: Int, participants: Int) -> [[PanelPiece]] {
+    let columns = weights.panels.map { min($0.width, weights.outChannels - $0.column) }
+    let total = columns.reduce(0, +) * tiles
+    var starts: [Int] = [0]   // where each panel's channels x tiles begin
+    for c in columns { starts.append(starts.last! + c * tiles) }
+    // The first tile of panel i at or after position x (x in channels x tiles).
+    func tile(_ i: Int, at x: Int) -> Int { min(tiles, max(0, (x - starts[i] + columns[i] - 1) / columns[i])) }
+    return (0..<participants).map { p in
+        let a = p * total / participants, b = (p + 1) * total / participants
+        var pieces: [PanelPiece] = []
+        for i in columns.indices {
+            let part = tile(i, at: a)..<tile(i, at: b)
+            if part.isEmpty { continue }
+            if part == 0..<tiles, let last = pieces.last, last.tiles == part, last.panels.upperBound == i {
+                pieces[pieces.count - 1].panels = last.panels.lowerBound..<(i + 1)
+            } else {
+                pieces.append(PanelPiece(tiles: part, panels: i..<(i + 1)))
+            }
+        }
+        return pieces
     }
 }
 
