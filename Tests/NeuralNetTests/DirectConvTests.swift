@@ -126,11 +126,11 @@ private func checkDirectConvolution(batch: Int, shape: (Int, Int, Int, Int, Int,
     #expect((zip(one.scalars, reference).map { abs($0 - $1) }.max() ?? 0) < 1e-4)
 }
 
-/// More output channels than pixels (7 x 7 and 14 x 14 maps): threads split the weight
-/// panels instead of the pixels, in runs of equal channels x tiles, a panel at a boundary
-/// cut by tiles. Odd panel counts in the 7 x 7 cases (9, 5, 17, 11), so a
-/// thread's share starts on an odd panel and the one-pixel tiles' panel pairs form
-/// differently on each thread count;
+/// Small maps (7 x 7 to 14 x 14), where threads share out channels x tiles rather than
+/// blocks of tiles: by weight panels when there are more output channels than pixels, a
+/// panel at a boundary cut by tiles; by tiles otherwise, a tile at a boundary cut by
+/// panels. Odd panel counts in the 7 x 7 cases (9, 5, 17, 11), so a thread's share starts on
+/// an odd panel and the one-pixel tiles' panel pairs form differently on each thread count;
 /// pointwise and 3x3 (pointer table); every result bit for bit the one-thread result.
 @Test(arguments: [
     (1, 7, 7, 192, 200, 1),     // 8 x 24 + a 8-wide panel, the last tile of one pixel
@@ -138,8 +138,11 @@ private func checkDirectConvolution(batch: Int, shape: (Int, Int, Int, Int, Int,
     (2, 7, 7, 96, 400, 1),      // 98 pixels, a 16-wide last panel
     (1, 14, 14, 80, 480, 1),    // 196 pixels in whole tiles
     (1, 7, 7, 48, 256, 1),      // compact's last projection: 10 x 24 + 16, the sixth panel cut on 2 threads
+    (1, 14, 14, 384, 128, 1),   // split by tiles: 49 tiles, the 25th cut by panels on 2 threads
+    (1, 7, 7, 32, 40, 3),       // by tiles through the pointer table, a last tile of one pixel
+    (2, 11, 13, 24, 40, 3),     // 286 pixels, tiles across rows and images
 ])
-func directConvolutionSplitsPanelsDeterministically(shape: (Int, Int, Int, Int, Int, Int)) {
+func directConvolutionSplitsSmallMapsDeterministically(shape: (Int, Int, Int, Int, Int, Int)) {
     let (n, h, w, cin, cout, k) = shape
     let g = ConvGeometry(batch: n, height: h, width: w, inChannels: cin, outChannels: cout, kernelHeight: k,
                          kernelWidth: k, padding: .symmetric(k / 2))

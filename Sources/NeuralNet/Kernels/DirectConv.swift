@@ -141,6 +141,7 @@ public func directConvForward(
             let allPanels = 0..<weights.panels.count
             if let pool, pool.threadCount > 1, flops >= 1 << 18 {
                 let block = DirectConvJob.tilesPerBlock
+                let columns = weights.panels.map { min($0.width, g.outChannels - $0.column) }
                 if g.outChannels > m && weights.panels.count >= 2 * pool.threadCount {
                     // More output channels than pixels (14 x 14 and 7 x 7 maps): the weights
                     // outweigh the input, so each thread takes a run of panels, reading only its
@@ -149,10 +150,11 @@ public func directConvForward(
                     // channels x tiles; a panel at a boundary is split by tiles (compact's 7 x 7
                     // projection to 10 x 24 + 16 channels: 6 and 5 whole panels were 144 and
                     // 112 channels, one thread idle 30 of 160 us).
-                    let pieces = panelPieces(weights, tiles: tiles, participants: pool.threadCount)
+                    let pieces = balancedPieces(outerWeights: columns, innerWeights: Array(repeating: 1, count: tiles),
+                                                participants: pool.threadCount)
                     pool.parallelRanges(pieces.count) { share in
                         for part in share {
-                            for piece in pieces[part] { job.run(tiles: piece.tiles, panels: piece.panels) }
+                            for piece in pieces[part] { job.run(tiles: piece.inner, panels: piece.outer) }
                         }
                     }
                 } else if tiles >= 4 * pool.threadCount * block {
@@ -163,7 +165,15 @@ public func directConvForward(
                     // process taking 30 % of one core.
                     pool.parallelChunks(tiles, chunk: block) { job.run(tiles: $0, panels: allPanels) }
                 } else {
-                    pool.parallelRanges(tiles) { job.run(tiles: $0, panels: allPanels) }
+                    // Equal channels x tiles per thread, a tile at a boundary cut by panels (a
+                    // 14 x 14 map's 49 tiles split 25 / 24 left one thread idle 4 % of the layer).
+                    let pieces = balancedPieces(outerWeights: Array(repeating: 1, count: tiles), innerWeights: columns,
+                                                participants: pool.threadCount)
+                    pool.parallelRanges(pieces.count) { share in
+                        for part in share {
+                            for piece in pieces[part] { job.run(tiles: piece.outer, panels: piece.inner) }
+                        }
+                    }
                 }
             } else {
                 job.run(tiles: 0..<tiles, panels: allPanels)
@@ -172,35 +182,53 @@ public func directConvForward(
     }
 }
 
-/// One participant's part of a convolution split by output channels: tiles `tiles` of
-/// panels `panels`.
-struct PanelPiece: Sendable, Equatable {
-    var tiles: Range<Int>
-    var panels: Range<Int>
+/// One participant's piece of a split work list: the inner indices `inner` of each outer
+/// index in `outer`.
+struct WorkPiece: Sendable, Equatable {
+    var outer: Range<Int>
+    var inner: Range<Int>
 }
 
-/// Cuts `tiles` pixel tiles x the weight panels, panel by panel, into `participants`
-/// consecutive parts of (almost) equal channels x tiles, each as a list of pieces: the
-/// panels whole in the part together, the part's share of a panel cut at a boundary on
-/// its own. Returns the pieces of each participant.
-func panelPieces(_ weights: PackedConvWeights, tiles: Int, participants: Int) -> [[PanelPiece]] {
-    let columns = weights.panels.map { min($0.width, weights.outChannels - $0.column) }
-    let total = columns.reduce(0, +) * tiles
-    var starts: [Int] = [0]   // where each panel's channels x tiles begin
-    for c in columns { starts.append(starts.last! + c * tiles) }
-    // The first tile of panel i at or after position x (x in channels x tiles).
-    func tile(_ i: Int, at x: Int) -> Int { min(tiles, max(0, (x - starts[i] + columns[i] - 1) / columns[i])) }
+/// Cuts the units `(o, i)` of `outerWeights.count x innerWeights.count`, in outer-major
+/// order, each weighing `outerWeights[o] * innerWeights[i]`, into `participants`
+/// consecutive parts of (almost) equal weight; a unit belongs to the part that holds its
+/// start. Each part is returned as pieces: runs of outer indices whose inner units are all
+/// in the part, merged into one piece, and one piece for an outer index shared with a
+/// neighbouring part. Used with pixel tiles and weight panels (by channels) either way
+/// round, so that no thread does a whole panel or tile more than another.
+func balancedPieces(outerWeights: [Int], innerWeights: [Int], participants: Int) -> [[WorkPiece]] {
+    var innerStarts = [0]
+    for w in innerWeights { innerStarts.append(innerStarts.last! + w) }
+    let innerTotal = innerStarts.last!
+    var outerStarts = [0]
+    for w in outerWeights { outerStarts.append(outerStarts.last! + w * innerTotal) }
+    let total = outerStarts.last!
+    // The first inner index of outer `o` whose unit starts at or after position `x`.
+    func firstInner(_ o: Int, from x: Int) -> Int {
+        var low = 0, high = innerWeights.count
+        while low < high {
+            let mid = (low + high) / 2
+            if outerStarts[o] + outerWeights[o] * innerStarts[mid] >= x { high = mid } else { low = mid + 1 }
+        }
+        return low
+    }
     return (0..<participants).map { p in
         let a = p * total / participants, b = (p + 1) * total / participants
-        var pieces: [PanelPiece] = []
-        for i in columns.indices {
-            let part = tile(i, at: a)..<tile(i, at: b)
-            if part.isEmpty { continue }
-            if part == 0..<tiles, let last = pieces.last, last.tiles == part, last.panels.upperBound == i {
-                pieces[pieces.count - 1].panels = last.panels.lowerBound..<(i + 1)
-            } else {
-                pieces.append(PanelPiece(tiles: part, panels: i..<(i + 1)))
+        var pieces: [WorkPiece] = []
+        guard a < b else { return pieces }
+        // The outer indices with a unit starting in a..<b.
+        var o = 0
+        while o < outerWeights.count && outerStarts[o + 1] <= a { o += 1 }
+        while o < outerWeights.count && outerStarts[o] < b {
+            let inner = firstInner(o, from: a)..<firstInner(o, from: b)
+            if !inner.isEmpty {
+                if inner.count == innerWeights.count, let last = pieces.last, last.inner == inner, last.outer.upperBound == o {
+                    pieces[pieces.count - 1].outer = last.outer.lowerBound..<(o + 1)
+                } else {
+                    pieces.append(WorkPiece(outer: o..<(o + 1), inner: inner))
+                }
             }
+            o += 1
         }
         return pieces
     }
