@@ -140,8 +140,7 @@ public func directConvForward(
             let flops = m * g.outChannels * g.kernelHeight * g.kernelWidth * g.inChannels
             let allPanels = 0..<weights.panels.count
             if let pool, pool.threadCount > 1, flops >= 1 << 18 {
-                let block = DirectConvJob.tilesPerBlock
-                let columns = weights.panels.map { min($0.width, g.outChannels - $0.column) }
+                let block = DirectConvJob.tilesPerBlock, threads = pool.threadCount
                 if g.outChannels > m && weights.panels.count >= 2 * pool.threadCount {
                     // More output channels than pixels (14 x 14 and 7 x 7 maps): the weights
                     // outweigh the input, so each thread takes a run of panels, reading only its
@@ -150,12 +149,8 @@ public func directConvForward(
                     // channels x tiles; a panel at a boundary is split by tiles (compact's 7 x 7
                     // projection to 10 x 24 + 16 channels: 6 and 5 whole panels were 144 and
                     // 112 channels, one thread idle 30 of 160 us).
-                    let pieces = balancedPieces(outerWeights: columns, innerWeights: Array(repeating: 1, count: tiles),
-                                                participants: pool.threadCount)
-                    pool.parallelRanges(pieces.count) { share in
-                        for part in share {
-                            for piece in pieces[part] { job.run(tiles: piece.inner, panels: piece.outer) }
-                        }
+                    pool.parallelRanges(threads) { share in
+                        for p in share { job.runShare(p, of: threads, tiles: tiles, panelMajor: true) }
                     }
                 } else if tiles >= 4 * pool.threadCount * block {
                     // Whole blocks, each thread first through its own static share, then
@@ -167,70 +162,14 @@ public func directConvForward(
                 } else {
                     // Equal channels x tiles per thread, a tile at a boundary cut by panels (a
                     // 14 x 14 map's 49 tiles split 25 / 24 left one thread idle 4 % of the layer).
-                    let pieces = balancedPieces(outerWeights: Array(repeating: 1, count: tiles), innerWeights: columns,
-                                                participants: pool.threadCount)
-                    pool.parallelRanges(pieces.count) { share in
-                        for part in share {
-                            for piece in pieces[part] { job.run(tiles: piece.outer, panels: piece.inner) }
-                        }
+                    pool.parallelRanges(threads) { share in
+                        for p in share { job.runShare(p, of: threads, tiles: tiles, panelMajor: false) }
                     }
                 }
             } else {
                 job.run(tiles: 0..<tiles, panels: allPanels)
             }
         }
-    }
-}
-
-/// One participant's piece of a split work list: the inner indices `inner` of each outer
-/// index in `outer`.
-struct WorkPiece: Sendable, Equatable {
-    var outer: Range<Int>
-    var inner: Range<Int>
-}
-
-/// Cuts the units `(o, i)` of `outerWeights.count x innerWeights.count`, in outer-major
-/// order, each weighing `outerWeights[o] * innerWeights[i]`, into `participants`
-/// consecutive parts of (almost) equal weight; a unit belongs to the part that holds its
-/// start. Each part is returned as pieces: runs of outer indices whose inner units are all
-/// in the part, merged into one piece, and one piece for an outer index shared with a
-/// neighbouring part. Used with pixel tiles and weight panels (by channels) either way
-/// round, so that no thread does a whole panel or tile more than another.
-func balancedPieces(outerWeights: [Int], innerWeights: [Int], participants: Int) -> [[WorkPiece]] {
-    var innerStarts = [0]
-    for w in innerWeights { innerStarts.append(innerStarts.last! + w) }
-    let innerTotal = innerStarts.last!
-    var outerStarts = [0]
-    for w in outerWeights { outerStarts.append(outerStarts.last! + w * innerTotal) }
-    let total = outerStarts.last!
-    // The first inner index of outer `o` whose unit starts at or after position `x`.
-    func firstInner(_ o: Int, from x: Int) -> Int {
-        var low = 0, high = innerWeights.count
-        while low < high {
-            let mid = (low + high) / 2
-            if outerStarts[o] + outerWeights[o] * innerStarts[mid] >= x { high = mid } else { low = mid + 1 }
-        }
-        return low
-    }
-    return (0..<participants).map { p in
-        let a = p * total / participants, b = (p + 1) * total / participants
-        var pieces: [WorkPiece] = []
-        guard a < b else { return pieces }
-        // The outer indices with a unit starting in a..<b.
-        var o = 0
-        while o < outerWeights.count && outerStarts[o + 1] <= a { o += 1 }
-        while o < outerWeights.count && outerStarts[o] < b {
-            let inner = firstInner(o, from: a)..<firstInner(o, from: b)
-            if !inner.isEmpty {
-                if inner.count == innerWeights.count, let last = pieces.last, last.inner == inner, last.outer.upperBound == o {
-                    pieces[pieces.count - 1].outer = last.outer.lowerBound..<(o + 1)
-                } else {
-                    pieces.append(WorkPiece(outer: o..<(o + 1), inner: inner))
-                }
-            }
-            o += 1
-        }
-        return pieces
     }
 }
 
@@ -366,6 +305,58 @@ private struct DirectConvJob: Sendable {
 
     /// Pixel tiles of 4 per block of this many: their input rows stay in L2 across panels.
     static let tilesPerBlock = 16
+
+    /// Participant `p`'s part when `participants` share all `tiles` x all panels in equal
+    /// amounts of channels x tiles: the units (panel, tile) in panel-major or tile-major
+    /// order, a unit belonging to the participant whose part holds its start. Panels or
+    /// tiles wholly in the part run in one call; one at a boundary is cut (a panel by tiles,
+    /// a tile by panels). Works out the cuts without allocating: a forward pass makes ~20 of
+    /// these calls, each right after a kernel has evicted the caches (computing the cuts
+    /// into arrays cost 3-8 us a call there).
+    func runShare(_ p: Int, of participants: Int, tiles: Int, panelMajor: Bool) {
+        let cout = g.outChannels, count = panels.count
+        let total = cout * tiles
+        let a = p * total / participants, b = (p + 1) * total / participants
+        guard a < b else { return }
+        if panelMajor {
+            // Panel i's units start at column_i x tiles, one per tile, `columns` wide each.
+            var wholeStart = -1   // first panel of a pending run of whole panels
+            for i in 0..<count {
+                let start = panels[i].column * tiles, columns = min(panels[i].width, cout - panels[i].column)
+                func tile(at x: Int) -> Int { min(tiles, max(0, (x - start + columns - 1) / columns)) }
+                let part = tile(at: a)..<tile(at: b)
+                if part == 0..<tiles {
+                    if wholeStart < 0 { wholeStart = i }
+                    continue
+                }
+                if wholeStart >= 0 { run(tiles: 0..<tiles, panels: wholeStart..<i); wholeStart = -1 }
+                if !part.isEmpty { run(tiles: part, panels: i..<(i + 1)) }
+            }
+            if wholeStart >= 0 { run(tiles: 0..<tiles, panels: wholeStart..<count) }
+        } else {
+            // Tile t's units start at t x cout, panel i's at column_i within it.
+            func firstPanel(from column: Int) -> Int {
+                var i = 0
+                while i < count && panels[i].column < column { i += 1 }
+                return i
+            }
+            func runTile(_ t: Int, panels: Range<Int>) {
+                if !panels.isEmpty { run(tiles: t..<(t + 1), panels: panels) }
+            }
+            let (t0, r0) = (a / cout, a % cout), (t1, r1) = (b / cout, b % cout)
+            if t0 == t1 {
+                runTile(t0, panels: firstPanel(from: r0)..<firstPanel(from: r1))
+                return
+            }
+            var whole = t0
+            if r0 > 0 {
+                runTile(t0, panels: firstPanel(from: r0)..<count)
+                whole += 1
+            }
+            if whole < t1 { run(tiles: whole..<t1, panels: 0..<count) }
+            if r1 > 0 && t1 < tiles { runTile(t1, panels: 0..<firstPanel(from: r1)) }
+        }
+    }
 
     /// Computes output pixel tiles `tiles` (4 pixels each) for weight panels `panelRange`.
     func run(tiles: Range<Int>, panels panelRange: Range<Int>) {
