@@ -30,8 +30,8 @@
 //
 // Determinism: each output element is accumulated in the same order (chunk by chunk,
 // tap by tap, channel by channel) whichever thread computes it and whichever tile holds it,
-// and threads own disjoint pixel ranges: the result is bitwise identical for any thread
-// count, and for a pixel computed band by band or over the whole map.
+// and threads own disjoint (pixel tile, weight panel) pieces: the result is bitwise identical
+// for any thread count, and for a pixel computed band by band or over the whole map.
 import CCPUFeatures
 import TensorCore
 
@@ -107,8 +107,9 @@ public struct PackedConvWeights: Sendable {
 ///   - output: `[N, OH, OW, Cout]`; every element is written (it may be uninitialised).
 ///   - geometry: sizes, stride, padding and dilation; `groups` must be 1.
 ///   - activation: applied last.
-///   - pool: threads; the pixels are split between them, or the output channels when there
-///     are more of those than pixels.
+///   - pool: threads; the pixels are split between them (blocks of tiles on large maps,
+///     equal channels x tiles on small ones), the output channels first when there are
+///     more of those than pixels.
 public func directConvForward(
     _ input: UnsafePointer<Float>, weights: PackedConvWeights, bias: UnsafePointer<Float>?,
     residual: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, geometry g: ConvGeometry,
