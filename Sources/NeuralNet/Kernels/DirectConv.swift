@@ -142,7 +142,7 @@ public func directConvForward(
             let allPanels = 0..<weights.panels.count
             if let pool, pool.threadCount > 1, flops >= 1 << 18 {
                 let block = DirectConvJob.tilesPerBlock, threads = pool.threadCount
-                if g.outChannels > m && weights.panels.count >= 2 * pool.threadCount {
+                if g.outChannels > m && weights.panels.count >= 2 * threads {
                     // More output channels than pixels (14 x 14 and 7 x 7 maps): the weights
                     // outweigh the input, so each thread takes a run of panels, reading only its
                     // share of the weights, and a handful of pixel tiles no longer splits
@@ -153,7 +153,7 @@ public func directConvForward(
                     pool.parallelRanges(threads) { share in
                         for p in share { job.runShare(p, of: threads, tiles: tiles, panelMajor: true) }
                     }
-                } else if tiles >= 4 * pool.threadCount * block {
+                } else if tiles >= 4 * threads * block {
                     // Whole blocks, each thread first through its own static share, then
                     // helping the other (a pixel's value does not depend on which thread or
                     // block computes it). Against a static split: equal when the cores run
