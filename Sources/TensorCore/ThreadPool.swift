@@ -186,6 +186,18 @@ public final class ThreadPool: @unchecked Sendable {
         if !ranRemotely { inline() }
     }
 
+    /// Runs `body` and returns, with its result, the timing of every call that this pool ran
+    /// on several threads meanwhile (a profiling aid: where a forward pass's threads wait).
+    /// Calls run inline (busy pool, one participant) are not recorded. Off outside this call,
+    /// where it costs one relaxed atomic load per call and per worker.
+    public func recordingCalls<R>(_ body: () throws -> R) rethrows -> (R, [ParallelCallTiming]) {
+        state.timings.withLock { $0.removeAll() }
+        state.recording.store(true, ordering: .sequentiallyConsistent)
+        defer { state.recording.store(false, ordering: .sequentiallyConsistent) }
+        let result = try body()
+        return (result, state.timings.withLock { $0 })
+    }
+
     /// Runs `body(index)` for every index in `0..<count`, spread over the pool's threads.
     ///
     /// - Parameters:
@@ -197,6 +209,18 @@ public final class ThreadPool: @unchecked Sendable {
             for index in range { body(index) }
         }
     }
+}
+
+/// One parallel call's timeline, from ``ThreadPool/recordingCalls(_:)``: monotonic
+/// nanoseconds (`DispatchTime` uptime).
+public struct ParallelCallTiming: Sendable {
+    /// When the call was handed to the workers (the caller then runs its own part), and
+    /// when the caller finished its part.
+    public var start: UInt64, callerEnd: UInt64
+    /// When the call returned (every worker done).
+    public var end: UInt64
+    /// The workers' earliest start and latest end of their parts.
+    public var workerStart: UInt64, workerEnd: UInt64
 }
 
 /// One participant's remaining chunks in a ``ThreadPool/parallelChunks(_:chunk:_:)`` call:
@@ -239,6 +263,10 @@ private final class PoolState: @unchecked Sendable {
     let sleepers = Atomic<Int>(0)
     let stopping = Atomic<Bool>(false)
     let condition = NSCondition()
+    /// ``ThreadPool/recordingCalls(_:)``: on while it runs; the workers' part of the timeline.
+    let recording = Atomic<Bool>(false)
+    let workerStart = Atomic<Int>(.max), workerEnd = Atomic<Int>(0)   // nanoseconds
+    let timings = Mutex<[ParallelCallTiming]>([])
 
     // Written only by the submitter before `generation` is published; read by workers after.
     var job: (@Sendable (Int) -> Void)? = nil
@@ -253,6 +281,9 @@ private final class PoolState: @unchecked Sendable {
     /// Runs `job(p)` for `p` in `0..<participants`: `0` on the calling thread, the rest on
     /// workers `1..<participants`. Returns when all have finished.
     func run(participants: Int, _ job: @escaping @Sendable (Int) -> Void) {
+        // Recording (``ThreadPool/recordingCalls(_:)``): the call starts before the workers see it.
+        let recorded = recording.load(ordering: .relaxed)
+        let start = recorded ? DispatchTime.now().uptimeNanoseconds : 0
         self.job = job
         self.participants = participants
         // Every worker acknowledges every job, even when it has no range, so that no worker
@@ -267,12 +298,19 @@ private final class PoolState: @unchecked Sendable {
             condition.unlock()
         }
         job(0)
+        let callerEnd = recorded ? DispatchTime.now().uptimeNanoseconds : 0
         var spins = 0
         while pending.load(ordering: .acquiring) > 0 {
             spins += 1
             // A worker may have been descheduled (other processes share the cores): stop
             // hogging the CPU it needs.
             if spins > 4096 { sched_yield() }
+        }
+        if recorded {
+            let timing = ParallelCallTiming(start: start, callerEnd: callerEnd, end: DispatchTime.now().uptimeNanoseconds,
+                                            workerStart: UInt64(workerStart.exchange(.max, ordering: .relaxed)),
+                                            workerEnd: UInt64(workerEnd.exchange(0, ordering: .relaxed)))
+            timings.withLock { $0.append(timing) }
         }
         self.job = nil
     }
@@ -295,7 +333,15 @@ private final class PoolState: @unchecked Sendable {
             }
             seen = current
             if stopping.load(ordering: .acquiring) { return }
-            if participant < participants, let job { job(participant) }
+            if participant < participants, let job {
+                if recording.load(ordering: .relaxed) {
+                    workerStart.min(Int(DispatchTime.now().uptimeNanoseconds), ordering: .relaxed)
+                    job(participant)
+                    workerEnd.max(Int(DispatchTime.now().uptimeNanoseconds), ordering: .relaxed)
+                } else {
+                    job(participant)
+                }
+            }
             pending.subtract(1, ordering: .releasing)
         }
     }

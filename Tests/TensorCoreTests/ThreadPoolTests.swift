@@ -142,3 +142,29 @@ func defaultThreadCountFromEnvironment() {
     }
     #expect(ThreadPool(threadCount: 0).threadCount == 1)
 }
+
+@Test("recordingCalls times every call run on several threads, in order, and only while it runs")
+func recordedCallTimings() {
+    let pool = ThreadPool(threadCount: 2)
+    pool.parallelRanges(8) { _ in }   // before: not recorded
+    let (value, timings) = pool.recordingCalls { () -> Int in
+        pool.parallelRanges(8) { _ in usleep(2000) }      // both threads busy about 2 ms
+        pool.parallelRanges(1) { _ in }                   // one participant: runs inline, not recorded
+        pool.parallelChunks(64, chunk: 4) { _ in }
+        return 7
+    }
+    pool.parallelRanges(8) { _ in }   // after: not recorded
+    #expect(value == 7)
+    #expect(timings.count == 2)
+    for t in timings {
+        #expect(t.start <= t.callerEnd && t.callerEnd <= t.end)
+        #expect(t.start <= t.workerStart && t.workerStart <= t.workerEnd && t.workerEnd <= t.end)
+    }
+    if let first = timings.first, let second = timings.last {
+        #expect(first.callerEnd - first.start >= 1_500_000 && first.workerEnd - first.workerStart >= 1_500_000)
+        #expect(first.end <= second.start)
+    }
+    // The next recording starts empty.
+    let (_, again) = pool.recordingCalls { pool.parallelRanges(8) { _ in } }
+    #expect(again.count == 1)
+}

@@ -2,7 +2,7 @@
 // batch 1, 224x224, median of several runs). A tool for kernel work, not a benchmark of record.
 //
 //   swift run -c release layer-profile [resnet18|efficientnet-lite0|compact] [threads] [--cold-weights]
-//       [--forward-only] [--call-overhead] [--pool-overhead] [--all-convs] [--stem-loop] ...
+//       [--forward-only] [--call-overhead] [--pool-overhead] [--pool-trace] [--all-convs] [--stem-loop] ...
 //
 // --cold-weights: what each block loses inside the network to weights evicted since the last
 // image (its call there, against an immediate repeat and a call with only its weights warmed).
@@ -42,6 +42,42 @@ if CommandLine.arguments.contains("--forward-only") {
 }
 // Cost of one parallel call with an empty body on this pool (what every layer pays to fork
 // and join its threads), best of 5 loops of 20 000 calls.
+// Where the threads wait in a forward pass at batch 1: per parallel call (in call order),
+// medians over 200 passes of the caller's part, the workers' part, the whole call, and the
+// thread time idle in it (threads x call - caller - workers, exact for 2 threads); the
+// caller's time between calls; and their sums against the whole pass. Then exits.
+if CommandLine.arguments.contains("--pool-trace") {
+    var rng = Xoshiro256(seed: 5)
+    let x = Tensor(randomNormal: [1, 224, 224, 3], using: &rng)
+    for _ in 0..<20 { _ = network.features(x, pool: pool) }
+    var passes: [(wall: Double, calls: [ParallelCallTiming], start: UInt64, end: UInt64)] = []
+    for _ in 0..<200 {
+        let t0 = now()
+        let start = DispatchTime.now().uptimeNanoseconds
+        let (_, calls) = pool.recordingCalls { _ = network.features(x, pool: pool) }
+        passes.append((now() - t0, calls, start, DispatchTime.now().uptimeNanoseconds))
+    }
+    func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+    let count = passes[0].calls.count
+    let same = passes.filter { $0.calls.count == count }
+    func us(_ f: @escaping (ParallelCallTiming) -> UInt64) -> (Int) -> Double { { i in median(same.map { Double(f($0.calls[i])) / 1000 }) } }
+    let caller = us { $0.callerEnd - $0.start }, worker = us { $0.workerEnd &- $0.workerStart }, total = us { $0.end - $0.start }
+    let gap: (Int) -> Double = { i in
+        median(same.map { Double($0.calls[i].start - (i == 0 ? $0.start : $0.calls[i - 1].end)) / 1000 })
+    }
+    var sums = (caller: 0.0, worker: 0.0, total: 0.0, idle: 0.0, gaps: 0.0)
+    print("call   caller us  workers us    call us  idle us  gap before us")
+    for i in 0..<count {
+        let idle = Double(threads) * total(i) - caller(i) - worker(i)
+        print(String(format: "%4d %10.1f %11.1f %10.1f %8.1f %14.1f", i, caller(i), worker(i), total(i), idle, gap(i)))
+        sums.caller += caller(i); sums.worker += worker(i); sums.total += total(i); sums.idle += idle; sums.gaps += gap(i)
+    }
+    let tail = median(same.map { Double($0.end - ($0.calls.last?.end ?? $0.start)) / 1000 })
+    print(String(format: "%d calls in %d of 200 passes: calls %.1f us, idle %.1f us thread time, between calls %.1f us, after the last %.1f us; pass median %.1f us",
+                 count, same.count, sums.total, sums.idle, sums.gaps, tail, median(same.map { $0.wall }) * 1e6))
+    exit(0)
+}
+
 if CommandLine.arguments.contains("--pool-overhead") {
     for (label, call) in [("parallelRanges", { pool.parallelRanges(threads) { _ in } }),
                           ("parallelChunks", { pool.parallelChunks(64, chunk: 4) { _ in } })] as [(String, () -> Void)] {
