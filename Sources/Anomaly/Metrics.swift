@@ -237,6 +237,57 @@ public enum AnomalyMetrics {
         return best
     }
 
+    // MARK: - Verdicts
+
+    /// The balanced accuracy of a threshold: the mean of the share of anomalous samples
+    /// called anomalous (score at or above `threshold`) and the share of normal samples
+    /// called normal. This is what a line acts on, next to the ranking that AUROC measures.
+    ///
+    /// - Returns: a value in [0, 1]; `.nan` when either class is empty.
+    public static func balancedAccuracy(scores: [Float], labels: [Bool], threshold: Float) -> Double {
+        precondition(scores.count == labels.count, "AnomalyMetrics.balancedAccuracy: \(scores.count) scores but \(labels.count) labels")
+        var positives = 0, negatives = 0, flagged = 0, passed = 0
+        for (score, label) in zip(scores, labels) {
+            if label {
+                positives += 1
+                if score >= threshold { flagged += 1 }
+            } else {
+                negatives += 1
+                if score < threshold { passed += 1 }
+            }
+        }
+        guard positives > 0, negatives > 0 else { return .nan }
+        return (Double(flagged) / Double(positives) + Double(passed) / Double(negatives)) / 2
+    }
+
+    /// The best balanced accuracy any single threshold reaches on these scores (every
+    /// distinct score tried, and one above all of them), with that threshold: the ceiling
+    /// for a calibrated threshold on the same scores.
+    ///
+    /// - Returns: `(.nan, .infinity)` when either class is empty.
+    public static func bestBalancedAccuracy(scores: [Float], labels: [Bool]) -> (accuracy: Double, threshold: Float) {
+        precondition(scores.count == labels.count, "AnomalyMetrics.bestBalancedAccuracy: \(scores.count) scores but \(labels.count) labels")
+        precondition(!scores.contains(where: \.isNaN), "AnomalyMetrics.bestBalancedAccuracy: scores contain NaN")
+        let positives = labels.reduce(0) { $0 + ($1 ? 1 : 0) }, negatives = labels.count - positives
+        guard positives > 0, negatives > 0 else { return (.nan, .infinity) }
+        // Sweep thresholds from high to low: at each distinct score, everything at or
+        // above it is flagged.
+        let order = scores.indices.sorted { scores[$0] > scores[$1] }
+        var best = (accuracy: 0.5, threshold: Float.infinity)
+        var flagged = 0, wronglyFlagged = 0
+        var i = 0
+        while i < order.count {
+            let threshold = scores[order[i]]
+            while i < order.count && scores[order[i]] == threshold {
+                if labels[order[i]] { flagged += 1 } else { wronglyFlagged += 1 }
+                i += 1
+            }
+            let accuracy = (Double(flagged) / Double(positives) + Double(negatives - wronglyFlagged) / Double(negatives)) / 2
+            if accuracy > best.accuracy { best = (accuracy, threshold) }
+        }
+        return best
+    }
+
     // MARK: - Connected components
 
     /// Labels the 8-connected components of a binary mask.
