@@ -11,8 +11,13 @@ public struct Calibration: Sendable, Equatable, Codable {
         case heldOutGood = "held-out-good"
         /// Jittered views of a single good image (too few images to hold any out).
         case jitteredViews = "jittered-views"
-        /// The F1-optimal threshold between held-out good scores and defect scores.
+        /// The F1-optimal threshold between held-out good scores and defect scores (models
+        /// built before 0.2; no longer chosen: one or two defect examples could pull it into
+        /// the good scores).
         case f1WithDefects = "f1-with-defects"
+        /// The good-only threshold moved toward the defect examples, never into the
+        /// held-out good scores (``ThresholdRule/sharpened(_:defectScores:)``).
+        case goodAndDefects = "good-and-defects"
     }
     /// How the threshold was found.
     public var method: Method
@@ -24,18 +29,47 @@ public struct Calibration: Sendable, Equatable, Codable {
     public var defectScores: [Float]
     /// The false-reject rate aimed at (for the good-only methods).
     public var targetFalseRejectRate: Double
+    /// For scores on a normalised scale (an ensemble's, which may be negative): the spread
+    /// of the held-out good scores, and ``normalized(_:)`` is the logistic of
+    /// `(raw - threshold) / scale`. Nil for a single scorer's raw distances, which are
+    /// normalised as `raw / (raw + threshold)`.
+    public var scale: Float?
 
     public init(method: Method, threshold: Float, goodScores: [Float], defectScores: [Float], targetFalseRejectRate: Double) {
         self.method = method; self.threshold = threshold; self.goodScores = goodScores
         self.defectScores = defectScores; self.targetFalseRejectRate = targetFalseRejectRate
     }
 
-    /// Maps a raw score to [0, 1): `raw / (raw + threshold)`, monotone, 0.5 at the threshold.
+    /// Maps a raw score to [0, 1): `raw / (raw + threshold)` (with ``scale``: the logistic
+    /// of `(raw - threshold) / scale`), monotone, 0.5 at the threshold.
     public func normalized(_ raw: Float) -> Float {
+        if let scale {
+            return 1 / (1 + _exp(-Double((raw - threshold) / Swift.max(scale, 1e-12)))).float
+        }
         guard threshold > 0 else { return raw > 0 ? 1 : 0 }
         let r = Swift.max(raw, 0)
         return r / (r + threshold)
     }
+
+    /// Whether some defect example scored at or below the highest held-out good score: the
+    /// examples overlap the good parts, and no threshold separates them.
+    public var defectsOverlapGood: Bool {
+        guard let lowest = defectScores.min(), let highest = goodScores.max() else { return false }
+        return lowest <= highest
+    }
+
+    /// A raw value relative to the threshold, 1 at the threshold, for colour scales: `raw /
+    /// threshold` for raw distances; with ``scale``, `1 + 0.2 * (raw - threshold) / scale`
+    /// (so that 0.6 and 1.4 lie two good-part spreads below and above the threshold).
+    public func relative(_ raw: Float) -> Float {
+        if let scale { return 1 + 0.2 * (raw - threshold) / Swift.max(scale, 1e-12) }
+        guard threshold > 0 else { return raw > 0 ? 2 : 0 }
+        return Swift.max(raw, 0) / threshold
+    }
+}
+
+extension Double {
+    fileprivate var float: Float { Float(self) }
 }
 
 /// The z-value of the standard normal distribution at upper-tail probability `p`
@@ -216,13 +250,7 @@ public struct AnomalyScorer: Sendable {
         var calibration = Calibration(method: method, threshold: goodOnlyThreshold(goodScores, falseRejectRate: targetFalseRejectRate),
                                       goodScores: goodScores, defectScores: [], targetFalseRejectRate: targetFalseRejectRate)
         if !defectImages.isEmpty {
-            let defectScores = scorer.score(defectImages, pool: pool).map(\.raw)
-            calibration.defectScores = defectScores
-            let labels = goodScores.map { _ in false } + defectScores.map { _ in true }
-            let best = AnomalyMetrics.f1Max(scores: goodScores + defectScores, labels: labels)
-            // f1Max's threshold is the lowest score called a defect; put ours just below it.
-            calibration.threshold = best.threshold * 0.999
-            calibration.method = .f1WithDefects
+            calibration = ThresholdRule.standard.sharpened(calibration, defectScores: scorer.score(defectImages, pool: pool).map(\.raw))
         }
         scorer.calibration = calibration
         return scorer
@@ -258,7 +286,9 @@ public struct AnomalyScorer: Sendable {
 #if canImport(Glibc)
 import Glibc
 @inline(__always) func _log(_ x: Double) -> Double { Glibc.log(x) }
+@inline(__always) func _exp(_ x: Double) -> Double { Glibc.exp(x) }
 #elseif canImport(Darwin)
 import Darwin
 @inline(__always) func _log(_ x: Double) -> Double { Darwin.log(x) }
+@inline(__always) func _exp(_ x: Double) -> Double { Darwin.exp(x) }
 #endif

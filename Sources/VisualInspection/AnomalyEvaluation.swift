@@ -21,8 +21,26 @@ public struct AnomalyRunResult: Sendable, Codable {
     /// and of defect images rejected.
     public var goodAccepted: Double
     public var defectsRejected: Double
+    /// The balanced accuracy of the engine's own threshold on the test set (mean of
+    /// `goodAccepted` and `defectsRejected`), and the best any single threshold reaches on
+    /// the same scores.
+    public var balancedAccuracy: Double
+    public var bestBalancedAccuracy: Double
+    /// The engine's raw threshold and the held-out good scores it was calibrated from.
+    public var threshold: Float
+    public var heldOutGoodScores: [Float]
+    /// Every test image's raw score, in the data set's test order (see `AnomalyDataset.test`).
+    public var testScores: [Float]
+    /// For an ensemble, each member's own raw scores: held-out good `[member][image]` and
+    /// test `[member][image]` (empty for a single scorer).
+    public var memberHeldOutGoodScores: [[Float]]
+    public var memberTestScores: [[Float]]
     /// Memory-bank rows (0 in Gaussian mode).
     public var bankSize: Int
+    /// The scorer's option sets this draw used, and how the engine chose them (nil when
+    /// they were given).
+    public var settings: [AnomalyScorerOptions]
+    public var choice: ScorerChoice?
     public var trainSeconds: Double
     /// Milliseconds per test image for the backbone features and for the bank search (or
     /// Mahalanobis distances) plus map.
@@ -50,76 +68,114 @@ public enum AnomalyEvaluation {
     /// - Parameters:
     ///   - dataset: the data set.
     ///   - backbone: the feature extractor (frozen) and its input normalisation.
-    ///   - options: the scorer's options.
+    ///   - options: the training options, as `vinspect train` would use them (by default the
+    ///     engine chooses the scorer's settings from each draw's good images).
     ///   - shots: good training images per draw (nil: all).
     ///   - seeds: one draw per seed.
-    ///   - regionOfInterest: the part of each image (and mask) to inspect.
     ///   - progress: called with a line of text as work completes.
     public static func run(
         dataset: AnomalyDataset, backbone: FrozenBackbone, normalization: (mean: [Float], std: [Float]),
-        options: AnomalyScorerOptions, shots: Int?, seeds: [UInt64], regionOfInterest: RegionOfInterest? = nil,
+        options: TrainingOptions, shots: Int?, seeds: [UInt64],
         pool: ThreadPool = .shared,
         progress: (String) -> Void = { _ in }
     ) throws(ImageError) -> [AnomalyRunResult] {
-        var preprocessing = Preprocessing(size: options.imageSize, mean: normalization.mean, std: normalization.std)
-        preprocessing.regionOfInterest = regionOfInterest
-        // The test set is the same for every seed: preprocess it once.
-        var testImages: [Tensor] = [], masks: [[Bool]] = [], labels: [Bool] = []
-        for item in dataset.test {
-            testImages.append(try preprocessing.tensor(contentsOfFile: item.path))
-            labels.append(item.isDefect)
-            if let mask = item.maskPath {
-                masks.append(try preprocessing.mask(contentsOfFile: mask))
-            } else {
-                masks.append([Bool](repeating: false, count: options.imageSize * options.imageSize))
-            }
-        }
+        let labels = dataset.test.map(\.isDefect)
         progress("\(dataset.test.count) test images (\(labels.filter { $0 }.count) defective), \(dataset.trainGood.count) good training images available")
+        // The test set at each input size a draw asks for, prepared once: masks and the
+        // backbone's feature maps do not depend on the draw.
+        struct Prepared { var maps: [[Tensor]], masks: [[Bool]], featureMilliseconds: Double }
+        var prepared: [Int: Prepared] = [:]
+        func prepare(size: Int) throws(ImageError) -> Prepared {
+            if let ready = prepared[size] { return ready }
+            var preprocessing = Preprocessing(size: size, mean: normalization.mean, std: normalization.std)
+            preprocessing.regionOfInterest = options.regionOfInterest
+            var maps: [[Tensor]] = [], masks: [[Bool]] = []
+            var batch: [Tensor] = []
+            var featureSeconds = 0.0
+            for (index, item) in dataset.test.enumerated() {
+                batch.append(try preprocessing.tensor(contentsOfFile: item.path))
+                masks.append(try item.maskPath.map { (path: String) throws(ImageError) -> [Bool] in try preprocessing.mask(contentsOfFile: path) }
+                             ?? [Bool](repeating: false, count: size * size))
+                if batch.count == 8 || index == dataset.test.count - 1 {
+                    let start = seconds()
+                    maps.append(backbone.features(Tensor.stacked(batch), stoppingAfterLastTap: true, pool: pool).maps)
+                    featureSeconds += seconds() - start
+                    batch = []
+                }
+            }
+            let ready = Prepared(maps: maps, masks: masks, featureMilliseconds: featureSeconds * 1000 / Double(max(1, dataset.test.count)))
+            prepared[size] = ready
+            return ready
+        }
         var results: [AnomalyRunResult] = []
         for seed in seeds {
             let files = dataset.shots(shots, seed: seed)
-            let good = try files.map { (path: String) throws(ImageError) -> Tensor in try preprocessing.tensor(contentsOfFile: path) }
-            var scorerOptions = options
-            scorerOptions.seed = seed
-            let trainStart = seconds()
-            let scorer = AnomalyScorer.train(goodImages: good, backbone: backbone, options: scorerOptions, pool: pool)
-            let trainSeconds = seconds() - trainStart
-            // Time features and scoring separately on the test set, in batches of 8.
-            var maps: [[Float]] = [], scores: [Float] = []
-            var featureTime = 0.0, scoringTime = 0.0
-            var start = 0
-            while start < testImages.count {
-                let end = min(start + 8, testImages.count)
-                let t0 = seconds()
-                let grid = extractPatchFeatures(Tensor.stacked(Array(testImages[start..<end])), backbone: backbone,
-                                                options: scorerOptions.features, pool: pool)
-                let t1 = seconds()
-                for map in scorer.maps(of: grid, pool: pool) {
-                    maps.append(map.values)
-                    scores.append(scorer.imageScore(of: map))
-                }
-                featureTime += t1 - t0
-                scoringTime += seconds() - t1
-                start = end
+            let goodImages = try files.map { (path: String) throws(ImageError) -> Image in try Image(contentsOfFile: path) }
+            var seeded = options
+            seeded.scorer.seed = seed
+            seeded.automaticScorer = options.automaticScorer
+            seeded.scorers = options.scorers?.map { set in
+                var o = set
+                o.seed = seed
+                return o
             }
+            let trainStart = seconds()
+            let (sets, choice) = InspectorTrainer.scorerSets(good: goodImages, options: seeded, backbone: backbone,
+                                                             normalization: normalization, pool: pool)
+            let imageSize = sets[0].imageSize
+            var preprocessing = Preprocessing(size: imageSize, mean: normalization.mean, std: normalization.std)
+            preprocessing.regionOfInterest = options.regionOfInterest
+            let scorer = AnomalyEnsemble.train(goodImages: goodImages.map(preprocessing.tensor), backbone: backbone, options: sets,
+                                               scaled: sets.count > 1 || choice != nil,
+                                               targetFalseRejectRate: options.targetFalseRejectRate, pool: pool)
+            let trainSeconds = seconds() - trainStart
+            let test = try prepare(size: imageSize)
+            let masks = test.masks
+            var maps: [[Float]] = [], scores: [Float] = []
+            var memberScores = [[Float]](repeating: [], count: scorer.isSingle ? 0 : scorer.members.count)
+            let scoringStart = seconds()
+            for batch in test.maps {
+                let perMember = scorer.members.map { member in
+                    member.maps(of: patchFeatures(fromMaps: batch, options: member.options.features, pool: pool), pool: pool)
+                }
+                for (raw, map) in scorer.combine(memberMaps: perMember) {
+                    maps.append(map.values)
+                    scores.append(raw)
+                }
+                if !scorer.isSingle {
+                    for (index, member) in scorer.members.enumerated() { memberScores[index] += perMember[index].map(member.imageScore) }
+                }
+            }
+            let scoringTime = seconds() - scoringStart
+            let featureMilliseconds = test.featureMilliseconds
             let hasMasks = masks.contains { $0.contains(true) }
             let threshold = scorer.calibration.threshold
+            let goodAccepted = Double(zip(scores, labels).filter { !$0.1 && $0.0 < threshold }.count) / Double(max(1, labels.filter { !$0 }.count))
+            let defectsRejected = Double(zip(scores, labels).filter { $0.1 && $0.0 >= threshold }.count) / Double(max(1, labels.filter { $0 }.count))
             let result = AnomalyRunResult(
                 seed: seed, shots: files.count,
                 imageAUROC: AnomalyMetrics.imageAUROC(scores: scores, labels: labels),
                 pixelAUROC: hasMasks ? AnomalyMetrics.pixelAUROC(maps: maps, masks: masks) : .nan,
                 aupro: hasMasks ? AnomalyMetrics.aupro(maps: maps, masks: masks,
-                                                       width: options.imageSize, height: options.imageSize) : .nan,
+                                                       width: imageSize, height: imageSize) : .nan,
                 f1Max: AnomalyMetrics.f1Max(scores: scores, labels: labels).f1,
-                goodAccepted: Double(zip(scores, labels).filter { !$0.1 && $0.0 <= threshold }.count) / Double(max(1, labels.filter { !$0 }.count)),
-                defectsRejected: Double(zip(scores, labels).filter { $0.1 && $0.0 > threshold }.count) / Double(max(1, labels.filter { $0 }.count)),
-                bankSize: scorer.memory?.bank.count ?? 0, trainSeconds: trainSeconds,
-                featureMilliseconds: featureTime * 1000 / Double(testImages.count),
-                scoringMilliseconds: scoringTime * 1000 / Double(testImages.count))
+                goodAccepted: goodAccepted, defectsRejected: defectsRejected,
+                balancedAccuracy: AnomalyMetrics.balancedAccuracy(scores: scores, labels: labels, threshold: threshold),
+                bestBalancedAccuracy: AnomalyMetrics.bestBalancedAccuracy(scores: scores, labels: labels).accuracy,
+                threshold: threshold, heldOutGoodScores: scorer.calibration.goodScores, testScores: scores,
+                memberHeldOutGoodScores: scorer.isSingle ? [] : scorer.members.map(\.calibration.goodScores),
+                memberTestScores: memberScores,
+                bankSize: scorer.members.reduce(0) { $0 + ($1.memory?.bank.count ?? 0) },
+                settings: sets, choice: choice, trainSeconds: trainSeconds,
+                featureMilliseconds: featureMilliseconds,
+                scoringMilliseconds: scoringTime * 1000 / Double(max(1, scores.count)))
             results.append(result)
-            progress(String(format: "seed %llu, %d shots: image AUROC %.3f, pixel AUROC %.3f, AUPRO %.3f, F1-max %.3f; bank %d, train %.1f s",
-                            seed, files.count, result.imageAUROC, result.pixelAUROC, result.aupro, result.f1Max, result.bankSize,
-                            result.trainSeconds))
+            if let choice {
+                progress("seed \(seed): parts \(choice.family)" + (choice.rotationRatio.map { String(format: " (rotation ratio %.3f)", $0) } ?? ""))
+            }
+            progress(String(format: "seed %llu, %d shots: image AUROC %.3f, pixel AUROC %.3f, AUPRO %.3f, F1-max %.3f; verdicts %.3f (best threshold %.3f); bank %d, train %.1f s",
+                            seed, files.count, result.imageAUROC, result.pixelAUROC, result.aupro, result.f1Max,
+                            result.balancedAccuracy, result.bestBalancedAccuracy, result.bankSize, result.trainSeconds))
         }
         return results
     }

@@ -37,11 +37,13 @@ public enum Heatmap {
             var inside = [Bool](repeating: false, count: rw * rh)
             for y in 0..<rh {
                 for x in 0..<rw {
-                    let raw = max(resized.values[y * rw + x], 0)
+                    let raw = resized.values[y * rw + x]
                     // The scale spans 0.6 to 1.4 times the threshold (yellow at the
-                    // threshold): the values of normal surface sit at about half of it and
-                    // would otherwise tint the whole picture.
-                    let ratio = threshold > 0 ? raw / threshold : (raw > 0 ? 2 : 0)
+                    // threshold; for an ensemble's normalised scores, two good-part spreads
+                    // either side): the values of normal surface sit at about half of it
+                    // and would otherwise tint the whole picture.
+                    let ratio = result.calibration?.relative(raw)
+                        ?? (threshold > 0 ? max(raw, 0) / threshold : (raw > 0 ? 2 : 0))
                     inside[y * rw + x] = raw > threshold
                     let (r, g, b) = colour((ratio - 0.6) / 0.8)
                     // Transparent below 0.6 x threshold, 70 % opaque from the threshold up.

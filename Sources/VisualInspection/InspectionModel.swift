@@ -75,8 +75,11 @@ public struct InspectionModel: Sendable {
     public var backbone: FrozenBackbone
     /// How each image becomes network input (region of interest, size, normalisation).
     public var preprocessing: Preprocessing
-    /// The anomaly scorer, when good images were given.
-    public var scorer: AnomalyScorer?
+    /// The anomaly scorer, when good images were given: one scorer, or several combined
+    /// (see ``AnomalyEnsemble``).
+    public var anomaly: AnomalyEnsemble?
+    /// The first member of ``anomaly`` (for a single-scorer model, the scorer).
+    public var scorer: AnomalyScorer? { anomaly?.members.first }
     /// The number of good images the scorer learnt from.
     public var goodImageCount: Int
     /// The defect classifier, when class folders were given.
@@ -99,13 +102,13 @@ public struct InspectionModel: Sendable {
     }
 
     public init(backboneMetadata: [String: JSONValue], backboneTensors: [NamedTensor], backbone: FrozenBackbone,
-                preprocessing: Preprocessing, scorer: AnomalyScorer?, goodImageCount: Int, classifier: DefectClassifier?,
+                preprocessing: Preprocessing, anomaly: AnomalyEnsemble?, goodImageCount: Int, classifier: DefectClassifier?,
                 minimumDefectArea: Int = 16) {
         self.backboneMetadata = backboneMetadata
         self.backboneTensors = backboneTensors
         self.backbone = backbone
         self.preprocessing = preprocessing
-        self.scorer = scorer
+        self.anomaly = anomaly
         self.goodImageCount = goodImageCount
         self.classifier = classifier
         self.minimumDefectArea = minimumDefectArea
@@ -121,9 +124,9 @@ public struct InspectionModel: Sendable {
     /// The `kind` of an inspection model file's metadata.
     public static let kind = "inspection-model"
     /// The layout version of the metadata and tensors below; a newer one is refused.
-    /// Version 2 added the Gaussian-mode scorer; files without one are still written as
-    /// version 1, so that older builds keep reading them.
-    public static let layoutVersion = 2
+    /// Version 2 added the Gaussian-mode scorer, version 3 ensembles of scorers; files
+    /// without them are still written as version 1, so that older builds keep reading them.
+    public static let layoutVersion = 3
 
     /// Reads a model written by ``write(toFile:)``.
     ///
@@ -140,6 +143,13 @@ public struct InspectionModel: Sendable {
     /// `gaussian_samples`; tensors `anomaly.mean` `[P, C]` and `anomaly.inverse_cholesky`
     /// `[P, C (C + 1) / 2]` (each position's `L^-1`, lower triangle packed by rows, with
     /// `L L^T` the regularised covariance). Files without `mode` are memory-bank scorers.
+    ///
+    /// Scorers on the good parts' scale (layout 3: an ensemble, or one scorer the engine
+    /// chose itself) have `anomaly.members`, an array of such scorer descriptions each with a
+    /// `normalizer` (`mean`, `spread`), its tensors named `anomaly.<i>.bank` (or
+    /// `anomaly.<i>.mean`, `anomaly.<i>.inverse_cholesky`), the combined
+    /// `anomaly.calibration` (with `scale`) and, when the engine chose the settings,
+    /// `anomaly.choice` (``ScorerChoice``).
     ///
     /// - Throws: ``InspectionModelError`` naming the file.
     public init(contentsOfFile path: String) throws(InspectionModelError) {
@@ -168,36 +178,32 @@ public struct InspectionModel: Sendable {
             throw invalid("preprocessing out of range")
         }
 
-        var scorer: AnomalyScorer?
+        var anomaly: AnomalyEnsemble?
         var goodCount = 0
-        if let anomaly = meta["anomaly"]?.objectValue {
-            let options: AnomalyScorerOptions = try decodeMetadata(anomaly["options"], "anomaly.options", path: path)
-            let calibration: Calibration = try decodeMetadata(anomaly["calibration"], "anomaly.calibration", path: path)
-            let expected = options.features.layers.reduce(0) { total, layer in
-                total + (layer >= 0 && layer < network.featureChannels.count ? network.featureChannels[layer] : -1_000_000)
-            }
-            guard expected > 0, options.imageSize == preprocessing.size else {
-                throw invalid("the scorer's layers \(options.features.layers) or input size \(options.imageSize) do not fit the backbone and preprocessing")
-            }
-            switch options.mode {
-            case .memoryBank:
-                guard let bank = tensorsByName["anomaly.bank"], bank.shape.count == 2, bank.shape[0] > 0 else {
-                    throw invalid("the anomaly part has no memory bank")
+        if let part = meta["anomaly"]?.objectValue {
+            if let memberParts = part["members"]?.arrayValue {
+                // An ensemble (layout 3): members under anomaly.<i>., a normaliser each, the
+                // combined calibration beside them.
+                guard memberParts.count >= 1, memberParts.count <= 16 else { throw invalid("an ensemble of \(memberParts.count) members") }
+                var members: [AnomalyScorer] = [], normalizers: [ScoreNormalizer] = []
+                for (index, value) in memberParts.enumerated() {
+                    guard let member = value.objectValue else { throw invalid("anomaly member \(index) is not an object") }
+                    members.append(try readScorer(member, tensorsByName, prefix: "anomaly.\(index).", network: network,
+                                                  backbone: frozen, preprocessing: preprocessing, path: path))
+                    let normalizer: ScoreNormalizer = try decodeMetadata(member["normalizer"], "anomaly member \(index) normalizer", path: path)
+                    guard normalizer.spread.isFinite, normalizer.spread > 0, normalizer.mean.isFinite else {
+                        throw invalid("anomaly member \(index) has a normaliser that is not finite and positive")
+                    }
+                    normalizers.append(normalizer)
                 }
-                guard bank.shape[1] == expected else {
-                    throw invalid("memory bank of width \(bank.shape[1]) does not fit the backbone's layers (\(expected))")
-                }
-                let memory = PatchMemory(bank: MemoryBank(Tensor(bank.scalars, shape: bank.shape)),
-                                         patchCount: anomaly["patch_count"]?.intValue ?? bank.shape[0],
-                                         gridWidth: anomaly["grid_width"]?.intValue ?? 0, gridHeight: anomaly["grid_height"]?.intValue ?? 0)
-                scorer = AnomalyScorer(backbone: frozen, options: options, memory: memory, calibration: calibration)
-            case .positionGaussian:
-                let gaussian = try readGaussian(anomaly, tensorsByName, featureDimension: expected, options: options,
-                                                backbone: frozen, path: path)
-                scorer = AnomalyScorer(backbone: frozen, options: options, normality: .positionGaussian(gaussian),
-                                       calibration: calibration)
+                let calibration: Calibration = try decodeMetadata(part["calibration"], "anomaly.calibration", path: path)
+                let choice: ScorerChoice? = part["choice"] == nil ? nil : try decodeMetadata(part["choice"], "anomaly.choice", path: path)
+                anomaly = AnomalyEnsemble(members: members, normalizers: normalizers, calibration: calibration, choice: choice)
+            } else {
+                anomaly = AnomalyEnsemble(try readScorer(part, tensorsByName, prefix: "anomaly.", network: network, backbone: frozen,
+                                                         preprocessing: preprocessing, path: path))
             }
-            goodCount = anomaly["good_images"]?.intValue ?? 0
+            goodCount = part["good_images"]?.intValue ?? 0
         }
 
         var classifier: DefectClassifier?
@@ -223,9 +229,9 @@ public struct InspectionModel: Sendable {
                 classifier: PrototypeClassifier(classes: classes, transform: transform, scale: scale, rejectionThreshold: rejection),
                 embedding: embedding)
         }
-        guard scorer != nil || classifier != nil else { throw invalid("it holds neither an anomaly scorer nor a classifier") }
+        guard anomaly != nil || classifier != nil else { throw invalid("it holds neither an anomaly scorer nor a classifier") }
         self.init(backboneMetadata: backboneMeta, backboneTensors: backboneTensors, backbone: frozen, preprocessing: preprocessing,
-                  scorer: scorer, goodImageCount: goodCount, classifier: classifier,
+                  anomaly: anomaly, goodImageCount: goodCount, classifier: classifier,
                   minimumDefectArea: meta["minimum_defect_area"]?.intValue ?? 16)
         created = meta["created"]?.stringValue ?? "unknown"
         createdBy = meta["created_by"]?.stringValue ?? "unknown"
@@ -235,7 +241,6 @@ public struct InspectionModel: Sendable {
     public func modelFile() throws(InspectionModelError) -> ModelFile {
         var meta: [String: JSONValue] = [
             "kind": .string(InspectionModel.kind),
-            "layout": .number(1),  // raised below for parts that need a newer reader
             "backbone": .object(backboneMetadata),
             "preprocessing": try encodeMetadata(preprocessing),
             "minimum_defect_area": .number(Double(minimumDefectArea)),
@@ -243,33 +248,28 @@ public struct InspectionModel: Sendable {
             "created_by": .string(createdBy),
         ]
         var tensors = backboneTensors.map { NamedTensor(name: "backbone." + $0.name, shape: $0.shape, scalars: $0.scalars) }
-        if let scorer {
-            var anomaly: [String: JSONValue] = [
-                "options": try encodeMetadata(scorer.options),
-                "calibration": try encodeMetadata(scorer.calibration),
-                "good_images": .number(Double(goodImageCount)),
-            ]
-            switch scorer.normality {
-            case .memoryBank(let memory):
-                anomaly["patch_count"] = .number(Double(memory.patchCount))
-                anomaly["grid_width"] = .number(Double(memory.gridWidth))
-                anomaly["grid_height"] = .number(Double(memory.gridHeight))
-                anomaly["bank_size"] = .number(Double(memory.bank.count))
-                let bank = memory.bank.features
-                tensors.append(NamedTensor(name: "anomaly.bank", shape: bank.shape, scalars: bank.scalars))
-            case .positionGaussian(let memory):
-                meta["layout"] = .number(2)
-                anomaly["grid_width"] = .number(Double(memory.gridWidth))
-                anomaly["grid_height"] = .number(Double(memory.gridHeight))
-                anomaly["gaussian_channels"] = .array(memory.channels.map { .number(Double($0)) })
-                anomaly["gaussian_samples"] = .number(Double(memory.sampleCount))
-                let g = memory.gaussian, c = g.dimension
-                tensors.append(NamedTensor(name: "anomaly.mean", shape: [g.positions, c], scalars: g.meanValues))
-                tensors.append(NamedTensor(name: "anomaly.inverse_cholesky", shape: [g.positions, c * (c + 1) / 2],
-                                           scalars: g.inverseFactorValues))
+        // Layout 1 unless a part needs a newer reader (2: a Gaussian-mode scorer; 3: an
+        // ensemble), so that older builds keep reading what they can.
+        var layout = 1
+        if let anomaly {
+            var part: [String: JSONValue]
+            if anomaly.isSingle {
+                part = try scorerMetadata(anomaly.members[0], prefix: "anomaly.", tensors: &tensors, layout: &layout)
+            } else {
+                layout = max(layout, 3)
+                var members: [JSONValue] = []
+                for (index, member) in anomaly.members.enumerated() {
+                    var memberPart = try scorerMetadata(member, prefix: "anomaly.\(index).", tensors: &tensors, layout: &layout)
+                    memberPart["normalizer"] = try encodeMetadata(anomaly.normalizers[index])
+                    members.append(.object(memberPart))
+                }
+                part = ["members": .array(members), "calibration": try encodeMetadata(anomaly.calibration)]
+                if let choice = anomaly.choice { part["choice"] = try encodeMetadata(choice) }
             }
-            meta["anomaly"] = .object(anomaly)
+            part["good_images"] = .number(Double(goodImageCount))
+            meta["anomaly"] = .object(part)
         }
+        meta["layout"] = .number(Double(layout))
         if let classifier {
             let c = classifier.classifier
             var part: [String: JSONValue] = [
@@ -303,18 +303,84 @@ public struct InspectionModel: Sendable {
     }
 }
 
+// MARK: - One scorer in a model file
+
+/// One scorer of a model file: options, calibration and its bank or Gaussians (tensors
+/// named `prefix` + `bank`, `mean`, `inverse_cholesky`), checked against the backbone.
+private func readScorer(
+    _ part: [String: JSONValue], _ tensorsByName: [String: NamedTensor], prefix: String, network: any Backbone,
+    backbone frozen: FrozenBackbone, preprocessing: Preprocessing, path: String
+) throws(InspectionModelError) -> AnomalyScorer {
+    func invalid(_ detail: String) -> InspectionModelError { .invalid(path: path, detail: detail) }
+    let options: AnomalyScorerOptions = try decodeMetadata(part["options"], "\(prefix)options", path: path)
+    let calibration: Calibration = try decodeMetadata(part["calibration"], "\(prefix)calibration", path: path)
+    let expected = options.features.layers.reduce(0) { total, layer in
+        total + (layer >= 0 && layer < network.featureChannels.count ? network.featureChannels[layer] : -1_000_000)
+    }
+    guard expected > 0, options.imageSize == preprocessing.size else {
+        throw invalid("the scorer's layers \(options.features.layers) or input size \(options.imageSize) do not fit the backbone and preprocessing")
+    }
+    switch options.mode {
+    case .memoryBank:
+        guard let bank = tensorsByName[prefix + "bank"], bank.shape.count == 2, bank.shape[0] > 0 else {
+            throw invalid("the anomaly part has no memory bank \(prefix)bank")
+        }
+        guard bank.shape[1] == expected else {
+            throw invalid("memory bank of width \(bank.shape[1]) does not fit the backbone's layers (\(expected))")
+        }
+        let memory = PatchMemory(bank: MemoryBank(Tensor(bank.scalars, shape: bank.shape)),
+                                 patchCount: part["patch_count"]?.intValue ?? bank.shape[0],
+                                 gridWidth: part["grid_width"]?.intValue ?? 0, gridHeight: part["grid_height"]?.intValue ?? 0)
+        return AnomalyScorer(backbone: frozen, options: options, memory: memory, calibration: calibration)
+    case .positionGaussian:
+        let gaussian = try readGaussian(part, tensorsByName, prefix: prefix, featureDimension: expected, options: options,
+                                        backbone: frozen, path: path)
+        return AnomalyScorer(backbone: frozen, options: options, normality: .positionGaussian(gaussian), calibration: calibration)
+    }
+}
+
+/// The metadata of one scorer, its tensors appended under `prefix`; raises `layout` to 2
+/// for a Gaussian-mode scorer.
+private func scorerMetadata(_ scorer: AnomalyScorer, prefix: String, tensors: inout [NamedTensor],
+                            layout: inout Int) throws(InspectionModelError) -> [String: JSONValue] {
+    var part: [String: JSONValue] = [
+        "options": try encodeMetadata(scorer.options),
+        "calibration": try encodeMetadata(scorer.calibration),
+    ]
+    switch scorer.normality {
+    case .memoryBank(let memory):
+        part["patch_count"] = .number(Double(memory.patchCount))
+        part["grid_width"] = .number(Double(memory.gridWidth))
+        part["grid_height"] = .number(Double(memory.gridHeight))
+        part["bank_size"] = .number(Double(memory.bank.count))
+        let bank = memory.bank.features
+        tensors.append(NamedTensor(name: prefix + "bank", shape: bank.shape, scalars: bank.scalars))
+    case .positionGaussian(let memory):
+        layout = max(layout, 2)
+        part["grid_width"] = .number(Double(memory.gridWidth))
+        part["grid_height"] = .number(Double(memory.gridHeight))
+        part["gaussian_channels"] = .array(memory.channels.map { .number(Double($0)) })
+        part["gaussian_samples"] = .number(Double(memory.sampleCount))
+        let g = memory.gaussian, c = g.dimension
+        tensors.append(NamedTensor(name: prefix + "mean", shape: [g.positions, c], scalars: g.meanValues))
+        tensors.append(NamedTensor(name: prefix + "inverse_cholesky", shape: [g.positions, c * (c + 1) / 2],
+                                   scalars: g.inverseFactorValues))
+    }
+    return part
+}
+
 // MARK: - Gaussian-mode scorer
 
 /// The Gaussian-mode part of a model file (see ``InspectionModel/init(contentsOfFile:)``),
 /// checked against itself, the backbone's feature width and the grid the backbone gives at
 /// the scorer's input size.
 private func readGaussian(
-    _ anomaly: [String: JSONValue], _ tensors: [String: NamedTensor], featureDimension: Int, options: AnomalyScorerOptions,
+    _ anomaly: [String: JSONValue], _ tensors: [String: NamedTensor], prefix: String, featureDimension: Int, options: AnomalyScorerOptions,
     backbone: FrozenBackbone, path: String
 ) throws(InspectionModelError) -> GaussianMemory {
     func invalid(_ detail: String) -> InspectionModelError { .invalid(path: path, detail: detail) }
-    guard let mean = tensors["anomaly.mean"], let factors = tensors["anomaly.inverse_cholesky"] else {
-        throw invalid("the Gaussian-mode anomaly part has no anomaly.mean or anomaly.inverse_cholesky tensor")
+    guard let mean = tensors[prefix + "mean"], let factors = tensors[prefix + "inverse_cholesky"] else {
+        throw invalid("the Gaussian-mode anomaly part has no \(prefix)mean or \(prefix)inverse_cholesky tensor")
     }
     guard let width = anomaly["grid_width"]?.intValue, let height = anomaly["grid_height"]?.intValue, width > 0, height > 0,
           let channelValues = anomaly["gaussian_channels"]?.arrayValue else {
@@ -326,7 +392,7 @@ private func readGaussian(
     }
     let c = channels.count, positions = width * height
     guard mean.shape == [positions, c], factors.shape == [positions, c * (c + 1) / 2] else {
-        throw invalid("Gaussian tensors of shapes anomaly.mean \(mean.shape) and anomaly.inverse_cholesky \(factors.shape) "
+        throw invalid("Gaussian tensors of shapes \(prefix)mean \(mean.shape) and \(prefix)inverse_cholesky \(factors.shape) "
                       + "do not fit a \(height)x\(width) grid of \(c) channels ([\(positions), \(c)] and [\(positions), \(c * (c + 1) / 2)])")
     }
     // The grid the backbone actually gives at this input size, from one blank image: a

@@ -56,6 +56,8 @@ public struct InspectionResult: Sendable {
     public var region: RegionOfInterest
     /// Wall time of this inspection, decoding included when the image came from a file.
     public var milliseconds: Double
+    /// How raw values relate to the threshold (for heat maps); nil without an anomaly scorer.
+    var calibration: Calibration?
 }
 
 /// Why one image could not be inspected.
@@ -139,16 +141,15 @@ public final class Inspector: Sendable {
         let input = prep.tensor(image).reshaped([1, size, size, 3])
         // The deep layers after the last tap are run only when the classifier needs the
         // embedding: always without an anomaly scorer, otherwise only for defects.
-        var features = model.backbone.features(input, stoppingAfterLastTap: model.scorer != nil, pool: pool)
+        var features = model.backbone.features(input, stoppingAfterLastTap: model.anomaly != nil, pool: pool)
 
         var result = InspectionResult(verdict: .ok, score: 0, anomalyScore: nil, threshold: nil, anomalyMap: nil, mask: nil,
                                       boxes: [], defectType: nil, typeConfidence: nil, imageWidth: image.width,
-                                      imageHeight: image.height, region: region, milliseconds: 0)
-        if let scorer = model.scorer {
-            let grid = patchFeatures(fromMaps: features.maps, options: scorer.options.features, pool: pool)
-            let map = scorer.maps(of: grid, pool: pool)[0]
-            let calibration = scorer.calibration
-            let raw = scorer.imageScore(of: map)
+                                      imageHeight: image.height, region: region, milliseconds: 0, calibration: nil)
+        if let anomaly = model.anomaly {
+            let (raw, map) = anomaly.combine(featureMaps: features.maps, pool: pool)[0]
+            let calibration = anomaly.calibration
+            result.calibration = calibration
             result.anomalyScore = raw
             result.threshold = calibration.threshold
             result.score = calibration.normalized(raw)
@@ -167,10 +168,10 @@ public final class Inspector: Sendable {
                                     area: Int((Double(box.area) * sx * sy).rounded()), score: calibration.normalized(box.peak))
             }
         }
-        if let classifier = model.classifier, model.scorer == nil || result.verdict == .defect {
+        if let classifier = model.classifier, model.anomaly == nil || result.verdict == .defect {
             features = model.backbone.completing(features, pool: pool)
             let vector = embeddings(from: features, source: classifier.embedding)[0]
-            if model.scorer == nil {
+            if model.anomaly == nil {
                 // Classifier only: the OK class, when there is one, decides the verdict.
                 let all = classifier.classifier.predict(vector)
                 let names = classifier.classifier.classNames

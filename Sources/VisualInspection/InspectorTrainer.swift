@@ -9,8 +9,20 @@ import TensorCore
 
 /// Everything that shapes a model besides the images and the backbone.
 public struct TrainingOptions: Sendable {
-    /// The anomaly scorer's options; `scorer.imageSize` is also the classifier's input size.
-    public var scorer = AnomalyScorerOptions()
+    /// Whether the engine chooses the scorer's settings from the good images (the default;
+    /// see `AutomaticSettings`). Then only the bank limits, smoothing, seed and Gaussian
+    /// channel count of ``scorer`` are used. Setting ``scorer`` turns it off (set it back to
+    /// true afterwards to keep the automatic choice with other bank limits).
+    public var automaticScorer = true
+    /// The options of a single scorer (when ``automaticScorer`` is false and ``scorers`` is
+    /// nil), or the template of the automatic choice. `scorer.imageSize` is also the
+    /// classifier's input size.
+    public var scorer = AnomalyScorerOptions() {
+        didSet { automaticScorer = false }
+    }
+    /// Several option sets to combine into an ensemble over one backbone pass (all at the
+    /// same `imageSize`); when set, used instead of ``scorer`` and the automatic choice.
+    public var scorers: [AnomalyScorerOptions]?
     /// The part of each image to inspect; nil: all of it.
     public var regionOfInterest: RegionOfInterest?
     /// How the classifier pools embeddings from the backbone.
@@ -18,8 +30,8 @@ public struct TrainingOptions: Sendable {
     /// The share of good parts the anomaly threshold may reject (when only good images
     /// calibrate it).
     public var targetFalseRejectRate = 0.01
-    /// Use the defect-class images to move the threshold to the F1-optimal point between
-    /// held-out good scores and defect scores.
+    /// Use the defect-class images to move the threshold toward the defect scores (never
+    /// into the held-out good scores; see `ThresholdRule`).
     public var sharpenThresholdWithDefects = true
     /// Smallest defect region reported as a box, in pixels of the original image.
     public var minimumDefectArea = 16
@@ -69,9 +81,15 @@ public enum InspectorTrainer {
                              options: TrainingOptions = TrainingOptions(),
                              pool: ThreadPool? = .shared) throws(InspectionModelError) -> InspectionModel {
         let classes = classes.filter { !$0.images.isEmpty }
-        var preprocessing = Preprocessing(size: options.scorer.imageSize, mean: backbone.inputNormalization.mean,
-                                          std: backbone.inputNormalization.std)
-        preprocessing.regionOfInterest = options.regionOfInterest
+        if let sets = options.scorers, sets.isEmpty || Set(sets.map(\.imageSize)).count != 1 {
+            throw .nothingToTrain(detail: "the scorer option sets must be one or more at one input size (\(sets.map(\.imageSize)))")
+        }
+        let normalization = backbone.inputNormalization
+        func makePreprocessing(size: Int) -> Preprocessing {
+            var p = Preprocessing(size: size, mean: normalization.mean, std: normalization.std)
+            p.regionOfInterest = options.regionOfInterest
+            return p
+        }
         let frozen = backbone.frozen()
 
         var goodImages = good
@@ -83,13 +101,19 @@ public enum InspectorTrainer {
             throw .nothingToTrain(detail: "give good images (--good) or at least two classes (--classes)")
         }
 
-        var scorer: AnomalyScorer?
+        let (sets, choice) = scorerSets(good: goodImages, options: options, backbone: frozen, normalization: normalization,
+                                        pool: pool)
+        let preprocessing = makePreprocessing(size: sets[0].imageSize)
+        var anomaly: AnomalyEnsemble?
         if !goodImages.isEmpty {
             let goodTensors = goodImages.map(preprocessing.tensor)
             let defectTensors = options.sharpenThresholdWithDefects ? defectClasses.flatMap(\.images).map(preprocessing.tensor) : []
-            scorer = AnomalyScorer.train(goodImages: goodTensors, defectImages: defectTensors, backbone: frozen,
-                                         options: options.scorer, targetFalseRejectRate: options.targetFalseRejectRate,
-                                         pool: pool)
+            // Scores of one scorer the user set up stay on its raw scale with the
+            // false-reject-rate threshold; chosen or combined ones go on the good parts' scale.
+            anomaly = AnomalyEnsemble.train(goodImages: goodTensors, defectImages: defectTensors, backbone: frozen,
+                                            options: sets, scaled: sets.count > 1 || choice != nil,
+                                            targetFalseRejectRate: options.targetFalseRejectRate, pool: pool)
+            anomaly?.choice = choice
         }
 
         var classifier: DefectClassifier?
@@ -115,8 +139,27 @@ public enum InspectorTrainer {
         var metadata = BackboneStore.metadata(of: backbone, source: backboneSource)
         metadata["created"] = nil
         return InspectionModel(backboneMetadata: metadata, backboneTensors: BackboneStore.tensors(of: backbone),
-                               backbone: frozen, preprocessing: preprocessing, scorer: scorer, goodImageCount: goodImages.count,
+                               backbone: frozen, preprocessing: preprocessing, anomaly: anomaly, goodImageCount: goodImages.count,
                                classifier: classifier, minimumDefectArea: options.minimumDefectArea)
+    }
+
+    /// The scorer's option sets for these good images: ``TrainingOptions/scorers`` when
+    /// given, else the automatic choice (``AutomaticSettings``, measured on the images) when
+    /// ``TrainingOptions/automaticScorer`` is on, else ``TrainingOptions/scorer``; and how the
+    /// engine chose, when it did. The sets' scores go on the good parts' scale (and their
+    /// threshold follows ``ThresholdRule/standard``) when there are several or the engine
+    /// chose them.
+    public static func scorerSets(good: [Image], options: TrainingOptions, backbone: FrozenBackbone,
+                                  normalization: (mean: [Float], std: [Float]),
+                                  pool: ThreadPool? = .shared) -> ([AnomalyScorerOptions], ScorerChoice?) {
+        if let sets = options.scorers { return (sets, nil) }
+        guard options.automaticScorer, !good.isEmpty else { return ([options.scorer], nil) }
+        var measuring = Preprocessing(size: AutomaticSettings.measuringSize, mean: normalization.mean, std: normalization.std)
+        measuring.regionOfInterest = options.regionOfInterest
+        let measured = good.prefix(AutomaticSettings.measuredImages).map(measuring.tensor)
+        let (sets, choice) = AutomaticSettings.choose(measuringImages: measured, goodImageCount: good.count,
+                                                      template: options.scorer, backbone: backbone, pool: pool)
+        return (sets, choice)
     }
 
     /// Adds a defect type (or more examples of an existing one) to a model, from a few

@@ -14,26 +14,26 @@ struct ScorerOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp(
         "What the scorer learns from the good patches: bank (memory bank, nearest good patch anywhere) or gaussian (one Gaussian per position, Mahalanobis distance).",
-        discussion: "gaussian suits well-aligned parts and many good images; bank suits parts that move or turn and few images."))
-    var mode: ScoringMode = .memoryBank
+        discussion: "gaussian suits well-aligned parts and many good images; bank suits parts that move or turn and few images. Without this and the other scorer-shaping options (--layers, --aggregation, --augment, --top-fraction, --gaussian-channels) the engine chooses the settings from the good images (see README)."))
+    var mode: ScoringMode?
 
     @Option(help: "Gaussian mode: feature channels kept, drawn at random with the seed (0 = all).")
-    var gaussianChannels: Int = 0
+    var gaussianChannels: Int?
 
     @Option(help: "Image score: mean of this fraction of the map's largest values (0 = the maximum).")
-    var topFraction: Double = 0
+    var topFraction: Double?
 
-    @Option(help: "Side of the square images are resized to.")
-    var imageSize: Int = 224
+    @Option(help: "Side of the square images are resized to (default: chosen by the engine, 224 or 320).")
+    var imageSize: Int?
 
     @Option(help: "Feature maps used, by stride index (0: stride 4, 1: stride 8, 2: stride 16), comma-separated.")
-    var layers: String = "1,2"
+    var layers: String?
 
     @Option(help: "Neighbourhood each patch feature is averaged over (1 = none).")
-    var aggregation: Int = 3
+    var aggregation: Int?
 
     @Option(help: "Variants of the good images in the bank: \(BankAugmentation.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var augment: BankAugmentation = .none
+    var augment: BankAugmentation?
 
     @Option(help: "Fraction of patches kept by the greedy coreset.")
     var coresetFraction: Double = 0.1
@@ -48,35 +48,50 @@ struct ScorerOptions: ParsableArguments {
     var roi: String?
 
     func validate() throws {
-        if imageSize < 32 || imageSize > 2048 { throw ValidationError("--image-size must be between 32 and 2048") }
-        if parsedLayers == nil { throw ValidationError("--layers takes stride indices 0, 1, 2, e.g. 1,2") }
-        if aggregation < 1 || aggregation % 2 == 0 { throw ValidationError("--aggregation must be an odd number >= 1") }
+        if let imageSize, imageSize < 32 || imageSize > 2048 { throw ValidationError("--image-size must be between 32 and 2048") }
+        if layers != nil && parsedLayers == nil { throw ValidationError("--layers takes stride indices 0, 1, 2, e.g. 1,2") }
+        if let aggregation, aggregation < 1 || aggregation % 2 == 0 { throw ValidationError("--aggregation must be an odd number >= 1") }
         if !(coresetFraction > 0 && coresetFraction <= 1) { throw ValidationError("--coreset-fraction must be in (0, 1]") }
         if maxBank < 1 { throw ValidationError("--max-bank must be positive") }
-        if gaussianChannels < 0 { throw ValidationError("--gaussian-channels must be 0 (all) or positive") }
-        if !(topFraction >= 0 && topFraction < 1) { throw ValidationError("--top-fraction must be in [0, 1)") }
+        if let gaussianChannels, gaussianChannels < 0 { throw ValidationError("--gaussian-channels must be 0 (all) or positive") }
+        if let topFraction, !(topFraction >= 0 && topFraction < 1) { throw ValidationError("--top-fraction must be in [0, 1)") }
         if let roi, RegionOfInterest(roi) == nil { throw ValidationError("--roi takes x,y,width,height with width and height positive") }
     }
 
     var parsedLayers: [Int]? {
+        guard let layers else { return nil }
         let values = layers.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !values.isEmpty, values.allSatisfy({ $0 != nil && (0...2).contains($0!) }) else { return nil }
         return values.map { $0! }
     }
 
-    var scorerOptions: AnomalyScorerOptions {
+    /// Whether an option that shapes one scorer was given: then the model is that one
+    /// scorer, not the engine's own choice.
+    var shapesOneScorer: Bool {
+        mode != nil || gaussianChannels != nil || topFraction != nil || layers != nil || aggregation != nil || augment != nil
+            || imageSize != nil
+    }
+
+    /// Training options with these scorer options: the engine's automatic choice unless an
+    /// option that shapes one scorer was given (the bank limits and the smoothing apply
+    /// either way).
+    func apply(to options: inout TrainingOptions, seed: UInt64) {
         var o = AnomalyScorerOptions()
-        o.imageSize = imageSize
-        o.features = PatchFeatureOptions(layers: parsedLayers ?? [1, 2], aggregation: aggregation)
-        o.augmentation = augment
+        if let mode { o.mode = mode }
+        if let imageSize { o.imageSize = imageSize }
+        if let parsedLayers { o.features.layers = parsedLayers }
+        if let aggregation { o.features.aggregation = aggregation }
+        if let augment { o.augmentation = augment }
+        if let gaussianChannels { o.gaussianChannels = gaussianChannels }
+        if let topFraction { o.topFraction = topFraction }
         o.coresetFraction = coresetFraction
         o.maximumBankSize = maxBank
         o.coresetThreshold = maxBank
         o.smoothingSigma = sigma
-        o.mode = mode
-        o.gaussianChannels = gaussianChannels
-        o.topFraction = topFraction
-        return o
+        o.seed = seed
+        options.scorer = o
+        options.automaticScorer = !shapesOneScorer
+        options.regionOfInterest = roi.flatMap(RegionOfInterest.init)
     }
 
     /// The backbone named by --backbone.
@@ -93,13 +108,16 @@ struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the anomaly scorer on a labelled data set (MVTec AD or magnetic-tile layout).",
         discussion: """
-            For each seed, draws --shots good training images, trains the scorer, scores every test
-            image and prints image AUROC, pixel AUROC, AUPRO (to 30 % FPR) and F1-max, then the
-            mean and spread over the seeds. --json prints the same as one JSON document.
+            For each data set and seed, draws --shots good training images, trains the scorer
+            (default settings: the automatic combination), scores every test image and prints image
+            AUROC, pixel AUROC, AUPRO (to 30 % FPR), F1-max, and the verdicts: the balanced accuracy
+            of the engine's own threshold next to the best any single threshold reaches on the same
+            scores; then the mean and spread over the seeds, and with several data sets a table of
+            all. --json prints the same as one JSON document (with every score, for analysis).
             """)
 
-    @Argument(help: "The data set folder.")
-    var dataset: String
+    @Argument(help: "The data set folders (each measured in turn; a table of all at the end).")
+    var datasets: [String]
 
     @Option(help: "Good training images per draw (default: all).")
     var shots: Int?
@@ -123,38 +141,74 @@ struct Evaluate: ParsableCommand {
         return values.map { $0! }
     }
 
+    /// One data set's measurements, as `--json` prints them.
+    struct Report: Codable {
+        var dataset: String, backbone: String, shots: Int?
+        var runs: [AnomalyRunResult], summary: [String: Spread]
+        /// Per test image, in the runs' `testScores` order: defective or not.
+        var labels: [Bool]
+    }
+
+    static let summaryKeys = ["image_auroc", "pixel_auroc", "aupro", "f1_max", "verdict_balanced_accuracy",
+                              "best_threshold_balanced_accuracy"]
+
     func run() throws {
-        let data = try AnomalyDataset.load(dataset)
+        // Every folder is checked before the first (long) measurement starts.
+        let sets = try datasets.map { try AnomalyDataset.load($0) }
         let network = try scorer.loadBackbone()
-        let options = scorer.scorerOptions
+        let frozen = network.frozen()
+        var training = TrainingOptions()
+        scorer.apply(to: &training, seed: 0)
         let log: (String) -> Void = { line in if !json { print(line) } else { printError(line) } }
-        log("evaluating \(network.architecture) on \(data.root) (\(data.layout) layout), \(shots.map(String.init) ?? "all") shots, seeds \(seeds)")
-        let results = try AnomalyEvaluation.run(
-            dataset: data, backbone: network.frozen(), normalization: network.inputNormalization, options: options,
-            shots: shots, seeds: parsedSeeds!, regionOfInterest: scorer.roi.flatMap(RegionOfInterest.init), progress: log)
-        let summary: [String: Spread] = [
-            "image_auroc": Spread(results.map(\.imageAUROC)), "pixel_auroc": Spread(results.map(\.pixelAUROC)),
-            "aupro": Spread(results.map(\.aupro)), "f1_max": Spread(results.map(\.f1Max)),
-        ]
-        if json {
-            struct Report: Codable {
-                var dataset: String, backbone: String, shots: Int?, options: AnomalyScorerOptions
-                var runs: [AnomalyRunResult], summary: [String: Spread]
+        let described = training.automaticScorer ? "settings chosen by the engine" : "the scorer options given"
+        var reports: [Report] = []
+        for data in sets {
+            log("evaluating \(network.architecture) on \(data.root) (\(data.layout) layout), \(shots.map(String.init) ?? "all") shots, seeds \(seeds), \(described)")
+            let results = try AnomalyEvaluation.run(
+                dataset: data, backbone: frozen, normalization: network.inputNormalization, options: training,
+                shots: shots, seeds: parsedSeeds!, progress: log)
+            let summary: [String: Spread] = [
+                "image_auroc": Spread(results.map(\.imageAUROC)), "pixel_auroc": Spread(results.map(\.pixelAUROC)),
+                "aupro": Spread(results.map(\.aupro)), "f1_max": Spread(results.map(\.f1Max)),
+                "verdict_balanced_accuracy": Spread(results.map(\.balancedAccuracy)),
+                "best_threshold_balanced_accuracy": Spread(results.map(\.bestBalancedAccuracy)),
+            ]
+            reports.append(Report(dataset: data.root, backbone: network.architecture, shots: shots, runs: results,
+                                  summary: summary, labels: data.test.map(\.isDefect)))
+            if !json {
+                for key in Evaluate.summaryKeys {
+                    let s = summary[key]!
+                    print(String(format: "%@: %.3f ± %.3f", key, s.mean, s.std))
+                }
+                let r = results
+                print(String(format: "per image: features %.1f ms, scoring %.1f ms; training %.1f s (mean over seeds)",
+                             r.map(\.featureMilliseconds).reduce(0, +) / Double(r.count), r.map(\.scoringMilliseconds).reduce(0, +) / Double(r.count),
+                             r.map(\.trainSeconds).reduce(0, +) / Double(r.count)))
             }
+        }
+        if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            let report = Report(dataset: data.root, backbone: network.architecture, shots: shots, options: options, runs: results, summary: summary)
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
-        } else {
-            for key in ["image_auroc", "pixel_auroc", "aupro", "f1_max"] {
-                let s = summary[key]!
-                print(String(format: "%@: %.3f ± %.3f", key, s.mean, s.std))
-            }
-            let r = results
-            print(String(format: "per image: features %.1f ms, scoring %.1f ms; training %.1f s (mean over seeds)",
-                         r.map(\.featureMilliseconds).reduce(0, +) / Double(r.count), r.map(\.scoringMilliseconds).reduce(0, +) / Double(r.count),
-                         r.map(\.trainSeconds).reduce(0, +) / Double(r.count)))
+            // One data set: its report, as before; several: {"datasets": [...]}.
+            let data = reports.count == 1 ? try encoder.encode(reports[0]) : try encoder.encode(["datasets": reports])
+            print(String(decoding: data, as: UTF8.self))
+        } else if reports.count > 1 {
+            print("\n" + Evaluate.table(reports))
         }
+    }
+
+    /// The summary table of several data sets: mean ± standard deviation over the seeds.
+    static func table(_ reports: [Report]) -> String {
+        func cell(_ s: Spread?) -> String { s.map { $0.mean.isNaN ? "-" : String(format: "%.3f ± %.3f", $0.mean, $0.std) } ?? "-" }
+        var lines = ["| data | shots | image AUROC | verdicts (balanced accuracy) | best single threshold | pixel AUROC |",
+                     "|---|---|---|---|---|---|"]
+        for r in reports {
+            let name = r.dataset.split(separator: "/").last.map(String.init) ?? r.dataset
+            lines.append("| \(name) | \(r.shots.map(String.init) ?? "all") | \(cell(r.summary["image_auroc"])) | "
+                         + "\(cell(r.summary["verdict_balanced_accuracy"])) | \(cell(r.summary["best_threshold_balanced_accuracy"])) | "
+                         + "\(cell(r.summary["pixel_auroc"])) |")
+        }
+        return lines.joined(separator: "\n")
     }
 }

@@ -109,9 +109,7 @@ struct Train: ParsableCommand {
 
         let network = try scorer.loadBackbone()
         var options = TrainingOptions()
-        options.scorer = scorer.scorerOptions
-        options.scorer.seed = seed
-        options.regionOfInterest = scorer.roi.flatMap(RegionOfInterest.init)
+        scorer.apply(to: &options, seed: seed)
         options.embedding = embedding
         options.targetFalseRejectRate = falseRejectRate
         options.minimumDefectArea = minDefectArea
@@ -182,23 +180,56 @@ func describe(_ model: InspectionModel, path: String) -> String {
     let p = model.preprocessing
     let roi = p.regionOfInterest.map { ", region \($0.x),\($0.y),\($0.width),\($0.height)" } ?? ""
     lines.append("input:        \(p.size)x\(p.size)\(roi)")
-    if let scorer = model.scorer {
-        let o = scorer.options
-        let learnt: String
-        switch scorer.normality {
-        case .memoryBank(let memory):
-            learnt = "memory bank \(memory.bank.count) x \(memory.bank.dimension) (from \(memory.patchCount) patches)"
-        case .positionGaussian(let gaussian):
-            learnt = "Gaussians at \(gaussian.gridHeight)x\(gaussian.gridWidth) positions over \(gaussian.channels.count) "
-                + "of \(gaussian.featureDimension) channels (from \(gaussian.sampleCount) patch grids)"
+    if let anomaly = model.anomaly {
+        func setting(_ o: AnomalyScorerOptions) -> String {
+            "\(o.mode.rawValue), layers \(o.features.layers.map(String.init).joined(separator: ",")), aggregation \(o.features.aggregation), "
+                + "augmentation \(o.augmentation.rawValue)" + (o.topFraction > 0 ? ", score = mean of top \(format(o.topFraction * 100)) %" : "")
         }
-        lines.append("anomaly:      \(model.goodImageCount) good images, \(learnt), layers \(o.features.layers.map(String.init).joined(separator: ",")), "
-                     + "aggregation \(o.features.aggregation), augmentation \(o.augmentation.rawValue)"
-                     + (o.topFraction > 0 ? ", score = mean of top \(format(o.topFraction * 100)) %" : ""))
-        let c = scorer.calibration
-        lines.append("threshold:    \(format(Double(c.threshold))) raw (\(c.method.rawValue); \(c.goodScores.count) held-out good"
-                     + (c.defectScores.isEmpty ? "" : ", \(c.defectScores.count) defect") + " scores"
-                     + (c.method == .f1WithDefects ? ")" : ", target false-reject rate \(format(c.targetFalseRejectRate * 100)) %)"))
+        func learnt(_ scorer: AnomalyScorer) -> String {
+            switch scorer.normality {
+            case .memoryBank(let memory):
+                return "memory bank \(memory.bank.count) x \(memory.bank.dimension) (from \(memory.patchCount) patches)"
+            case .positionGaussian(let gaussian):
+                return "Gaussians at \(gaussian.gridHeight)x\(gaussian.gridWidth) positions over \(gaussian.channels.count) "
+                    + "of \(gaussian.featureDimension) channels (from \(gaussian.sampleCount) patch grids)"
+            }
+        }
+        if let choice = anomaly.choice {
+            let how: String
+            switch choice.family {
+            case "turning", "aligned":
+                let ratio = choice.rotationRatio.map { format($0) } ?? "-"
+                how = "parts \(choice.family == "turning" ? "turn" : "lie the same way"): rotated copies bring held-out good images to \(ratio) x their distance "
+                    + "(\(choice.family == "turning" ? "below" : "not below") \(format(choice.ratioThreshold)); \(choice.measuredOn) images)"
+            default:
+                how = "one good image: too few to tell whether the parts turn, both settings combined"
+            }
+            lines.append("settings:     chosen by the engine; \(how)")
+        }
+        if anomaly.members.count == 1 {
+            let scorer = anomaly.members[0]
+            lines.append("anomaly:      \(model.goodImageCount) good images, \(learnt(scorer)), \(setting(scorer.options))"
+                         + (anomaly.isSingle ? "" : "; held-out good \(format(Double(anomaly.normalizers[0].mean))) ± \(format(Double(anomaly.normalizers[0].spread)))"))
+        } else {
+            lines.append("anomaly:      \(model.goodImageCount) good images, \(anomaly.members.count) scorers combined "
+                         + "(each scaled by its held-out good scores, then averaged):")
+            for (index, member) in anomaly.members.enumerated() {
+                let n = anomaly.normalizers[index]
+                lines.append("  \(index + 1). \(setting(member.options)); \(learnt(member)); held-out good \(format(Double(n.mean))) ± \(format(Double(n.spread)))")
+            }
+        }
+        let c = anomaly.calibration
+        let how: String
+        switch c.method {
+        case .f1WithDefects, .goodAndDefects: how = ""
+        case .heldOutGood, .jitteredViews:
+            how = c.scale != nil ? ", held-out mean + \(format(Double(ThresholdRule.standard.spreads))) spreads" : ", target false-reject rate \(format(c.targetFalseRejectRate * 100)) %"
+        }
+        lines.append("threshold:    \(format(Double(c.threshold))) \(c.scale != nil ? "on the good parts' scale" : "raw") (\(c.method.rawValue); \(c.goodScores.count) held-out good"
+                     + (c.defectScores.isEmpty ? "" : ", \(c.defectScores.count) defect") + " scores" + how + ")")
+        if c.defectsOverlapGood {
+            lines.append("warning:      some defect examples score as low as good parts; the threshold stays above the good parts, so those defects will pass")
+        }
         lines.append("boxes:        regions of at least \(model.minimumDefectArea) pixels")
     } else {
         lines.append("anomaly:      none (no good images given)")

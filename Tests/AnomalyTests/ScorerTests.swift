@@ -70,13 +70,36 @@ let testBackbone: FrozenBackbone = BackboneArchitecture.compact.make(seed: 5).fr
     #expect(a.score(probe).map(\.raw) == b.score(probe).map(\.raw))
 }
 
-@Test func defectExamplesMoveTheThresholdBetweenTheClasses() {
+@Test func defectExamplesKeepTheThresholdBetweenTheClasses() {
     let good = (0..<5).map { part(seed: UInt64($0)) }
     let defects = (300..<303).map { part(seed: UInt64($0), defect: true) }
+    let alone = AnomalyScorer.train(goodImages: good, backbone: testBackbone, options: smallOptions())
     let scorer = AnomalyScorer.train(goodImages: good, defectImages: defects, backbone: testBackbone, options: smallOptions())
-    #expect(scorer.calibration.method == .f1WithDefects)
-    #expect(scorer.calibration.goodScores.allSatisfy { $0 <= scorer.calibration.threshold })
-    #expect(scorer.calibration.defectScores.allSatisfy { $0 > scorer.calibration.threshold })
+    let c = scorer.calibration
+    #expect(c.defectScores.count == 3)
+    #expect(c.goodScores.allSatisfy { $0 < c.threshold })
+    #expect(c.defectScores.allSatisfy { $0 > c.threshold })
+    // Defects can only lower the good-only threshold, and only when one scored below it.
+    #expect(c.threshold <= alone.calibration.threshold)
+    #expect((c.method == .goodAndDefects) == (c.defectScores.min()! < alone.calibration.threshold))
+    #expect(!c.defectsOverlapGood)
+}
+
+@Test func aDefectExampleThatScoresLikeAGoodPartDoesNotPullTheThresholdIntoTheGoodParts() {
+    let good = (0..<5).map { part(seed: UInt64($0)) }
+    let alone = AnomalyScorer.train(goodImages: good, backbone: testBackbone, options: smallOptions())
+    // A "defect" example that is in fact a good part: the old F1 rule put the threshold
+    // just below it, inside the good scores.
+    let scorer = AnomalyScorer.train(goodImages: good, defectImages: [part(seed: 77)], backbone: testBackbone,
+                                     options: smallOptions())
+    let c = scorer.calibration
+    let spread = ScoreNormalizer(goodScores: c.goodScores).spread
+    #expect(c.threshold >= c.goodScores.max()! + ThresholdRule.standard.goodMargin * spread * 0.999)
+    #expect(c.threshold <= alone.calibration.threshold)
+    let fresh = scorer.score((100..<108).map { part(seed: UInt64($0)) }).map(\.raw)
+    let passedAlone = fresh.filter { $0 < alone.calibration.threshold }.count
+    let passed = fresh.filter { $0 < c.threshold }.count
+    #expect(passed >= passedAlone - 1, "one defect example dropped the pass rate from \(passedAlone) to \(passed) of 8")
 }
 
 @Test func oneShotTrainingCalibratesFromJitteredViews() {

@@ -194,3 +194,39 @@ final class UnsafeSharedResults: @unchecked Sendable {
     #expect(loaded.classifier?.classifier.transform.head == head)
     #expect(loaded.classifier?.classifier == model.classifier?.classifier)
 }
+
+@Test func anEnsembleModelWrittenAndReadBackInspectsIdentically() throws {
+    var bank = AnomalyScorerOptions()
+    bank.imageSize = 48
+    bank.features = .init(layers: [0, 1], aggregation: 3)
+    var gaussian = bank
+    gaussian.mode = .positionGaussian
+    gaussian.topFraction = 0.05
+    var options = TrainingOptions()
+    options.scorers = [bank, gaussian]
+    let model = try InspectorTrainer.train(backbone: BackboneArchitecture.compact.make(), good: (0..<5).map { testPart(seed: $0) },
+                                           classes: [], options: options)
+    let anomaly = try #require(model.anomaly)
+    #expect(anomaly.members.count == 2 && !anomaly.isSingle)
+    #expect(anomaly.calibration.scale != nil)
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("ensemble-\(getpid()).vimodel").path
+    defer { unlink(path) }
+    try model.write(toFile: path)
+    let loaded = try InspectionModel(contentsOfFile: path)
+    let reread = try #require(loaded.anomaly)
+    #expect(reread.members.count == 2)
+    #expect(reread.normalizers == anomaly.normalizers)
+    #expect(reread.calibration == anomaly.calibration)
+    #expect(reread.members.map(\.options) == anomaly.members.map(\.options))
+    let a = Inspector(model: model), b = Inspector(model: loaded)
+    for seed in [100, 101] {
+        for defect in [false, true] {
+            let x = a.inspect(testPart(seed: seed, defect: defect)), y = b.inspect(testPart(seed: seed, defect: defect))
+            #expect(x.anomalyScore == y.anomalyScore && x.anomalyMap == y.anomalyMap && x.boxes == y.boxes)
+        }
+    }
+    #expect(a.inspect(testPart(seed: 101, defect: true)).score > a.inspect(testPart(seed: 101)).score)
+    // A single-scorer model stays layout 1 and an ensemble needs layout 3.
+    #expect(try model.modelFile().metadata["layout"]?.intValue == 3)
+    #expect(try smallModel().modelFile().metadata["layout"]?.intValue == 1)
+}

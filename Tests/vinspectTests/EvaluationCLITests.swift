@@ -72,10 +72,11 @@ func temporaryFolder(_ name: String) throws -> URL {
                                "--augment", "mirrors", "--json"])
     #expect(result.status == 0, "\(result.error)")
     let json = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
-    let options = json?["options"] as? [String: Any]
+    let runs = json?["runs"] as? [[String: Any]]
+    let options = (runs?.first?["settings"] as? [[String: Any]])?.first
     #expect(options?["mode"] as? String == "gaussian")
     #expect(options?["gaussianChannels"] as? Int == 40)
-    let runs = json?["runs"] as? [[String: Any]]
+    #expect(runs?.first?["choice"] == nil, "scorer flags were given: nothing is chosen")
     #expect(runs?.first?["bankSize"] as? Int == 0)
     let auroc = runs?.first?["imageAUROC"] as? Double ?? -1
     #expect(auroc >= 0 && auroc <= 1)
@@ -146,4 +147,37 @@ func temporaryFolder(_ name: String) throws -> URL {
     #expect(mismatch.error.contains("trained on --embedding multi"))
     let nothing = try vinspect(["fewshot-train", "--output", head] + common)
     #expect(nothing.status == 3)
+}
+
+@Test(.timeLimit(.minutes(3)))
+func evaluateWithDefaultSettingsChoosesThemPerDrawAndTabulatesSeveralDataSets() throws {
+    var roots: [URL] = []
+    defer { for root in roots { try? FileManager.default.removeItem(at: root) } }
+    for name in ["auto-a", "auto-b"] {
+        let root = try temporaryFolder(name)
+        roots.append(root)
+        for sub in ["train/good", "test/good", "test/scratch"] {
+            try FileManager.default.createDirectory(at: root.appendingPathComponent(sub), withIntermediateDirectories: true)
+        }
+        for i in 0..<3 { try partImage(seed: i, defect: false).write(toFile: root.appendingPathComponent("train/good/\(i).png").path) }
+        for i in 0..<2 {
+            try partImage(seed: 10 + i, defect: false).write(toFile: root.appendingPathComponent("test/good/\(i).png").path)
+            try partImage(seed: 20 + i, defect: true).write(toFile: root.appendingPathComponent("test/scratch/\(i).png").path)
+        }
+    }
+    let text = try vinspect(["evaluate", roots[0].path, roots[1].path, "--shots", "2", "--seeds", "0", "--backbone", "compact"])
+    #expect(text.status == 0, "\(text.error)")
+    #expect(text.output.contains("settings chosen by the engine"))
+    #expect(text.output.contains("| data | shots | image AUROC | verdicts (balanced accuracy) | best single threshold | pixel AUROC |"))
+    #expect(text.output.contains("| vinspect-auto-a-") && text.output.contains("| vinspect-auto-b-"))
+    let json = try vinspect(["evaluate", roots[0].path, "--shots", "2", "--seeds", "0", "--backbone", "compact", "--json"])
+    #expect(json.status == 0, "\(json.error)")
+    let document = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any]
+    let run = (document?["runs"] as? [[String: Any]])?.first
+    let choice = run?["choice"] as? [String: Any]
+    #expect(["turning", "aligned"].contains(choice?["family"] as? String ?? "none"), "\(String(describing: choice))")
+    #expect((choice?["rotationRatio"] as? Double ?? -1) > 0)
+    #expect((run?["settings"] as? [Any])?.count == 1)
+    let verdicts = run?["balancedAccuracy"] as? Double ?? -1, best = run?["bestBalancedAccuracy"] as? Double ?? -1
+    #expect(verdicts >= 0 && verdicts <= best + 1e-9 && best <= 1)
 }
