@@ -18,7 +18,7 @@ func pytorchTensors(of network: any Backbone, prefix: String = "") -> [NamedTens
     return tensors
 }
 
-@Test(arguments: [BackboneArchitecture.resnet18, .efficientNetLite0])
+@Test(arguments: [BackboneArchitecture.resnet18, .efficientNetLite0, .efficientNetLite1, .efficientNetLite2])
 func pytorchLayoutWeightsLoadExactly(_ architecture: BackboneArchitecture) throws {
     let source = architecture.make(classes: 10, seed: 3)
     let target = architecture.make(classes: 10, seed: 4)
@@ -56,11 +56,14 @@ func pytorchLayoutWeightsLoadExactly(_ architecture: BackboneArchitecture) throw
     #expect(network.stateDictionary()["fc.weight"] == before["fc.weight"])
 }
 
-@Test func timmNamesCoverEveryLite0Tensor() {
+/// timm numbers the blocks per stage; these are the stage repeats of its Lite models
+/// (`_gen_efficientnet_lite`: first and last stage fixed, the others ceil(depth x repeats)).
+@Test(arguments: [(EfficientNetLite.Variant.lite0, [1, 2, 2, 3, 3, 4, 1]),
+                  (.lite1, [1, 3, 3, 4, 4, 5, 1]), (.lite2, [1, 3, 3, 4, 4, 5, 1])])
+func timmNamesCoverEveryLiteTensor(_ variant: EfficientNetLite.Variant, repeats: [Int]) {
     // timm: stage 0 is depthwise-separable, later stages inverted residuals.
     var timm: [String] = ["conv_stem.weight", "classifier.weight", "classifier.bias", "conv_head.weight"]
     for suffix in ["weight", "bias", "running_mean", "running_var"] { timm += ["bn1.\(suffix)", "bn2.\(suffix)"] }
-    let repeats = [1, 2, 2, 3, 3, 4, 1]
     for (stage, count) in repeats.enumerated() {
         for j in 0..<count {
             let convs = stage == 0 ? ["conv_dw", "conv_pw"] : ["conv_pw", "conv_dw", "conv_pwl"]
@@ -69,8 +72,10 @@ func pytorchLayoutWeightsLoadExactly(_ architecture: BackboneArchitecture) throw
             for n in norms { for suffix in ["weight", "bias", "running_mean", "running_var"] { timm.append("blocks.\(stage).\(j).\(n).\(suffix)") } }
         }
     }
-    let ours = Set(BackboneArchitecture.efficientNetLite0.make().namedState.map(\.name))
-    let mapped = timm.compactMap { timmLite0NameForTesting($0) }
+    let ours = Set(variant.architecture.make().namedState.map(\.name))
+    let mapped = timm.compactMap { timmLiteName($0, variant: variant) }
     #expect(mapped.count == timm.count)
     #expect(Set(mapped) == ours)
+    // A block past the variant's stage is not silently renumbered into the next stage.
+    #expect(timmLiteName("blocks.1.\(repeats[1]).conv_pw.weight", variant: variant) == nil)
 }
