@@ -293,7 +293,16 @@ public final class EfficientNetLite: Backbone {
 
     /// One stage: `repeats` inverted-residual blocks, the first with `stride`.
     public struct Stage: Sendable, Equatable {
-        public var expansion: Int, kernel: Int, stride: Int, channels: Int, repeats: Int
+        /// Hidden width over input width in each block (1: no expansion convolution).
+        public var expansion: Int
+        /// Side of the depthwise kernel.
+        public var kernel: Int
+        /// Stride of the stage's first block (the others have 1).
+        public var stride: Int
+        /// Output channels of every block.
+        public var channels: Int
+        /// Number of blocks.
+        public var repeats: Int
     }
 
     /// Lite0's stages, which the other variants scale.
