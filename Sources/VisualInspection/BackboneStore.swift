@@ -50,11 +50,12 @@ public enum BackboneStore {
         var generator = Xoshiro256(seed: 0)
         let classes = tensors.first { ["fc.weight", "_fc.weight", "classifier.weight"].contains($0.name) }?.shape.first ?? 1000
         let network: any Backbone
-        switch architecture {
-        case .efficientNetLite0:
+        if let variant = architecture.efficientNetLiteVariant {
             // timm's efficientnet_lite0 pads symmetrically; the original checkpoints use TF "SAME".
-            network = EfficientNetLite0(classes: classes, samePadding: !isTimm, using: &generator)
-        default:
+            // (timm's ports of the TF weights, tf_efficientnet_liteN, pad "SAME" under timm
+            // names: the file does not tell them apart, and none has been checked here.)
+            network = EfficientNetLite(variant, classes: classes, samePadding: !isTimm, using: &generator)
+        } else {
             network = architecture.make(classes: classes)
         }
         do { try network.loadPyTorchWeights(tensors, naming: isTimm ? .timm : nil, path: path) } catch { throw .mapping(error) }
@@ -71,7 +72,7 @@ public enum BackboneStore {
             "created_by": .string("vinspect \(VisualInspectionVersion.string)"),
             "created": .string(isoDate()),
         ]
-        if let lite = backbone as? EfficientNetLite0 { meta["padding"] = .string(lite.samePadding ? "same" : "symmetric") }
+        if let lite = backbone as? EfficientNetLite { meta["padding"] = .string(lite.samePadding ? "same" : "symmetric") }
         if let source { meta["source"] = .string(source) }
         return meta
     }
@@ -103,11 +104,11 @@ public enum BackboneStore {
         let classes = tensors.first { $0.name == prefix + "fc.weight" || $0.name == prefix + "_fc.weight" }?.shape.first ?? 1000
         var generator = Xoshiro256(seed: 0)
         let network: any Backbone
-        switch architecture {
-        case .efficientNetLite0:
-            network = EfficientNetLite0(classes: classes, samePadding: metadata["padding"]?.stringValue != "symmetric",
-                                        using: &generator)
-        default: network = architecture.make(classes: classes)
+        if let variant = architecture.efficientNetLiteVariant {
+            network = EfficientNetLite(variant, classes: classes, samePadding: metadata["padding"]?.stringValue != "symmetric",
+                                       using: &generator)
+        } else {
+            network = architecture.make(classes: classes)
         }
         var state: [String: Tensor] = [:]
         for tensor in tensors where tensor.name.hasPrefix(prefix) {

@@ -16,11 +16,14 @@ struct BackboneCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Convert a PyTorch checkpoint or safetensors file into a vinspect backbone file.",
             discussion: """
-                Reads PyTorch checkpoints (zip and legacy formats) through a restricted unpickler
-                that executes nothing from the file, and safetensors files. Names follow
-                torchvision (resnet18), EfficientNet-PyTorch or timm (efficientnet-lite0); every
-                tensor's shape is checked. Example:
-                  vinspect backbone import --arch efficientnet-lite0 efficientnet-lite0-57934424.pth --output lite0.vimodel
+                Reads PyTorch checkpoints (zip and legacy formats) through a restricted
+                unpickler that executes nothing from the file, and safetensors files.
+                Names follow torchvision (resnet18), EfficientNet-PyTorch or timm
+                (efficientnet-lite0, -lite1, -lite2); every tensor's shape is checked.
+                The Lite variants were trained at 224 (lite0), 240 (lite1) and 260 (lite2)
+                pixels. Example:
+                  vinspect backbone import --arch efficientnet-lite1 \\
+                    efficientnet-lite1-77cc7160.pth --output lite1.vimodel
                 """)
 
         @Option(name: .customLong("arch"), help: "The architecture: \(BackboneArchitecture.allCases.map(\.rawValue).joined(separator: ", ")).")

@@ -47,13 +47,20 @@ func featureMapsHaveStrides4816(_ architecture: BackboneArchitecture) {
 }
 
 @Test func parameterCountsMatchThePyTorchDefinitions() {
-    // torchvision's resnet18 has 11 689 512 parameters, EfficientNet-Lite0 4 652 008 in
-    // 247 float tensors (296 entries in the checkpoint with the batch counters).
+    // torchvision's resnet18 has 11 689 512 parameters. The released EfficientNet-Lite
+    // checkpoints hold (learnable float32 values in float tensors, batch counters aside):
+    // Lite0 4 652 008 in 247, Lite1 5 416 680 in 322, Lite2 6 092 072 in 322.
     let resnet = BackboneArchitecture.resnet18.make()
     #expect(resnet.parameterCount == 11_689_512)
     let lite = BackboneArchitecture.efficientNetLite0.make()
     #expect(lite.parameterCount == 4_652_008)
     #expect(lite.namedState.count == 247)
+    let lite1 = BackboneArchitecture.efficientNetLite1.make()
+    #expect(lite1.parameterCount == 5_416_680)
+    #expect(lite1.namedState.count == 322)
+    let lite2 = BackboneArchitecture.efficientNetLite2.make()
+    #expect(lite2.parameterCount == 6_092_072)
+    #expect(lite2.namedState.count == 322)
     let compact = BackboneArchitecture.compact.make()
     #expect(compact.parameterCount < 1_000_000)
 }
@@ -72,6 +79,46 @@ func featureMapsHaveStrides4816(_ architecture: BackboneArchitecture) {
         #expect(lite.contains(name), "efficientnet-lite0 lacks \(name)")
     }
     #expect(!lite.contains("_blocks.0._expand_conv.weight"))
+}
+
+@Test func liteVariantsScaleLikeTheTFLiteReference() {
+    // round_filters: multiples of 8, halves up, never 10 % below the scaled width.
+    #expect(EfficientNetLite.roundFilters(112, width: 1.1) == 120)   // 123.2
+    #expect(EfficientNetLite.roundFilters(192, width: 1.1) == 208)   // 211.2
+    #expect(EfficientNetLite.roundFilters(40, width: 1.1) == 48)     // 44: the half rounds up
+    #expect(EfficientNetLite.roundFilters(16, width: 1.1) == 16)     // 17.6
+    #expect(EfficientNetLite.roundFilters(10, width: 1.0) == 16)     // 14 -> 8 is below 90 %
+    #expect(EfficientNetLite.roundFilters(3, width: 1.0) == 8)       // never below 8
+    // Stage widths and repeats as the released checkpoints have them; first and last
+    // stages keep one block, the others ceil(depth x repeats).
+    let expected: [(EfficientNetLite.Variant, [Int], [Int], [Int])] = [
+        (.lite0, [16, 24, 40, 80, 112, 192, 320], [1, 2, 2, 3, 3, 4, 1], [24, 40, 112]),
+        (.lite1, [16, 24, 40, 80, 112, 192, 320], [1, 3, 3, 4, 4, 5, 1], [24, 40, 112]),
+        (.lite2, [16, 24, 48, 88, 120, 208, 352], [1, 3, 3, 4, 4, 5, 1], [24, 48, 120]),
+    ]
+    for (variant, channels, repeats, taps) in expected {
+        #expect(variant.stages.map(\.channels) == channels, "\(variant)")
+        #expect(variant.stages.map(\.repeats) == repeats, "\(variant)")
+        #expect(variant.stages.map(\.kernel) == [3, 3, 5, 3, 5, 5, 3], "\(variant)")
+        #expect(variant.stages.map(\.stride) == [1, 2, 2, 2, 1, 2, 1], "\(variant)")
+        let network = variant.architecture.make()
+        #expect(network.featureChannels == taps, "\(variant)")
+        #expect(network.embeddingChannels == 1280)
+        #expect(BackboneArchitecture(rawValue: network.architecture)?.efficientNetLiteVariant == variant)
+    }
+    #expect(BackboneArchitecture.resnet18.efficientNetLiteVariant == nil)
+    #expect(BackboneArchitecture.compact.efficientNetLiteVariant == nil)
+}
+
+@Test func liteFeatureMapsAtTheTrainingResolutions() {
+    // 240 and 260 are not multiples of 32: "SAME" padding rounds every stride-2 output up.
+    for (variant, side, grids) in [(EfficientNetLite.Variant.lite1, 240, [60, 30, 15]), (.lite2, 260, [65, 33, 17])] {
+        let network = variant.architecture.make(classes: 3, seed: 2).frozen()
+        let features = network.features(randomTensor([1, side, side, 3], seed: 6))
+        #expect(features.maps.map { [$0.shape[1], $0.shape[2]] } == grids.map { [$0, $0] }, "\(variant)")
+        #expect(features.embedding.shape == [1, 1280])
+        #expect(features.logits!.scalars.allSatisfy { $0.isFinite })
+    }
 }
 
 @Test func loadingStateChecksNamesAndShapes() throws {
