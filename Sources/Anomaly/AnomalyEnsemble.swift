@@ -188,15 +188,6 @@ public struct AnomalyEnsemble: Sendable {
             return (raw, AnomalyMap(width: first.width, height: first.height, values: values))
         }
     }
-
-    /// The members' raw image scores for images whose feature maps are computed (for
-    /// evaluation: how each member alone would have ranked them).
-    public func memberScores(featureMaps: [Tensor], pool: ThreadPool? = .shared) -> [[Float]] {
-        members.map { member in
-            member.maps(of: patchFeatures(fromMaps: featureMaps, options: member.options.features, pool: pool), pool: pool)
-                .map { member.imageScore(of: $0) }
-        }
-    }
 }
 
 /// How a threshold follows from held-out good scores (and defect examples, when given) on

@@ -113,7 +113,7 @@ public enum AnomalyEvaluation {
             let goodImages = try files.map { (path: String) throws(ImageError) -> Image in try Image(contentsOfFile: path) }
             var seeded = options
             seeded.scorer.seed = seed
-            seeded.automaticScorer = options.automaticScorer
+            seeded.automaticScorer = options.automaticScorer  // (setting `scorer` turned it off)
             seeded.scorers = options.scorers?.map { set in
                 var o = set
                 o.seed = seed
@@ -171,11 +171,12 @@ public enum AnomalyEvaluation {
                 scoringMilliseconds: scoringTime * 1000 / Double(max(1, scores.count)))
             results.append(result)
             if let choice {
-                progress("seed \(seed): parts \(choice.family)" + (choice.rotationRatio.map { String(format: " (rotation ratio %.3f)", $0) } ?? ""))
+                progress("seed \(seed): parts \(choice.family.rawValue)" + (choice.rotationRatio.map { String(format: " (rotation ratio %.3f)", $0) } ?? ""))
             }
-            progress(String(format: "seed %llu, %d shots: image AUROC %.3f, pixel AUROC %.3f, AUPRO %.3f, F1-max %.3f; verdicts %.3f (best threshold %.3f); bank %d, train %.1f s",
+            progress(String(format: "seed %llu, %d shots: image AUROC %.3f, pixel AUROC %.3f, AUPRO %.3f, F1-max %.3f; verdicts %.3f (good passed %.2f, defects flagged %.2f; best threshold %.3f); bank %d, train %.1f s",
                             seed, files.count, result.imageAUROC, result.pixelAUROC, result.aupro, result.f1Max,
-                            result.balancedAccuracy, result.bestBalancedAccuracy, result.bankSize, result.trainSeconds))
+                            result.balancedAccuracy, result.goodAccepted, result.defectsRejected, result.bestBalancedAccuracy,
+                            result.bankSize, result.trainSeconds))
         }
         return results
     }

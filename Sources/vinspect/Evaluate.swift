@@ -201,13 +201,14 @@ struct Evaluate: ParsableCommand {
     /// The summary table of several data sets: mean ± standard deviation over the seeds.
     static func table(_ reports: [Report]) -> String {
         func cell(_ s: Spread?) -> String { s.map { $0.mean.isNaN ? "-" : String(format: "%.3f ± %.3f", $0.mean, $0.std) } ?? "-" }
-        var lines = ["| data | shots | image AUROC | verdicts (balanced accuracy) | best single threshold | pixel AUROC |",
-                     "|---|---|---|---|---|---|"]
+        var lines = ["| data | shots | image AUROC | verdicts (balanced accuracy) | best single threshold | pixel AUROC | good passed / defects flagged |",
+                     "|---|---|---|---|---|---|---|"]
         for r in reports {
             let name = r.dataset.split(separator: "/").last.map(String.init) ?? r.dataset
             lines.append("| \(name) | \(r.shots.map(String.init) ?? "all") | \(cell(r.summary["image_auroc"])) | "
                          + "\(cell(r.summary["verdict_balanced_accuracy"])) | \(cell(r.summary["best_threshold_balanced_accuracy"])) | "
-                         + "\(cell(r.summary["pixel_auroc"])) |")
+                         + "\(cell(r.summary["pixel_auroc"])) | "
+                         + String(format: "%.2f / %.2f |", Spread(r.runs.map(\.goodAccepted)).mean, Spread(r.runs.map(\.defectsRejected)).mean))
         }
         return lines.joined(separator: "\n")
     }

@@ -196,12 +196,13 @@ func describe(_ model: InspectionModel, path: String) -> String {
         }
         if let choice = anomaly.choice {
             let how: String
+            let ratio = choice.rotationRatio.map { format($0) } ?? "-"
             switch choice.family {
-            case "turning", "aligned":
-                let ratio = choice.rotationRatio.map { format($0) } ?? "-"
-                how = "parts \(choice.family == "turning" ? "turn" : "lie the same way"): rotated copies bring held-out good images to \(ratio) x their distance "
-                    + "(\(choice.family == "turning" ? "below" : "not below") \(format(choice.ratioThreshold)); \(choice.measuredOn) images)"
-            default:
+            case .turning, .aligned:
+                let turns = choice.family == .turning
+                how = "parts \(turns ? "turn" : "lie the same way"): rotated copies bring held-out good images to \(ratio) x their distance "
+                    + "(\(turns ? "below" : "not below") \(format(choice.ratioThreshold)); \(choice.measuredOn) images)"
+            case .both:
                 how = "one good image: too few to tell whether the parts turn, both settings combined"
             }
             lines.append("settings:     chosen by the engine; \(how)")
@@ -228,7 +229,7 @@ func describe(_ model: InspectionModel, path: String) -> String {
         lines.append("threshold:    \(format(Double(c.threshold))) \(c.scale != nil ? "on the good parts' scale" : "raw") (\(c.method.rawValue); \(c.goodScores.count) held-out good"
                      + (c.defectScores.isEmpty ? "" : ", \(c.defectScores.count) defect") + " scores" + how + ")")
         if c.defectsOverlapGood {
-            lines.append("warning:      some defect examples score as low as good parts; the threshold stays above the good parts, so those defects will pass")
+            lines.append("warning:      some defect examples score as low as held-out good parts: no threshold separates them, and they did not pull the threshold into the good parts' scores")
         }
         lines.append("boxes:        regions of at least \(model.minimumDefectArea) pixels")
     } else {
