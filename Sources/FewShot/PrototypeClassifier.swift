@@ -35,11 +35,16 @@ public struct Prediction: Sendable, Equatable {
     public var label: String?
     /// The index of the nearest class (even when the answer is "unknown").
     public var nearest: Int
-    /// Softmax probability of the nearest class.
+    /// How sure the classifier is of the nearest class, in [0, 1]. With two or more classes:
+    /// the softmax probability of the nearest class. With one class a softmax would always
+    /// say 1, so the similarity is measured against the "unknown" boundary instead (see
+    /// ``PrototypeClassifier/singleClassConfidence(similarity:)``): 0.5 on the rejection
+    /// threshold, below 0.5 exactly when the answer is "unknown", 0.95 for a query as close
+    /// as the class's own examples typically are.
     public var confidence: Float
     /// Cosine similarity to the nearest prototype.
     public var similarity: Float
-    /// Probabilities of all classes, in class order.
+    /// Softmax probabilities of all classes, in class order (`[1]` with one class).
     public var probabilities: [Float]
 }
 
@@ -96,7 +101,9 @@ public func powerTransformed(_ raw: [Float], _ power: Float) -> [Float] {
 ///
 /// Similarities are cosines between the transformed query and the class prototypes;
 /// probabilities are a softmax over `similarity * scale` (the inverse temperature). A
-/// query whose best similarity is below ``rejectionThreshold`` is "unknown".
+/// query whose best similarity is below ``rejectionThreshold`` is "unknown". With a single
+/// class the confidence comes from the similarity relative to that threshold instead (see
+/// ``singleClassConfidence(similarity:)``).
 ///
 /// Adding a class or more shots to one changes nothing else: a prototype is only the mean
 /// of its own class's embeddings.
@@ -157,8 +164,34 @@ public struct PrototypeClassifier: Sendable, Equatable, Codable {
         let total = exps.reduce(0, +)
         let probabilities = exps.map { $0 / total }
         let rejected = rejectionThreshold.map { top < $0 } ?? false
+        let confidence = prototypes.count == 1 ? singleClassConfidence(similarity: top) : probabilities[best]
         return Prediction(label: rejected ? nil : classes.isEmpty ? nil : classes[best].name, nearest: best,
-                          confidence: probabilities[best], similarity: top, probabilities: probabilities)
+                          confidence: confidence, similarity: top, probabilities: probabilities)
+    }
+
+    /// The confidence of a lone class for a query at cosine `similarity` to its prototype.
+    ///
+    /// A softmax over one class is 1 for every query, so the class is weighed against the
+    /// "unknown" boundary instead, as a two-way softmax between the class and a rival at the
+    /// rejection threshold `t`:
+    ///
+    ///     confidence = 1 / (1 + exp(-k (similarity - t))),   k = ln 19 / max(m - t, 0.001)
+    ///
+    /// where `m` is the mean similarity of the class's own examples to its prototype (1 for a
+    /// single example, which is its own prototype). So the confidence is 0.5 on the
+    /// threshold, below 0.5 exactly where the answer is "unknown", 0.95 for a query as close
+    /// as the class's own examples are on average, and falls towards 0 the further a query
+    /// is below the threshold. (The floor on `m - t` only guards against a threshold set at
+    /// or above `m` by hand.) Without a rejection threshold (one example of one class:
+    /// nothing to calibrate it from) there is no boundary to measure against, and the
+    /// confidence is the similarity itself, clamped to [0, 1].
+    ///
+    /// With two or more classes ``Prediction/confidence`` is the softmax probability instead.
+    public func singleClassConfidence(similarity: Float) -> Float {
+        guard let t = rejectionThreshold, let only = classes.first else { return Swift.min(1, Swift.max(0, similarity)) }
+        let typical = only.support.reduce(0) { $0 + dot($1, only.prototype) } / Float(only.shots)
+        let k = logf(19) / Swift.max(typical - t, 0.001)
+        return 1 / (1 + expf(-k * (similarity - t)))
     }
 
     /// Classifies a batch, optionally refining the prototypes with the batch itself by soft

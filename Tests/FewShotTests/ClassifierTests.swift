@@ -90,3 +90,25 @@ func clusters(_ classes: Int, perClass: Int, dimension: Int = 32, spread: Float 
         #expect(result.knownAccuracy <= result.knownAccuracyWithoutRejection)
     }
 }
+
+@Test func aSingleClassGivesAConfidenceThatFallsWithDistance() throws {
+    // One known type: a softmax over one class is always 1, whatever the query.
+    // Tight clusters: the other cluster's queries are far from this class.
+    let data = clusters(2, perClass: 16, spread: 0.15, seed: 12)
+    var classifier = PrototypeClassifier()
+    classifier.add(data[0].name, embeddings: Array(data[0].vectors.prefix(8)))
+    classifier.calibrateRejection()
+    let threshold = try #require(classifier.rejectionThreshold)
+    let known = data[0].vectors.dropFirst(8).map { classifier.predict($0) }
+    let far = data[1].vectors.map { classifier.predict($0) }
+    let knownConfidences = known.map(\.confidence).sorted()
+    #expect(knownConfidences[knownConfidences.count / 2] > 0.7, "known \(knownConfidences)")
+    for prediction in far {
+        #expect(prediction.label == nil && prediction.similarity < threshold)
+        #expect(prediction.confidence < 0.5, "far query: similarity \(prediction.similarity), confidence \(prediction.confidence)")
+    }
+    // The confidence follows the similarity, and below 0.5 is exactly "unknown".
+    let all = (known + far).sorted { $0.similarity < $1.similarity }
+    #expect(zip(all, all.dropFirst()).allSatisfy { $0.confidence <= $1.confidence })
+    #expect(all.allSatisfy { ($0.label == nil) == ($0.confidence < 0.5) })
+}
