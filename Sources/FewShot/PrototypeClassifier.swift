@@ -138,13 +138,41 @@ public struct PrototypeClassifier: Sendable, Equatable, Codable {
     public var classNames: [String] { classes.map(\.name) }
 
     /// Adds a class from raw embeddings, or adds shots to the class of that name.
-    public mutating func add(_ name: String, embeddings: [[Float]]) {
-        let transformed = embeddings.map(transform.apply)
-        if let index = classes.firstIndex(where: { $0.name == name }) {
-            classes[index] = PrototypeClass(name: name, support: classes[index].support + transformed)
-        } else {
-            classes.append(PrototypeClass(name: name, support: transformed))
+    ///
+    /// An embedding that repeats one the class already has, or one earlier in the same
+    /// call (the same image given again), is skipped: a copy adds nothing to the prototype,
+    /// but leave-one-out calibration would find it at similarity 1 to its twin and put the
+    /// "unknown" threshold at 1 (see ``isDuplicate(_:_:)``).
+    ///
+    /// - Returns: how many embeddings were added (the others were copies).
+    @discardableResult
+    public mutating func add(_ name: String, embeddings: [[Float]]) -> Int {
+        let index = classes.firstIndex { $0.name == name }
+        var support = index.map { classes[$0].support } ?? []
+        let before = support.count
+        for v in embeddings.map(transform.apply) where !support.contains(where: { Self.isDuplicate($0, v) }) {
+            support.append(v)
         }
+        if let index {
+            // Unchanged when everything was a copy, so that nothing is recomputed.
+            if support.count > before { classes[index] = PrototypeClass(name: name, support: support) }
+        } else {
+            classes.append(PrototypeClass(name: name, support: support))
+        }
+        return support.count - before
+    }
+
+    /// Whether two transformed embeddings are the same example: within 1e-4 of each other
+    /// (Euclidean distance of the normalised vectors). The same image embedded again gives 0
+    /// up to rounding (~1e-6 when it was batched with other images); distinct images, even
+    /// near-identical parts, are orders of magnitude further apart.
+    public static func isDuplicate(_ a: [Float], _ b: [Float]) -> Bool {
+        var squared: Float = 0
+        for i in a.indices {
+            let d = a[i] - b[i]
+            squared += d * d
+        }
+        return squared <= 1e-8
     }
 
     /// Removes a class.
@@ -218,12 +246,15 @@ public struct PrototypeClassifier: Sendable, Equatable, Codable {
     }
 
     /// Leave-one-out similarities of each support example to its own class's prototype
-    /// computed without it (classes with one shot give none).
+    /// computed without it (classes with one shot give none). Copies of an example (support
+    /// sets written before ``add(_:embeddings:)`` skipped them) count once: left out, a
+    /// copy's twin would still be there at similarity 1.
     public var leaveOneOutSimilarities: [Float] {
         classes.flatMap { c -> [Float] in
-            guard c.shots > 1 else { return [] }
-            let total = c.support.reduce([Float](repeating: 0, count: c.support[0].count)) { vectorSum($0, $1) }
-            return c.support.map { s in dot(normalizedVector(zip(total, s).map { $0 - $1 }), s) }
+            let support = distinct(c.support)
+            guard support.count > 1 else { return [] }
+            let total = support.reduce([Float](repeating: 0, count: support[0].count)) { vectorSum($0, $1) }
+            return support.map { s in dot(normalizedVector(zip(total, s).map { $0 - $1 }), s) }
         }
     }
 
@@ -235,7 +266,7 @@ public struct PrototypeClassifier: Sendable, Equatable, Codable {
         let prototypes = classes.map(\.prototype)
         guard prototypes.count >= 2 else { return [] }
         return classes.indices.flatMap { c in
-            classes[c].support.map { s in
+            distinct(classes[c].support).map { s in
                 prototypes.indices.filter { $0 != c }.map { dot(prototypes[$0], s) }.max()!
             }
         }
@@ -276,6 +307,13 @@ public struct PrototypeClassifier: Sendable, Equatable, Codable {
 }
 
 // MARK: - Vector helpers
+
+/// The vectors without copies (``PrototypeClassifier/isDuplicate(_:_:)``), first ones kept, in order.
+func distinct(_ vectors: [[Float]]) -> [[Float]] {
+    var kept: [[Float]] = []
+    for v in vectors where !kept.contains(where: { PrototypeClassifier.isDuplicate($0, v) }) { kept.append(v) }
+    return kept
+}
 
 func dot(_ a: [Float], _ b: [Float]) -> Float {
     var s: Float = 0

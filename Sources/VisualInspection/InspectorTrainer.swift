@@ -165,7 +165,9 @@ public enum InspectorTrainer {
     /// Adds a defect type (or more examples of an existing one) to a model, from a few
     /// images, without changing anything else: the anomaly scorer, the other classes'
     /// prototypes and the embedding transform stay as they are. A model without a
-    /// classifier gets one.
+    /// classifier gets one. Images the class already has (the same image given again, e.g.
+    /// when a folder is added twice) are skipped, so adding them again changes nothing (see
+    /// ``PrototypeClassifier/add(_:embeddings:)``).
     ///
     /// - Parameters:
     ///   - name: the class name (e.g. `scratch`).

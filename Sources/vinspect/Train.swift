@@ -18,7 +18,8 @@ struct Train: ParsableCommand {
             sub-folder named good is the OK class): they teach the defect classifier, and
             defect images also sharpen the anomaly threshold (F1-optimal). Give at least one.
 
-            Adding a defect type later, without retraining anything else:
+            Adding a defect type later, without retraining anything else (images the class
+            already has are skipped, so adding the same folder twice changes nothing):
               vinspect train --add-class new-defects/dent --to line3.vimodel
 
             Examples:
@@ -134,11 +135,13 @@ struct Train: ParsableCommand {
         var files = imageFilesBelow(folder)
         if let shots, shots < files.count { files = Array(files.shuffled(using: &generator).prefix(shots)) }
         let images = readTrainingImages(files, unreadable: &unreadable)
+        func classShots(_ model: InspectionModel) -> Int { model.classifier?.classifier.classes.first { $0.name == className }?.shots ?? 0 }
         let extended = try InspectorTrainer.addingClass(className, images: images, to: model)
         let destination = output ?? path
         try extended.write(toFile: destination)
-        let shotsNow = extended.classifier?.classifier.classes.first { $0.name == className }?.shots ?? images.count
-        print("added \(images.count) image(s) to class \(className) (now \(shotsNow) shots) -> \(destination)")
+        let added = classShots(extended) - classShots(model), copies = images.count - added
+        print("added \(added) image(s) to class \(className) (now \(classShots(extended)) shots"
+              + (copies > 0 ? "; \(copies) already in the class, skipped" : "") + ") -> \(destination)")
         if unreadable > 0 { throw ExitStatus.someInputsUnreadable }
     }
 }
