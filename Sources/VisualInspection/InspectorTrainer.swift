@@ -76,10 +76,15 @@ public enum InspectorTrainer {
     ///   - classes: a few images per defect type (and optionally `good`), for the
     ///     classifier; defect images also sharpen the anomaly threshold.
     ///   - options: see ``TrainingOptions``.
-    /// - Throws: ``InspectionModelError/nothingToTrain(detail:)`` when there is nothing to learn.
+    /// - Throws: ``InspectionModelError/nothingToTrain(detail:)`` when there is nothing to
+    ///   learn; ``InspectionModelError/invalidClassName(name:problem:)`` for a class name
+    ///   ``InspectionModel/classNameProblem(_:)`` refuses.
     public static func train(backbone: any Backbone, backboneSource: String? = nil, good: [Image], classes: [LabelledImages],
                              options: TrainingOptions = TrainingOptions(),
                              pool: ThreadPool? = .shared) throws(InspectionModelError) -> InspectionModel {
+        for cls in classes {
+            if let problem = InspectionModel.classNameProblem(cls.name) { throw .invalidClassName(name: cls.name, problem: problem) }
+        }
         let classes = classes.filter { !$0.images.isEmpty }
         if let sets = options.scorers, sets.isEmpty || Set(sets.map(\.imageSize)).count != 1 {
             throw .nothingToTrain(detail: "the scorer option sets must be one or more at one input size (\(sets.map(\.imageSize)))")
@@ -174,8 +179,13 @@ public enum InspectorTrainer {
     ///   - images: its example images.
     ///   - model: the model to extend.
     /// - Returns: the extended model.
+    /// - Throws: ``InspectionModelError/invalidClassName(name:problem:)`` for a name
+    ///   ``InspectionModel/classNameProblem(_:)`` refuses (empty, only whitespace, with `/` or
+    ///   control characters, `unknown`); ``InspectionModelError/nothingToTrain(detail:)``
+    ///   without images.
     public static func addingClass(_ name: String, images: [Image], to model: InspectionModel,
                                    pool: ThreadPool? = .shared) throws(InspectionModelError) -> InspectionModel {
+        if let problem = InspectionModel.classNameProblem(name) { throw .invalidClassName(name: name, problem: problem) }
         guard !images.isEmpty else { throw .nothingToTrain(detail: "no readable images for class \(name)") }
         var model = model
         let source = model.classifier?.embedding ?? .multi

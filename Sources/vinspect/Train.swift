@@ -50,7 +50,7 @@ struct Train: ParsableCommand {
     @Option(help: "The model --add-class extends (rewritten in place unless --output is given).")
     var to: String?
 
-    @Option(help: "Class name for --add-class (default: the folder's name).")
+    @Option(help: "Class name for --add-class (default: the folder's name); not empty, no '/' or control characters, not 'unknown'.")
     var name: String?
 
     @Option(help: "The share of good parts the threshold may reject, when only good images calibrate it.")
@@ -70,6 +70,7 @@ struct Train: ParsableCommand {
     func validate() throws {
         if addClass != nil {
             if to == nil { throw ValidationError("--add-class needs --to MODEL, the model to extend") }
+            if let name, let problem = InspectionModel.classNameProblem(name) { throw ValidationError("--name: \(problem)") }
             if good != nil || classes != nil { throw ValidationError("--add-class cannot be combined with --good or --classes") }
             return
         }
@@ -129,6 +130,9 @@ struct Train: ParsableCommand {
     private func runAddClass(folder: String, model path: String) throws {
         guard isFolder(folder) else { throw ValidationError("--add-class \(folder): not a folder") }
         let className = name ?? (folder.split(separator: "/").last.map(String.init) ?? folder)
+        if let problem = InspectionModel.classNameProblem(className) {
+            throw ValidationError("--add-class \(folder): \(problem); give the class a name with --name NAME")
+        }
         let model = try InspectionModel(contentsOfFile: path)
         var unreadable = 0
         var generator = Xoshiro256(seed: seed)

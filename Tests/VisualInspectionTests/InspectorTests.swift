@@ -253,3 +253,24 @@ final class UnsafeSharedResults: @unchecked Sendable {
                 "\(count) image(s) added twice")
     }
 }
+
+@Test func classNamesThatCannotBeReportedAreRejected() throws {
+    let model = try smallModel()
+    let images = [testPart(seed: 500, defect: true)]
+    for name in ["", "   ", "a/b", "line\nbreak", "tab\there", "bell\u{7}", "unknown"] {
+        do {
+            _ = try InspectorTrainer.addingClass(name, images: images, to: model)
+            Issue.record("class name \(name.debugDescription) was accepted")
+        } catch {
+            #expect(error.description.contains("class name"), "\(error)")
+        }
+        do {
+            _ = try InspectorTrainer.train(backbone: BackboneArchitecture.compact.make(), good: [],
+                                           classes: [LabelledImages(name: name, images: images),
+                                                     LabelledImages(name: "plain", images: [testPart(seed: 501)])])
+            Issue.record("class name \(name.debugDescription) was accepted for training")
+        } catch {
+            #expect(error.description.contains("class name"), "\(error)")
+        }
+    }
+}

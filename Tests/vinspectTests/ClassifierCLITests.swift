@@ -18,3 +18,17 @@ import VisualInspection
     let twice = try InspectionModel(contentsOfFile: folders.model)
     #expect(twice.classifier?.classifier == once.classifier?.classifier)
 }
+
+@Test func addClassRefusesNamesThatCannotBeReported() throws {
+    let folders = try LineFolders("badname")
+    defer { try? FileManager.default.removeItem(at: folders.root) }
+    #expect(try folders.train().status == 0)
+    let before = try Data(contentsOf: URL(fileURLWithPath: folders.model))
+    for name in ["", "  ", "a/b", "tab\there"] {
+        let result = try vinspect(["train", "--add-class", folders.classes + "/spot", "--to", folders.model, "--name", name])
+        #expect(result.status == 3, "--name \(name.debugDescription): \(result.output)")
+        #expect(result.error.contains("--name") && result.error.contains("class name"), "\(result.error)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: folders.model)) == before)
+    }
+    #expect(!FileManager.default.fileExists(atPath: folders.model + ".partial"))
+}
