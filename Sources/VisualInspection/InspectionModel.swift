@@ -144,6 +144,13 @@ public struct InspectionModel: Sendable {
         createdBy = "vinspect \(VisualInspectionVersion.string)"
     }
 
+    /// Whether the model can pass a part at all: it needs an anomaly scorer (good images) or
+    /// a classifier with an OK class (``isOKClass(_:)``). A model built from defect classes
+    /// only can name defect types but reports every image as a defect.
+    public var canPassParts: Bool {
+        anomaly != nil || classifier?.classifier.classNames.contains(where: InspectionModel.isOKClass) == true
+    }
+
     /// The architecture name of the backbone, e.g. `efficientnet-lite0`.
     public var architecture: String { backbone.architecture }
 

@@ -74,7 +74,9 @@ public enum InspectorTrainer {
     ///   - good: images of good parts, for the anomaly scorer (may be empty when `classes`
     ///     is not; then a class named `good` supplies them, if there is one).
     ///   - classes: a few images per defect type (and optionally `good`), for the
-    ///     classifier; defect images also sharpen the anomaly threshold.
+    ///     classifier; defect images also sharpen the anomaly threshold. Without good
+    ///     images and without a `good` class the model can only name defect types: it
+    ///     reports every image as a defect (``InspectionModel/canPassParts`` is false).
     ///   - options: see ``TrainingOptions``.
     /// - Throws: ``InspectionModelError/nothingToTrain(detail:)`` when there is nothing to
     ///   learn; ``InspectionModelError/invalidClassName(name:problem:)`` for a class name

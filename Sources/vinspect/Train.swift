@@ -17,6 +17,9 @@ struct Train: ParsableCommand {
             --classes DIR holds one sub-folder per defect type with a few images each (a
             sub-folder named good is the OK class): they teach the defect classifier, and
             defect images also sharpen the anomaly threshold (F1-optimal). Give at least one.
+            With --classes only and no good sub-folder, the model can name defect types but
+            cannot pass any part (every image is a defect): it is still written, for sorting
+            parts already known to be defective, with a warning (also shown by `info`).
 
             Adding a defect type later, without retraining anything else (images the class
             already has are skipped, so adding the same folder twice changes nothing):
@@ -121,6 +124,7 @@ struct Train: ParsableCommand {
         try model.write(toFile: output!)
         print("trained in \(format(monotonicSeconds() - start)) s -> \(output!)")
         print(describe(model, path: output!))
+        if !model.canPassParts { printError("vinspect: warning: \(cannotPassAnyPart)") }
         if unreadable > 0 {
             printError("vinspect: \(unreadable) training image(s) could not be read and were skipped")
             throw ExitStatus.someInputsUnreadable
@@ -146,6 +150,7 @@ struct Train: ParsableCommand {
         let added = classShots(extended) - classShots(model), copies = images.count - added
         print("added \(added) image(s) to class \(className) (now \(classShots(extended)) shots"
               + (copies > 0 ? "; \(copies) already in the class, skipped" : "") + ") -> \(destination)")
+        if !extended.canPassParts { printError("vinspect: warning: \(cannotPassAnyPart)") }
         if unreadable > 0 { throw ExitStatus.someInputsUnreadable }
     }
 }
@@ -175,6 +180,11 @@ func isFolder(_ path: String) -> Bool {
     var isDirectory: ObjCBool = false
     return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
 }
+
+/// Why a model without good images and without a `good` class is of limited use, and what
+/// to do (said by `train` on standard error and by `info`).
+let cannotPassAnyPart = "no good images and no good class: this model cannot pass any part, it reports every image as a defect "
+    + "(it only names the defect type); train with --good DIR, or add a good sub-folder to the --classes folder"
 
 /// What a model holds, as `vinspect info` prints it.
 func describe(_ model: InspectionModel, path: String) -> String {
@@ -251,6 +261,7 @@ func describe(_ model: InspectionModel, path: String) -> String {
     } else {
         lines.append("classes:      none (no class folders given)")
     }
+    if !model.canPassParts { lines.append("warning:      \(cannotPassAnyPart)") }
     return lines.joined(separator: "\n")
 }
 

@@ -32,3 +32,26 @@ import VisualInspection
     }
     #expect(!FileManager.default.fileExists(atPath: folders.model + ".partial"))
 }
+
+@Test func aClassesOnlyModelWithoutGoodSaysItCannotPassAnyPart() throws {
+    let folders = try LineFolders("nogood")
+    defer { try? FileManager.default.removeItem(at: folders.root) }
+    let trained = try vinspect(["train", "--classes", folders.classes, "--backbone", "compact", "--image-size", "64",
+                                "--output", folders.model])
+    #expect(trained.status == 0, "\(trained.error)")
+    #expect(trained.error.contains("cannot pass any part"), "\(trained.error)")
+    #expect(trained.error.contains("--good") && trained.error.contains("good sub-folder"), "\(trained.error)")
+    #expect(try InspectionModel(contentsOfFile: folders.model).canPassParts == false)
+    let info = try vinspect(["info", folders.model])
+    #expect(info.status == 0)
+    #expect(info.output.contains("cannot pass any part"), "\(info.output)")
+
+    // With a good class folder it can, and nothing is said.
+    try FileManager.default.copyItem(atPath: folders.good, toPath: folders.classes + "/good")
+    let withGood = try vinspect(["train", "--classes", folders.classes, "--backbone", "compact", "--image-size", "64",
+                                 "--output", folders.model])
+    #expect(withGood.status == 0, "\(withGood.error)")
+    #expect(!withGood.error.contains("cannot pass"))
+    #expect(try InspectionModel(contentsOfFile: folders.model).canPassParts)
+    #expect(!(try vinspect(["info", folders.model])).output.contains("cannot pass"))
+}
