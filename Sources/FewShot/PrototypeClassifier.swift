@@ -164,8 +164,9 @@ public struct PrototypeClassifier: Sendable, Equatable, Codable {
 
     /// Whether two transformed embeddings are the same example: within 1e-4 of each other
     /// (Euclidean distance of the normalised vectors). The same image embedded again gives 0
-    /// up to rounding (~1e-6 when it was batched with other images); distinct images, even
-    /// near-identical parts, are orders of magnitude further apart.
+    /// up to rounding (measured: exactly 0 with the compact backbone, alone or in a batch of
+    /// 16), while the closest two of 16 synthetic test parts that differ only by texture
+    /// phase and noise were 0.07 apart.
     public static func isDuplicate(_ a: [Float], _ b: [Float]) -> Bool {
         var squared: Float = 0
         for i in a.indices {
