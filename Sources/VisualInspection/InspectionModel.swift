@@ -20,6 +20,8 @@ public enum InspectionModelError: Error, CustomStringConvertible, Sendable {
     case backbone(BackboneError)
     /// Training was asked for with nothing to learn from.
     case nothingToTrain(detail: String)
+    /// A class name that cannot name a defect type (see ``InspectionModel/classNameProblem(_:)``).
+    case invalidClassName(name: String, problem: String)
 
     public var description: String {
         switch self {
@@ -30,6 +32,8 @@ public enum InspectionModelError: Error, CustomStringConvertible, Sendable {
             return "\(path): damaged or incompatible inspection model (\(detail)); train it again with `vinspect train`"
         case .backbone(let error): return error.description
         case .nothingToTrain(let detail): return "nothing to train: \(detail)"
+        case .invalidClassName(_, let problem):
+            return "\(problem); choose another name (--name NAME with --add-class, or rename the class folder)"
         }
     }
 }
@@ -101,6 +105,30 @@ public struct InspectionModel: Sendable {
         return lower == "good" || lower == "ok"
     }
 
+    /// What is wrong with a class name, or nil when it can name a class. A name appears in
+    /// reports, in `vinspect info` and as a folder name, so it must not be empty or only
+    /// whitespace, nor contain `/` or control characters (line breaks, tabs, ...); and it
+    /// must not be `unknown`, which is what the inspector reports for a defect unlike every
+    /// known type.
+    ///
+    /// ```swift
+    /// InspectionModel.classNameProblem("scratch")  // nil
+    /// InspectionModel.classNameProblem("a/b")      // "class name \"a/b\" contains \"/\""
+    /// ```
+    public static func classNameProblem(_ name: String) -> String? {
+        let quoted = name.debugDescription
+        if name.isEmpty { return "class name \(quoted) is empty" }
+        if name.allSatisfy(\.isWhitespace) { return "class name \(quoted) is only whitespace" }
+        if let control = name.unicodeScalars.first(where: { $0.properties.generalCategory == .control }) {
+            return "class name \(quoted) contains a control character (U+\(String(format: "%04X", control.value)))"
+        }
+        if name.contains("/") { return "class name \(quoted) contains \"/\"" }
+        if name.lowercased() == "unknown" {
+            return "class name \(quoted) is reserved: the inspector reports `unknown` for a defect unlike every known type"
+        }
+        return nil
+    }
+
     public init(backboneMetadata: [String: JSONValue], backboneTensors: [NamedTensor], backbone: FrozenBackbone,
                 preprocessing: Preprocessing, anomaly: AnomalyEnsemble?, goodImageCount: Int, classifier: DefectClassifier?,
                 minimumDefectArea: Int = 16) {
@@ -114,6 +142,13 @@ public struct InspectionModel: Sendable {
         self.minimumDefectArea = minimumDefectArea
         created = isoDate()
         createdBy = "vinspect \(VisualInspectionVersion.string)"
+    }
+
+    /// Whether the model can pass a part at all: it needs an anomaly scorer (good images) or
+    /// a classifier with an OK class (``isOKClass(_:)``). A model built from defect classes
+    /// only can name defect types but reports every image as a defect.
+    public var canPassParts: Bool {
+        anomaly != nil || classifier?.classifier.classNames.contains(where: InspectionModel.isOKClass) == true
     }
 
     /// The architecture name of the backbone, e.g. `efficientnet-lite0`.

@@ -48,7 +48,10 @@ public struct InspectionResult: Sendable {
     /// The defect type (a class name, or `unknown` when the image is far from every known
     /// type); nil when the part is OK or the model has no classifier.
     public var defectType: String?
-    /// The classifier's probability for ``defectType``.
+    /// How sure the classifier is of ``defectType``, in [0, 1]: the softmax probability of
+    /// the nearest type when there are several; with a single defect type, 0.5 on the
+    /// "unknown" boundary, 0.95 for a defect as close as the type's own examples typically
+    /// are, and lower the further the image is from the type (below 0.5 it is `unknown`).
     public var typeConfidence: Float?
     /// Size of the original image.
     public var imageWidth: Int, imageHeight: Int

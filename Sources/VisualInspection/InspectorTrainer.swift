@@ -74,12 +74,19 @@ public enum InspectorTrainer {
     ///   - good: images of good parts, for the anomaly scorer (may be empty when `classes`
     ///     is not; then a class named `good` supplies them, if there is one).
     ///   - classes: a few images per defect type (and optionally `good`), for the
-    ///     classifier; defect images also sharpen the anomaly threshold.
+    ///     classifier; defect images also sharpen the anomaly threshold. Without good
+    ///     images and without a `good` class the model can only name defect types: it
+    ///     reports every image as a defect (``InspectionModel/canPassParts`` is false).
     ///   - options: see ``TrainingOptions``.
-    /// - Throws: ``InspectionModelError/nothingToTrain(detail:)`` when there is nothing to learn.
+    /// - Throws: ``InspectionModelError/nothingToTrain(detail:)`` when there is nothing to
+    ///   learn; ``InspectionModelError/invalidClassName(name:problem:)`` for a class name
+    ///   ``InspectionModel/classNameProblem(_:)`` refuses.
     public static func train(backbone: any Backbone, backboneSource: String? = nil, good: [Image], classes: [LabelledImages],
                              options: TrainingOptions = TrainingOptions(),
                              pool: ThreadPool? = .shared) throws(InspectionModelError) -> InspectionModel {
+        for cls in classes {
+            if let problem = InspectionModel.classNameProblem(cls.name) { throw .invalidClassName(name: cls.name, problem: problem) }
+        }
         let classes = classes.filter { !$0.images.isEmpty }
         if let sets = options.scorers, sets.isEmpty || Set(sets.map(\.imageSize)).count != 1 {
             throw .nothingToTrain(detail: "the scorer option sets must be one or more at one input size (\(sets.map(\.imageSize)))")
@@ -165,15 +172,22 @@ public enum InspectorTrainer {
     /// Adds a defect type (or more examples of an existing one) to a model, from a few
     /// images, without changing anything else: the anomaly scorer, the other classes'
     /// prototypes and the embedding transform stay as they are. A model without a
-    /// classifier gets one.
+    /// classifier gets one. Images the class already has (the same image given again, e.g.
+    /// when a folder is added twice) are skipped, so adding them again changes nothing (see
+    /// ``PrototypeClassifier/add(_:embeddings:)``).
     ///
     /// - Parameters:
     ///   - name: the class name (e.g. `scratch`).
     ///   - images: its example images.
     ///   - model: the model to extend.
     /// - Returns: the extended model.
+    /// - Throws: ``InspectionModelError/invalidClassName(name:problem:)`` for a name
+    ///   ``InspectionModel/classNameProblem(_:)`` refuses (empty, only whitespace, with `/` or
+    ///   control characters, `unknown`); ``InspectionModelError/nothingToTrain(detail:)``
+    ///   without images.
     public static func addingClass(_ name: String, images: [Image], to model: InspectionModel,
                                    pool: ThreadPool? = .shared) throws(InspectionModelError) -> InspectionModel {
+        if let problem = InspectionModel.classNameProblem(name) { throw .invalidClassName(name: name, problem: problem) }
         guard !images.isEmpty else { throw .nothingToTrain(detail: "no readable images for class \(name)") }
         var model = model
         let source = model.classifier?.embedding ?? .multi

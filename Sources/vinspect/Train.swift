@@ -17,8 +17,12 @@ struct Train: ParsableCommand {
             --classes DIR holds one sub-folder per defect type with a few images each (a
             sub-folder named good is the OK class): they teach the defect classifier, and
             defect images also sharpen the anomaly threshold (F1-optimal). Give at least one.
+            With --classes only and no good sub-folder, the model can name defect types but
+            cannot pass any part (every image is a defect): it is still written, for sorting
+            parts already known to be defective, with a warning (also shown by `info`).
 
-            Adding a defect type later, without retraining anything else:
+            Adding a defect type later, without retraining anything else (images the class
+            already has are skipped, so adding the same folder twice changes nothing):
               vinspect train --add-class new-defects/dent --to line3.vimodel
 
             Examples:
@@ -49,7 +53,7 @@ struct Train: ParsableCommand {
     @Option(help: "The model --add-class extends (rewritten in place unless --output is given).")
     var to: String?
 
-    @Option(help: "Class name for --add-class (default: the folder's name).")
+    @Option(help: "Class name for --add-class (default: the folder's name); not empty, no '/' or control characters, not 'unknown'.")
     var name: String?
 
     @Option(help: "The share of good parts the threshold may reject, when only good images calibrate it.")
@@ -69,6 +73,7 @@ struct Train: ParsableCommand {
     func validate() throws {
         if addClass != nil {
             if to == nil { throw ValidationError("--add-class needs --to MODEL, the model to extend") }
+            if let name, let problem = InspectionModel.classNameProblem(name) { throw ValidationError("--name: \(problem)") }
             if good != nil || classes != nil { throw ValidationError("--add-class cannot be combined with --good or --classes") }
             return
         }
@@ -119,6 +124,7 @@ struct Train: ParsableCommand {
         try model.write(toFile: output!)
         print("trained in \(format(monotonicSeconds() - start)) s -> \(output!)")
         print(describe(model, path: output!))
+        if !model.canPassParts { printError("vinspect: warning: \(cannotPassAnyPart)") }
         if unreadable > 0 {
             printError("vinspect: \(unreadable) training image(s) could not be read and were skipped")
             throw ExitStatus.someInputsUnreadable
@@ -128,17 +134,23 @@ struct Train: ParsableCommand {
     private func runAddClass(folder: String, model path: String) throws {
         guard isFolder(folder) else { throw ValidationError("--add-class \(folder): not a folder") }
         let className = name ?? (folder.split(separator: "/").last.map(String.init) ?? folder)
+        if let problem = InspectionModel.classNameProblem(className) {
+            throw ValidationError("--add-class \(folder): \(problem); give the class a name with --name NAME")
+        }
         let model = try InspectionModel(contentsOfFile: path)
         var unreadable = 0
         var generator = Xoshiro256(seed: seed)
         var files = imageFilesBelow(folder)
         if let shots, shots < files.count { files = Array(files.shuffled(using: &generator).prefix(shots)) }
         let images = readTrainingImages(files, unreadable: &unreadable)
+        func classShots(_ model: InspectionModel) -> Int { model.classifier?.classifier.classes.first { $0.name == className }?.shots ?? 0 }
         let extended = try InspectorTrainer.addingClass(className, images: images, to: model)
         let destination = output ?? path
         try extended.write(toFile: destination)
-        let shotsNow = extended.classifier?.classifier.classes.first { $0.name == className }?.shots ?? images.count
-        print("added \(images.count) image(s) to class \(className) (now \(shotsNow) shots) -> \(destination)")
+        let added = classShots(extended) - classShots(model), copies = images.count - added
+        print("added \(added) image(s) to class \(className) (now \(classShots(extended)) shots"
+              + (copies > 0 ? "; \(copies) already in the class, skipped" : "") + ") -> \(destination)")
+        if !extended.canPassParts { printError("vinspect: warning: \(cannotPassAnyPart)") }
         if unreadable > 0 { throw ExitStatus.someInputsUnreadable }
     }
 }
@@ -168,6 +180,11 @@ func isFolder(_ path: String) -> Bool {
     var isDirectory: ObjCBool = false
     return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
 }
+
+/// Why a model without good images and without a `good` class is of limited use, and what
+/// to do (said by `train` on standard error and by `info`).
+let cannotPassAnyPart = "no good images and no good class: this model cannot pass any part, it reports every image as a defect "
+    + "(it only names the defect type); train with --good DIR, or add a good sub-folder to the --classes folder"
 
 /// What a model holds, as `vinspect info` prints it.
 func describe(_ model: InspectionModel, path: String) -> String {
@@ -245,6 +262,7 @@ func describe(_ model: InspectionModel, path: String) -> String {
     } else {
         lines.append("classes:      none (no class folders given)")
     }
+    if !model.canPassParts { lines.append("warning:      \(cannotPassAnyPart)") }
     return lines.joined(separator: "\n")
 }
 

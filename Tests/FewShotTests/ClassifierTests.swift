@@ -40,8 +40,9 @@ func clusters(_ classes: Int, perClass: Int, dimension: Int = 32, spread: Float 
     classifier.add(data[3].name, embeddings: data[3].vectors)
     #expect(Array(classifier.classes.prefix(3)) == before)
     #expect(classifier.classNames == data.map(\.name))
-    // More shots for one class change only that class.
-    classifier.add(data[0].name, embeddings: clusters(4, perClass: 2, seed: 4)[0].vectors)
+    // More shots for one class change only that class (new draws from the same cluster:
+    // the first five of the seven are the ones already there, and copies are skipped).
+    classifier.add(data[0].name, embeddings: Array(clusters(4, perClass: 7, seed: 4)[0].vectors.suffix(2)))
     #expect(classifier.classes[0].shots == 7)
     #expect(classifier.classes[1] == before[1] && classifier.classes[2] == before[2])
 }
@@ -89,4 +90,51 @@ func clusters(_ classes: Int, perClass: Int, dimension: Int = 32, spread: Float 
         #expect(result.unknownRejected > result.knownRejected + 0.3, "shots \(shots): \(result)")
         #expect(result.knownAccuracy <= result.knownAccuracyWithoutRejection)
     }
+}
+
+@Test func aSingleClassGivesAConfidenceThatFallsWithDistance() throws {
+    // One known type: a softmax over one class is always 1, whatever the query.
+    // Tight clusters: the other cluster's queries are far from this class.
+    let data = clusters(2, perClass: 16, spread: 0.15, seed: 12)
+    var classifier = PrototypeClassifier()
+    classifier.add(data[0].name, embeddings: Array(data[0].vectors.prefix(8)))
+    classifier.calibrateRejection()
+    let threshold = try #require(classifier.rejectionThreshold)
+    let known = data[0].vectors.dropFirst(8).map { classifier.predict($0) }
+    let far = data[1].vectors.map { classifier.predict($0) }
+    let knownConfidences = known.map(\.confidence).sorted()
+    #expect(knownConfidences[knownConfidences.count / 2] > 0.7, "known \(knownConfidences)")
+    for prediction in far {
+        #expect(prediction.label == nil && prediction.similarity < threshold)
+        #expect(prediction.confidence < 0.5, "far query: similarity \(prediction.similarity), confidence \(prediction.confidence)")
+    }
+    // The confidence follows the similarity, and below 0.5 is exactly "unknown".
+    let all = (known + far).sorted { $0.similarity < $1.similarity }
+    #expect(zip(all, all.dropFirst()).allSatisfy { $0.confidence <= $1.confidence })
+    #expect(all.allSatisfy { ($0.label == nil) == ($0.confidence < 0.5) })
+}
+
+@Test func addingTheSameExamplesTwiceChangesNothing() {
+    let data = clusters(2, perClass: 5, seed: 13)
+    var once = PrototypeClassifier()
+    for c in data { once.add(c.name, embeddings: c.vectors) }
+    once.calibrateRejection()
+    var twice = once
+    twice.add(data[0].name, embeddings: data[0].vectors)
+    #expect(twice == once)
+    twice.calibrateRejection()
+    #expect(twice.rejectionThreshold == once.rejectionThreshold)
+    // One example given twice is still one shot: leave-one-out on the copy would find
+    // similarity 1 and call every other query unknown.
+    var single = PrototypeClassifier()
+    single.add("a", embeddings: [data[0].vectors[0]])
+    single.add("a", embeddings: [data[0].vectors[0], data[0].vectors[0]])
+    #expect(single.classes[0].shots == 1)
+    single.calibrateRejection()
+    #expect(data[0].vectors.allSatisfy { single.predict($0).label == "a" })
+    // Support sets that already hold copies (older model files) calibrate as without them.
+    let copies = once.classes.map { PrototypeClass(name: $0.name, support: $0.support + $0.support.prefix(2)) }
+    var read = PrototypeClassifier(classes: copies, transform: once.transform, scale: once.scale, rejectionThreshold: nil)
+    read.calibrateRejection()
+    #expect(read.rejectionThreshold == once.rejectionThreshold)
 }

@@ -230,3 +230,47 @@ final class UnsafeSharedResults: @unchecked Sendable {
     #expect(try model.modelFile().metadata["layout"]?.intValue == 3)
     #expect(try smallModel().modelFile().metadata["layout"]?.intValue == 1)
 }
+
+@Test func addingTheSameClassImagesTwiceKeepsTheirType() throws {
+    var options = TrainingOptions()
+    options.scorer.imageSize = 48
+    options.scorer.features = .init(layers: [0, 1], aggregation: 3)
+    let model = try InspectorTrainer.train(backbone: BackboneArchitecture.compact.make(), good: (0..<5).map { testPart(seed: $0) },
+                                           classes: [], options: options)
+    for count in [1, 3] {
+        let images = (0..<count).map { testPart(seed: 30 + $0, defect: true) }
+        let once = try InspectorTrainer.addingClass("bar", images: images, to: model)
+        let twice = try InspectorTrainer.addingClass("bar", images: images, to: once)
+        #expect(twice.classifier?.classifier == once.classifier?.classifier, "\(count) image(s)")
+        let known = embeddings(of: images.map(model.preprocessing.tensor), backbone: model.backbone, source: .multi)
+        for vector in known {
+            #expect(twice.classifier?.classifier.predict(vector).label == "bar", "\(count) image(s) added twice")
+        }
+        // Other parts with the same defect are typed as after the first time.
+        let others = embeddings(of: (0..<3).map { model.preprocessing.tensor(testPart(seed: 60 + $0, defect: true)) },
+                                backbone: model.backbone, source: .multi)
+        #expect(others.map { twice.classifier?.classifier.predict($0).label } == others.map { once.classifier?.classifier.predict($0).label },
+                "\(count) image(s) added twice")
+    }
+}
+
+@Test func classNamesThatCannotBeReportedAreRejected() throws {
+    let model = try smallModel()
+    let images = [testPart(seed: 500, defect: true)]
+    for name in ["", "   ", "a/b", "line\nbreak", "tab\there", "bell\u{7}", "unknown"] {
+        do {
+            _ = try InspectorTrainer.addingClass(name, images: images, to: model)
+            Issue.record("class name \(name.debugDescription) was accepted")
+        } catch {
+            #expect(error.description.contains("class name"), "\(error)")
+        }
+        do {
+            _ = try InspectorTrainer.train(backbone: BackboneArchitecture.compact.make(), good: [],
+                                           classes: [LabelledImages(name: name, images: images),
+                                                     LabelledImages(name: "plain", images: [testPart(seed: 501)])])
+            Issue.record("class name \(name.debugDescription) was accepted for training")
+        } catch {
+            #expect(error.description.contains("class name"), "\(error)")
+        }
+    }
+}

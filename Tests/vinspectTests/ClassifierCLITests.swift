@@ -1,0 +1,57 @@
+import Foundation
+import Testing
+import VisualInspection
+
+@Test func addClassTwiceWithTheSameImagesChangesNothing() throws {
+    let folders = try LineFolders("addtwice")
+    defer { try? FileManager.default.removeItem(at: folders.root) }
+    #expect(try vinspect(["train", "--good", folders.good, "--backbone", "compact", "--image-size", "64", "--layers", "0,1",
+                          "--output", folders.model]).status == 0)
+    let scratch = folders.classes + "/scratch"
+    let first = try vinspect(["train", "--add-class", scratch, "--to", folders.model])
+    #expect(first.status == 0, "\(first.error)")
+    let once = try InspectionModel(contentsOfFile: folders.model)
+    let second = try vinspect(["train", "--add-class", scratch, "--to", folders.model])
+    #expect(second.status == 0, "\(second.error)")
+    #expect(second.output.contains("now 3 shots"), "\(second.output)")
+    #expect(second.output.contains("already"), "\(second.output)")
+    let twice = try InspectionModel(contentsOfFile: folders.model)
+    #expect(twice.classifier?.classifier == once.classifier?.classifier)
+}
+
+@Test func addClassRefusesNamesThatCannotBeReported() throws {
+    let folders = try LineFolders("badname")
+    defer { try? FileManager.default.removeItem(at: folders.root) }
+    #expect(try folders.train().status == 0)
+    let before = try Data(contentsOf: URL(fileURLWithPath: folders.model))
+    for name in ["", "  ", "a/b", "tab\there"] {
+        let result = try vinspect(["train", "--add-class", folders.classes + "/spot", "--to", folders.model, "--name", name])
+        #expect(result.status == 3, "--name \(name.debugDescription): \(result.output)")
+        #expect(result.error.contains("--name") && result.error.contains("class name"), "\(result.error)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: folders.model)) == before)
+    }
+    #expect(!FileManager.default.fileExists(atPath: folders.model + ".partial"))
+}
+
+@Test func aClassesOnlyModelWithoutGoodSaysItCannotPassAnyPart() throws {
+    let folders = try LineFolders("nogood")
+    defer { try? FileManager.default.removeItem(at: folders.root) }
+    let trained = try vinspect(["train", "--classes", folders.classes, "--backbone", "compact", "--image-size", "64",
+                                "--output", folders.model])
+    #expect(trained.status == 0, "\(trained.error)")
+    #expect(trained.error.contains("cannot pass any part"), "\(trained.error)")
+    #expect(trained.error.contains("--good") && trained.error.contains("good sub-folder"), "\(trained.error)")
+    #expect(try InspectionModel(contentsOfFile: folders.model).canPassParts == false)
+    let info = try vinspect(["info", folders.model])
+    #expect(info.status == 0)
+    #expect(info.output.contains("cannot pass any part"), "\(info.output)")
+
+    // With a good class folder it can, and nothing is said.
+    try FileManager.default.copyItem(atPath: folders.good, toPath: folders.classes + "/good")
+    let withGood = try vinspect(["train", "--classes", folders.classes, "--backbone", "compact", "--image-size", "64",
+                                 "--output", folders.model])
+    #expect(withGood.status == 0, "\(withGood.error)")
+    #expect(!withGood.error.contains("cannot pass"))
+    #expect(try InspectionModel(contentsOfFile: folders.model).canPassParts)
+    #expect(!(try vinspect(["info", folders.model])).output.contains("cannot pass"))
+}
