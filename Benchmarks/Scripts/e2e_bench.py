@@ -12,6 +12,8 @@ What is measured (each line ours, peer, ours, peer, ... `--reps` times; the medi
              --image-size 224 --output W/ours-8.vimodel
              e2e_peer.py train --good DATA/train/good --shots 8 --seed 0 --weights WEIGHTS
              --image-size 224 --output W/peer-8.npz      (the same 8 files)
+             (`--image-size` makes vinspect train one scorer with the settings the peer
+             implements, a 224-px bank with 3x3 averaging, not the engine's own choice)
   train all  the same with all 320 images (`--reps-full` times; minutes each)
   inspect    for the 8-image and the full model of each side (--models), images/s over
              DATA/test (160 images) with --report; three settings:
