@@ -171,3 +171,54 @@ func oneDefectImageDoesNotDropThePassRate() {
     #expect(normalized.allSatisfy { $0 >= 0 && $0 <= 1 })
     #expect(logistic.relative(-0.5) == 1 && logistic.relative(3.5) == 1.4)
 }
+
+/// A key-like part on a grainy plate: a round dark head at the centre and a dark bar from
+/// it toward the right, turned by `angle` radians about the centre. At angle 0 every part
+/// lies the same way; at other angles the bar points elsewhere.
+func keyPart(size: Int = 224, seed: UInt64, angle: Float) -> Tensor {
+    var rng = Xoshiro256(seed: seed)
+    var values: [Float] = []
+    let c = Float(size) / 2, (cosA, sinA) = (cos(angle), sin(angle))
+    for y in 0..<size {
+        for x in 0..<size {
+            // The pixel in the part's own frame (turned back by the angle).
+            let (dx, dy) = (Float(x) - c, Float(y) - c)
+            let (u, v) = (cosA * dx + sinA * dy, -sinA * dx + cosA * dy)
+            var value: Float = 0.3 + rng.nextStandardNormal() * 0.08
+            if (u * u + v * v).squareRoot() < Float(size) * 0.12 || (u > 0 && u < Float(size) * 0.42 && abs(v) < Float(size) * 0.04) {
+                value = -0.8 + rng.nextStandardNormal() * 0.05
+            }
+            values += [value, value, value]
+        }
+    }
+    return Tensor(values, shape: [size, size, 3])
+}
+
+@Test(.timeLimit(.minutes(3)))
+func theEngineTellsPartsThatTurnFromPartsThatLieTheSameWay() {
+    let size = AutomaticSettings.measuringSize
+    // Four key-like parts as they always lie, and four turned by quarter turns plus a little
+    // (0, 95, 185, 275 degrees): a bank with rotated copies finds the turned ones' patches.
+    let aligned = (0..<4).map { keyPart(size: size, seed: UInt64($0), angle: 0) }
+    let turning = [0, 95, 185, 275].enumerated().map { keyPart(size: size, seed: UInt64($0.offset), angle: Float($0.element) * .pi / 180) }
+    let template = AnomalyScorerOptions()
+    let (alignedSets, alignedChoice) = AutomaticSettings.choose(measuringImages: aligned, goodImageCount: 4, template: template,
+                                                                backbone: testBackbone)
+    let (turningSets, turningChoice) = AutomaticSettings.choose(measuringImages: turning, goodImageCount: 4, template: template,
+                                                                backbone: testBackbone)
+    #expect(alignedChoice.family == .aligned, "ratio \(String(describing: alignedChoice.rotationRatio))")
+    #expect(turningChoice.family == .turning, "ratio \(String(describing: turningChoice.rotationRatio))")
+    #expect(alignedSets.count == 1 && alignedSets[0].mode == .positionGaussian && alignedSets[0].augmentation == .mirrors)
+    #expect(turningSets.count == 1 && turningSets[0].mode == .memoryBank && turningSets[0].augmentation == .rotate45Mirrored
+            && turningSets[0].imageSize == 320 && turningSets[0].maximumBankSize == 4096)
+    // One image cannot tell: both settings, at one input size.
+    let (oneSets, oneChoice) = AutomaticSettings.choose(measuringImages: [aligned[0]], goodImageCount: 1, template: template,
+                                                        backbone: testBackbone)
+    #expect(oneChoice.family == .both && oneChoice.rotationRatio == nil)
+    #expect(oneSets.count == 2 && Set(oneSets.map(\.imageSize)) == [size])
+    // Many images: fewer copies, then none, and the bank may grow with them.
+    #expect(AutomaticSettings.turning(from: template, goodImageCount: 8).augmentation == .rotate45)
+    #expect(AutomaticSettings.turning(from: template, goodImageCount: 300).augmentation == BankAugmentation.none)
+    #expect(AutomaticSettings.turning(from: template, goodImageCount: 300).maximumBankSize == 16_384)
+    #expect(AutomaticSettings.aligned(from: template, goodImageCount: 300).augmentation == BankAugmentation.none)
+}
