@@ -3,6 +3,12 @@
 `settings_probe.py` saved, leave-one-data-set-out. numpy only; reads nothing else.
 
     python3 Benchmarks/Scripts/settings_analysis.py /tmp/probe/runs --shots 4
+    python3 Benchmarks/Scripts/settings_analysis.py --rules screw.json tile.json cells.json
+
+The second form reads `vinspect evaluate --json` reports made with the default settings
+(one data set each) and prints, per threshold rule k, each set's gap between the best
+single threshold's balanced accuracy and the rule's, the share of good parts passed, and
+where new good parts and defects lie on the held-out scale.
 
 For an ensemble, each member's raw score is put on the good parts' scale with the mean and
 standard deviation of its held-out good scores (the deviation floored at 5 % of the mean,
@@ -87,9 +93,43 @@ def evaluate(runs, data, members, k):
     return np.array(out)
 
 
+def rules(paths, ks):
+    """Threshold rules on `vinspect evaluate --json` reports of the default settings."""
+    docs = []
+    for path in paths:
+        with open(path) as f:
+            docs.append(json.load(f))
+    names = [os.path.basename(d["dataset"].rstrip("/")) for d in docs]
+    print("k      " + "  ".join(f"{n:>28s}" for n in names) + "   (gap to the best threshold, good parts passed)")
+    for k in ks:
+        cells = []
+        for doc in docs:
+            labels = np.asarray(doc["labels"], bool)
+            gaps, passed = [], []
+            for run in doc["runs"]:
+                held = np.asarray(run["heldOutGoodScores"]); test = np.asarray(run["testScores"])
+                t = held.mean() + k * held.std(ddof=1)
+                gaps.append(run["bestBalancedAccuracy"] - balanced(test, labels, t))
+                passed.append((test[~labels] < t).mean())
+            cells.append("%.3f (pass %.2f)" % (np.mean(gaps), np.mean(passed)))
+        print("%-6s " % k + "  ".join(f"{c:>28s}" for c in cells))
+    print("\nwhere new parts lie, in held-out spreads from the held-out mean (mean over seeds):")
+    for name, doc in zip(names, docs):
+        labels = np.asarray(doc["labels"], bool)
+        rows = []
+        for run in doc["runs"]:
+            held = np.asarray(run["heldOutGoodScores"]); test = np.asarray(run["testScores"])
+            sd = held.std(ddof=1)
+            rows.append(((test[~labels].mean() - held.mean()) / sd, test[~labels].std() / sd,
+                         (test[labels].mean() - held.mean()) / sd))
+        r = np.mean(rows, axis=0)
+        print(f"  {name}: good parts {r[0]:+.2f} (spread {r[1]:.2f}x the held-out one), defects {r[2]:+.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("folder")
+    ap.add_argument("folder", nargs="?")
+    ap.add_argument("--rules", nargs="+", help="vinspect evaluate --json reports (default settings) to test threshold rules on")
     ap.add_argument("--shots", default="4")
     ap.add_argument("--max-members", type=int, default=4)
     ap.add_argument("--ks", default="0,0.5,1,1.5,2,2.5,3,3.5,4,5,6")
@@ -98,6 +138,9 @@ def main():
     args = ap.parse_args()
     global COMBINE
     COMBINE = args.combine
+    if args.rules:
+        rules(args.rules, [float(x) for x in args.ks.split(",")])
+        return
     runs = load(args.folder, args.shots)
     sets = sorted({opt for (_, opt) in runs if all((d, opt) in runs for d in DATA)})
     if args.sets:
