@@ -241,7 +241,14 @@ func describe(_ model: InspectionModel, path: String) -> String {
         switch c.method {
         case .f1WithDefects, .goodAndDefects: how = ""
         case .heldOutGood, .jitteredViews:
-            how = c.scale != nil ? ", held-out mean + \(format(Double(ThresholdRule.standard.spreads))) spreads" : ", target false-reject rate \(format(c.targetFalseRejectRate * 100)) %"
+            // The rule as this model holds it (derived from its own scores, so that a model
+            // made under another rule is described truthfully).
+            let n = Double(c.goodScores.count)
+            let mean = c.goodScores.reduce(0.0) { $0 + Double($1) } / max(n, 1)
+            let spread = (c.goodScores.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / max(n - 1, 1)).squareRoot()
+            how = c.scale != nil && spread > 0
+                ? ", held-out mean + \(format(((Double(c.threshold) - mean) / spread * 100).rounded() / 100)) spreads"
+                : ", target false-reject rate \(format(c.targetFalseRejectRate * 100)) %"
         }
         lines.append("threshold:    \(format(Double(c.threshold))) \(c.scale != nil ? "on the good parts' scale" : "raw") (\(c.method.rawValue); \(c.goodScores.count) held-out good"
                      + (c.defectScores.isEmpty ? "" : ", \(c.defectScores.count) defect") + " scores" + how + ")")
