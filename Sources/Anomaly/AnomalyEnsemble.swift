@@ -72,8 +72,8 @@ public struct AnomalyEnsemble: Sendable {
     public init(members: [AnomalyScorer], normalizers: [ScoreNormalizer], calibration: Calibration, choice: ScorerChoice? = nil) {
         precondition(!members.isEmpty && members.count == normalizers.count,
                      "AnomalyEnsemble: \(members.count) members and \(normalizers.count) normalisers")
-        precondition(Set(members.map(\.options.imageSize)).count == 1,
-                     "AnomalyEnsemble: members at input sizes \(members.map(\.options.imageSize))")
+        precondition(Set(members.map { "\($0.options.imageSize)/\($0.options.aspectRatio)" }).count == 1,
+                     "AnomalyEnsemble: members at input sizes \(members.map(\.options.inputSize))")
         self.members = members
         self.normalizers = normalizers
         self.calibration = calibration
@@ -85,8 +85,10 @@ public struct AnomalyEnsemble: Sendable {
         self.init(members: [scorer], normalizers: [.identity], calibration: scorer.calibration)
     }
 
-    /// The input size every member uses.
+    /// The input size every member uses (the short side when the input is oblong).
     public var imageSize: Int { members[0].options.imageSize }
+    /// The input's width and height, the same for every member.
+    public var inputSize: (width: Int, height: Int) { members[0].options.inputSize }
 
     /// Whether this is one scorer with its own raw scale.
     public var isSingle: Bool { members.count == 1 && normalizers[0] == .identity }
@@ -95,7 +97,7 @@ public struct AnomalyEnsemble: Sendable {
     /// scores and calibrates the threshold of the combined score.
     ///
     /// - Parameters:
-    ///   - goodImages: normalised `[S, S, 3]` tensors, `S` the members' common `imageSize`.
+    ///   - goodImages: normalised `[H, W, 3]` tensors at the members' common ``inputSize``.
     ///   - defectImages: optional defect examples; they may lower the threshold toward
     ///     themselves, never into the good scores (see ``ThresholdRule``).
     ///   - options: one option set per member.

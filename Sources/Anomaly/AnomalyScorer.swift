@@ -162,7 +162,9 @@ public struct AnomalyScorer: Sendable {
         var grids: [PatchGrid] = []
         var start = 0
         while start < views.count {
-            let end = Swift.min(start + 8, views.count)
+            // A batch holds views of one shape: a quarter turn of an oblong input is upright.
+            var end = start + 1
+            while end < Swift.min(start + 8, views.count), views[end].shape == views[start].shape { end += 1 }
             let batch = Tensor.stacked(Array(views[start..<end]))
             grids.append(extractPatchFeatures(batch, backbone: backbone, options: options.features, pool: pool))
             start = end
@@ -213,8 +215,17 @@ public struct AnomalyScorer: Sendable {
         case .positionGaussian:
             let d = grids[0].dimension
             let channels = GaussianMemory.channelSubset(count: options.gaussianChannels, of: d, seed: options.seed)
-            let samples = grids.flatMap { grid in
-                (0..<grid.features.shape[0]).map { GaussianMemory.selectedRows(grid, image: $0, channels: channels) }
+            // Per-position statistics need one grid shape: quarter turns of an oblong input
+            // (the other shape) are left out.
+            var samples: [Tensor] = [], sampleOwners: [Int] = [], row = 0
+            for grid in grids {
+                for image in 0..<grid.features.shape[0] {
+                    if grid.width == grids[0].width && grid.height == grids[0].height {
+                        samples.append(GaussianMemory.selectedRows(grid, image: image, channels: channels))
+                        sampleOwners.append(owners[row])
+                    }
+                    row += 1
+                }
             }
             func fitted(_ keep: [Int]) -> AnomalyScorer {
                 let memory = GaussianMemory.fit(samples: keep.map { samples[$0] }, channels: channels, featureDimension: d,
@@ -228,7 +239,7 @@ public struct AnomalyScorer: Sendable {
             for fold in 0..<folds {
                 let held = goodImages.indices.filter { $0 % folds == fold }
                 let heldSet = Set(held)
-                foldScorers.append((held, { fitted(samples.indices.filter { !heldSet.contains(owners[$0]) }) }))
+                foldScorers.append((held, { fitted(samples.indices.filter { !heldSet.contains(sampleOwners[$0]) }) }))
             }
         }
         var goodScores: [Float] = []
@@ -270,9 +281,10 @@ public struct AnomalyScorer: Sendable {
         case .memoryBank(let memory): distances = memory.patchDistances(grid, pool: pool)
         case .positionGaussian(let gaussian): distances = gaussian.patchDistances(grid, pool: pool)
         }
+        let size = options.inputSize
         return distances.map { values in
             AnomalyMap.fromGrid(values, gridWidth: grid.width, gridHeight: grid.height,
-                                width: options.imageSize, height: options.imageSize, sigma: options.smoothingSigma)
+                                width: size.width, height: size.height, sigma: options.smoothingSigma)
         }
     }
 

@@ -107,14 +107,16 @@ public enum AutomaticSettings {
     /// without it), one with each image also rotated in 45-degree steps and mirrored. Nil
     /// with fewer than two images.
     ///
-    /// - Parameter goodImages: normalised `[S, S, 3]` tensors (`S` = ``measuringSize``); at
-    ///   most the first ``measuredImages`` are used.
+    /// - Parameter goodImages: normalised `[H, W, 3]` tensors, the short side
+    ///   ``measuringSize``; at most the first ``measuredImages`` are used.
     public static func rotationRatio(goodImages: [Tensor], backbone: FrozenBackbone, seed: UInt64 = 0,
                                      pool: ThreadPool? = .shared) -> Double? {
         let images = Array(goodImages.prefix(measuredImages))
         guard images.count >= 2 else { return nil }
         var plain = AnomalyScorerOptions()
-        plain.imageSize = images[0].shape[0]
+        let (height, width) = (images[0].shape[0], images[0].shape[1])
+        plain.imageSize = Swift.min(height, width)
+        plain.aspectRatio = height == width ? 1 : Double(width) / Double(height)
         plain.features = PatchFeatureOptions(layers: [1, 2], aggregation: 1)
         plain.seed = seed
         var rotated = plain
@@ -133,7 +135,8 @@ public enum AutomaticSettings {
     /// measured (one image; then both at ``measuringSize``).
     ///
     /// - Parameters:
-    ///   - measuringImages: the good images at ``measuringSize``, normalised.
+    ///   - measuringImages: the good images with the short side ``measuringSize`` at the
+    ///     template's ``AnomalyScorerOptions/aspectRatio``, normalised.
     ///   - goodImageCount: how many good images the scorer will learn from.
     ///   - template: options kept in every set (coreset, bank size, smoothing, seed).
     public static func choose(measuringImages: [Tensor], goodImageCount: Int, template: AnomalyScorerOptions,

@@ -66,8 +66,13 @@ public enum ScoringMode: String, Sendable, Codable, CaseIterable {
 public struct AnomalyScorerOptions: Sendable, Equatable, Codable {
     /// What is learnt from the good patches: a memory bank (default) or per-position Gaussians.
     public var mode: ScoringMode = .memoryBank
-    /// Side of the square the images are resized to before the backbone.
+    /// Side of the square the images are resized to before the backbone; the short side
+    /// when ``aspectRatio`` is not 1.
     public var imageSize: Int = 224
+    /// Width over height of the input (see ``InputGeometry``); 1: square.
+    public var aspectRatio: Double = 1
+    /// The input's width and height in pixels.
+    public var inputSize: (width: Int, height: Int) { InputGeometry.size(shortSide: imageSize, aspectRatio: aspectRatio) }
     /// Patch features: layers and neighbourhood aggregation.
     public var features = PatchFeatureOptions()
     /// Variants of the good images added to the bank.
@@ -99,7 +104,7 @@ public struct AnomalyScorerOptions: Sendable, Equatable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case mode, imageSize, features, augmentation, coresetFraction, maximumBankSize, coresetThreshold, smoothingSigma, seed
-        case gaussianChannels, gaussianRegularization, topFraction
+        case gaussianChannels, gaussianRegularization, topFraction, aspectRatio
     }
 
     /// Decodes options; a key that is missing (a file written before the option existed)
@@ -119,6 +124,7 @@ public struct AnomalyScorerOptions: Sendable, Equatable, Codable {
         gaussianChannels = try c.decodeIfPresent(Int.self, forKey: .gaussianChannels) ?? d.gaussianChannels
         gaussianRegularization = try c.decodeIfPresent(Float.self, forKey: .gaussianRegularization) ?? d.gaussianRegularization
         topFraction = try c.decodeIfPresent(Double.self, forKey: .topFraction) ?? d.topFraction
+        aspectRatio = try c.decodeIfPresent(Double.self, forKey: .aspectRatio) ?? d.aspectRatio
     }
 }
 

@@ -84,10 +84,12 @@ public enum AnomalyEvaluation {
         // The test set at each input size a draw asks for, prepared once: masks and the
         // backbone's feature maps do not depend on the draw.
         struct Prepared { var maps: [[Tensor]], masks: [[Bool]], featureMilliseconds: Double }
-        var prepared: [Int: Prepared] = [:]
-        func prepare(size: Int) throws(ImageError) -> Prepared {
-            if let ready = prepared[size] { return ready }
-            var preprocessing = Preprocessing(size: size, mean: normalization.mean, std: normalization.std)
+        var prepared: [String: Prepared] = [:]
+        func prepare(size: Int, aspectRatio: Double) throws(ImageError) -> Prepared {
+            let key = "\(size)/\(aspectRatio)"
+            if let ready = prepared[key] { return ready }
+            var preprocessing = Preprocessing(size: size, aspectRatio: aspectRatio, mean: normalization.mean, std: normalization.std)
+            let (width, height) = preprocessing.inputSize
             preprocessing.regionOfInterest = options.regionOfInterest
             var maps: [[Tensor]] = [], masks: [[Bool]] = []
             var batch: [Tensor] = []
@@ -95,7 +97,7 @@ public enum AnomalyEvaluation {
             for (index, item) in dataset.test.enumerated() {
                 batch.append(try preprocessing.tensor(contentsOfFile: item.path))
                 masks.append(try item.maskPath.map { (path: String) throws(ImageError) -> [Bool] in try preprocessing.mask(contentsOfFile: path) }
-                             ?? [Bool](repeating: false, count: size * size))
+                             ?? [Bool](repeating: false, count: width * height))
                 if batch.count == 8 || index == dataset.test.count - 1 {
                     let start = seconds()
                     maps.append(backbone.features(Tensor.stacked(batch), stoppingAfterLastTap: true, pool: pool).maps)
@@ -104,7 +106,7 @@ public enum AnomalyEvaluation {
                 }
             }
             let ready = Prepared(maps: maps, masks: masks, featureMilliseconds: featureSeconds * 1000 / Double(max(1, dataset.test.count)))
-            prepared[size] = ready
+            prepared[key] = ready
             return ready
         }
         var results: [AnomalyRunResult] = []
@@ -122,14 +124,14 @@ public enum AnomalyEvaluation {
             let trainStart = seconds()
             let (sets, choice) = InspectorTrainer.scorerSets(good: goodImages, options: seeded, backbone: backbone,
                                                              normalization: normalization, pool: pool)
-            let imageSize = sets[0].imageSize
-            var preprocessing = Preprocessing(size: imageSize, mean: normalization.mean, std: normalization.std)
+            let imageSize = sets[0].imageSize, aspectRatio = sets[0].aspectRatio
+            var preprocessing = Preprocessing(size: imageSize, aspectRatio: aspectRatio, mean: normalization.mean, std: normalization.std)
             preprocessing.regionOfInterest = options.regionOfInterest
             let scorer = AnomalyEnsemble.train(goodImages: goodImages.map(preprocessing.tensor), backbone: backbone, options: sets,
                                                scaled: sets.count > 1 || choice != nil,
                                                targetFalseRejectRate: options.targetFalseRejectRate, pool: pool)
             let trainSeconds = seconds() - trainStart
-            let test = try prepare(size: imageSize)
+            let test = try prepare(size: imageSize, aspectRatio: aspectRatio)
             let masks = test.masks
             var maps: [[Float]] = [], scores: [Float] = []
             var memberScores = [[Float]](repeating: [], count: scorer.isSingle ? 0 : scorer.members.count)
@@ -157,7 +159,7 @@ public enum AnomalyEvaluation {
                 imageAUROC: AnomalyMetrics.imageAUROC(scores: scores, labels: labels),
                 pixelAUROC: hasMasks ? AnomalyMetrics.pixelAUROC(maps: maps, masks: masks) : .nan,
                 aupro: hasMasks ? AnomalyMetrics.aupro(maps: maps, masks: masks,
-                                                       width: imageSize, height: imageSize) : .nan,
+                                                       width: preprocessing.inputSize.width, height: preprocessing.inputSize.height) : .nan,
                 f1Max: AnomalyMetrics.f1Max(scores: scores, labels: labels).f1,
                 goodAccepted: goodAccepted, defectsRejected: defectsRejected,
                 balancedAccuracy: AnomalyMetrics.balancedAccuracy(scores: scores, labels: labels, threshold: threshold),

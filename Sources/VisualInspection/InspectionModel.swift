@@ -209,7 +209,10 @@ public struct InspectionModel: Sendable {
         }
         let frozen = network.frozen()
         let preprocessing: Preprocessing = try decodeMetadata(meta["preprocessing"], "preprocessing", path: path)
-        guard preprocessing.size >= 16, preprocessing.size <= 4096, preprocessing.mean.count == 3, preprocessing.std.count == 3 else {
+        guard preprocessing.size >= 16, preprocessing.size <= 4096, preprocessing.mean.count == 3, preprocessing.std.count == 3,
+              preprocessing.aspectRatio.isFinite,
+              preprocessing.aspectRatio >= 1 / InputGeometry.maximumAspectRatio - 0.01,
+              preprocessing.aspectRatio <= InputGeometry.maximumAspectRatio + 0.01 else {
             throw invalid("preprocessing out of range")
         }
 
@@ -352,8 +355,8 @@ private func readScorer(
     let expected = options.features.layers.reduce(0) { total, layer in
         total + (layer >= 0 && layer < network.featureChannels.count ? network.featureChannels[layer] : -1_000_000)
     }
-    guard expected > 0, options.imageSize == preprocessing.size else {
-        throw invalid("the scorer's layers \(options.features.layers) or input size \(options.imageSize) do not fit the backbone and preprocessing")
+    guard expected > 0, options.imageSize == preprocessing.size, options.aspectRatio == preprocessing.aspectRatio else {
+        throw invalid("the scorer's layers \(options.features.layers) or input size \(options.inputSize.width)x\(options.inputSize.height) do not fit the backbone and preprocessing")
     }
     switch options.mode {
     case .memoryBank:
@@ -432,10 +435,10 @@ private func readGaussian(
     }
     // The grid the backbone actually gives at this input size, from one blank image: a
     // mismatch would otherwise surface only when the first part is inspected.
-    let probe = extractPatchFeatures(Tensor(zeros: [1, options.imageSize, options.imageSize, 3]), backbone: backbone,
+    let probe = extractPatchFeatures(Tensor(zeros: [1, options.inputSize.height, options.inputSize.width, 3]), backbone: backbone,
                                      options: options.features, pool: nil)
     guard probe.width == width, probe.height == height else {
-        throw invalid("Gaussians for a \(height)x\(width) grid, but the backbone gives \(probe.height)x\(probe.width) at \(options.imageSize) px")
+        throw invalid("Gaussians for a \(height)x\(width) grid, but the backbone gives \(probe.height)x\(probe.width) at \(options.inputSize.width)x\(options.inputSize.height) px")
     }
     guard let gaussian = PositionGaussian(positions: positions, dimension: c, means: mean.scalars, inverseFactors: factors.scalars) else {
         throw invalid("the Gaussian tensors hold values that are not finite")

@@ -39,7 +39,7 @@ public struct InspectionResult: Sendable {
     /// The raw threshold the score is compared with, nil without an anomaly scorer.
     public var threshold: Float?
     /// The anomaly map of the inspected region at the model's input size
-    /// (`preprocessing.size` squared), raw values; nil without an anomaly scorer.
+    /// (the input size, ``Preprocessing/inputSize``), raw values; nil without an anomaly scorer.
     public var anomalyMap: AnomalyMap?
     /// Pixels of ``anomalyMap`` above the threshold, row-major, same size.
     public var mask: [Bool]?
@@ -140,8 +140,8 @@ public final class Inspector: Sendable {
         let prep = model.preprocessing
         let region = prep.regionOfInterest?.clipped(width: image.width, height: image.height)
             ?? RegionOfInterest(x: 0, y: 0, width: image.width, height: image.height)
-        let size = prep.size
-        let input = prep.tensor(image).reshaped([1, size, size, 3])
+        let size = prep.inputSize
+        let input = prep.tensor(image).reshaped([1, size.height, size.width, 3])
         // The deep layers after the last tap are run only when the classifier needs the
         // embedding: always without an anomaly scorer, otherwise only for defects.
         var features = model.backbone.features(input, stoppingAfterLastTap: model.anomaly != nil, pool: pool)

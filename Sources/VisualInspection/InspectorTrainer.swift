@@ -88,12 +88,12 @@ public enum InspectorTrainer {
             if let problem = InspectionModel.classNameProblem(cls.name) { throw .invalidClassName(name: cls.name, problem: problem) }
         }
         let classes = classes.filter { !$0.images.isEmpty }
-        if let sets = options.scorers, sets.isEmpty || Set(sets.map(\.imageSize)).count != 1 {
-            throw .nothingToTrain(detail: "the scorer option sets must be one or more at one input size (\(sets.map(\.imageSize)))")
+        if let sets = options.scorers, sets.isEmpty || Set(sets.map { "\($0.imageSize)/\($0.aspectRatio)" }).count != 1 {
+            throw .nothingToTrain(detail: "the scorer option sets must be one or more at one input size (\(sets.map(\.inputSize)))")
         }
         let normalization = backbone.inputNormalization
-        func makePreprocessing(size: Int) -> Preprocessing {
-            var p = Preprocessing(size: size, mean: normalization.mean, std: normalization.std)
+        func makePreprocessing(size: Int, aspectRatio: Double) -> Preprocessing {
+            var p = Preprocessing(size: size, aspectRatio: aspectRatio, mean: normalization.mean, std: normalization.std)
             p.regionOfInterest = options.regionOfInterest
             return p
         }
@@ -110,7 +110,7 @@ public enum InspectorTrainer {
 
         let (sets, choice) = scorerSets(good: goodImages, options: options, backbone: frozen, normalization: normalization,
                                         pool: pool)
-        let preprocessing = makePreprocessing(size: sets[0].imageSize)
+        let preprocessing = makePreprocessing(size: sets[0].imageSize, aspectRatio: sets[0].aspectRatio)
         var anomaly: AnomalyEnsemble?
         if !goodImages.isEmpty {
             let goodTensors = goodImages.map(preprocessing.tensor)
@@ -161,11 +161,18 @@ public enum InspectorTrainer {
                                   pool: ThreadPool? = .shared) -> ([AnomalyScorerOptions], ScorerChoice?) {
         if let sets = options.scorers { return (sets, nil) }
         guard options.automaticScorer, !good.isEmpty else { return ([options.scorer], nil) }
-        var measuring = Preprocessing(size: AutomaticSettings.measuringSize, mean: normalization.mean, std: normalization.std)
+        // Frames of one oblong shape keep it (after the region of interest is cut out).
+        var template = options.scorer
+        template.aspectRatio = InputGeometry.aspectRatio(ofFrames: good.map { image in
+            let region = options.regionOfInterest?.clipped(width: image.width, height: image.height)
+            return (region?.width ?? image.width, region?.height ?? image.height)
+        })
+        var measuring = Preprocessing(size: AutomaticSettings.measuringSize, aspectRatio: template.aspectRatio,
+                                      mean: normalization.mean, std: normalization.std)
         measuring.regionOfInterest = options.regionOfInterest
         let measured = good.prefix(AutomaticSettings.measuredImages).map(measuring.tensor)
         let (sets, choice) = AutomaticSettings.choose(measuringImages: measured, goodImageCount: good.count,
-                                                      template: options.scorer, backbone: backbone, pool: pool)
+                                                      template: template, backbone: backbone, pool: pool)
         return (sets, choice)
     }
 

@@ -1,3 +1,4 @@
+import Anomaly
 import ImageIO
 import NeuralNet
 import TensorCore
@@ -27,18 +28,36 @@ public struct RegionOfInterest: Sendable, Equatable, Codable {
 }
 
 /// How an image becomes network input: cropped to the region of interest (if any),
-/// resized to a square, grey replicated to RGB, normalised with the backbone's statistics.
+/// resized to the input size (a square, or an oblong of the training frames' aspect ratio,
+/// see `InputGeometry`), grey replicated to RGB, normalised with the backbone's statistics.
 public struct Preprocessing: Sendable, Equatable, Codable {
-    /// Side of the square the image is resized to.
+    /// Side of the square the image is resized to; the short side when ``aspectRatio`` is not 1.
     public var size: Int
+    /// Width over height of the input; 1: square.
+    public var aspectRatio: Double = 1
     /// The part of each image to inspect; nil: all of it.
     public var regionOfInterest: RegionOfInterest?
     /// Per-channel mean and standard deviation, in units of the full range.
     public var mean: [Float]
     public var std: [Float]
 
-    public init(size: Int, mean: [Float], std: [Float]) {
-        self.size = size; self.mean = mean; self.std = std
+    public init(size: Int, aspectRatio: Double = 1, mean: [Float], std: [Float]) {
+        self.size = size; self.aspectRatio = aspectRatio; self.mean = mean; self.std = std
+    }
+
+    /// The input's width and height in pixels.
+    public var inputSize: (width: Int, height: Int) { InputGeometry.size(shortSide: size, aspectRatio: aspectRatio) }
+
+    private enum CodingKeys: String, CodingKey { case size, aspectRatio, regionOfInterest, mean, std }
+
+    /// Decodes preprocessing; files written before oblong inputs existed are square.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        size = try c.decode(Int.self, forKey: .size)
+        aspectRatio = try c.decodeIfPresent(Double.self, forKey: .aspectRatio) ?? 1
+        regionOfInterest = try c.decodeIfPresent(RegionOfInterest.self, forKey: .regionOfInterest)
+        mean = try c.decode([Float].self, forKey: .mean)
+        std = try c.decode([Float].self, forKey: .std)
     }
 
     /// The image cropped to the region of interest (the whole image when there is none or
@@ -48,10 +67,11 @@ public struct Preprocessing: Sendable, Equatable, Codable {
         return image.cropped(x: roi.x, y: roi.y, width: roi.width, height: roi.height)
     }
 
-    /// The normalised `[size, size, 3]` tensor of an image.
+    /// The normalised `[height, width, 3]` tensor of an image (``inputSize``).
     public func tensor(_ image: Image) -> Tensor {
-        cropped(image.droppingAlpha()).resized(width: size, height: size).tensor(channels: 3, mean: mean, std: std)
-            .reshaped([size, size, 3])
+        let (width, height) = inputSize
+        return cropped(image.droppingAlpha()).resized(width: width, height: height).tensor(channels: 3, mean: mean, std: std)
+            .reshaped([height, width, 3])
     }
 
     /// Reads and preprocesses an image file.
@@ -59,12 +79,13 @@ public struct Preprocessing: Sendable, Equatable, Codable {
         tensor(try Image(contentsOfFile: path))
     }
 
-    /// A ground-truth mask file resized to `size x size`: a pixel is defective when more
-    /// than half of the area it covers is.
+    /// A ground-truth mask file resized to ``inputSize`` (row-major): a pixel is defective
+    /// when more than half of the area it covers is.
     public func mask(contentsOfFile path: String) throws(ImageError) -> [Bool] {
         let image = cropped(try Image(contentsOfFile: path).grayscale().to8Bit())
         let binary = Image(width: image.width, height: image.height, channels: 1,
                            pixels: image.pixels.map { $0 > 127 ? 255 : 0 })
-        return binary.resized(width: size, height: size).pixels.map { $0 > 127 }
+        let (width, height) = inputSize
+        return binary.resized(width: width, height: height).pixels.map { $0 > 127 }
     }
 }

@@ -196,7 +196,8 @@ func describe(_ model: InspectionModel, path: String) -> String {
     lines.append("backbone:     \(model.architecture)\(source)")
     let p = model.preprocessing
     let roi = p.regionOfInterest.map { ", region \($0.x),\($0.y),\($0.width),\($0.height)" } ?? ""
-    lines.append("input:        \(p.size)x\(p.size)\(roi)")
+    let shape = p.aspectRatio == 1 ? "square" : "the training images' aspect ratio \(format(p.aspectRatio)) kept"
+    lines.append("input:        \(p.inputSize.width)x\(p.inputSize.height) (\(shape))\(roi)")
     if let anomaly = model.anomaly {
         func setting(_ o: AnomalyScorerOptions) -> String {
             "\(o.mode.rawValue), layers \(o.features.layers.map(String.init).joined(separator: ",")), aggregation \(o.features.aggregation), "
