@@ -1,3 +1,4 @@
+import Anomaly
 import FewShot
 import ImageIO
 import NeuralNet
@@ -43,32 +44,41 @@ public enum EmbeddingSource: String, Sendable, Codable, CaseIterable {
     /// The pooled stride-8 and stride-16 maps and the embedding, concatenated (texture-
     /// and part-level cues together).
     case multi
+    /// `multi`, then the stride-8 and stride-16 maps pooled again over the anomalous region
+    /// only (weighted by the anomaly map, see ``regionWeights(_:gridWidth:gridHeight:)``):
+    /// a small defect on a large part is described by itself, not drowned by the part.
+    /// Without an anomaly map the region is the whole image.
+    case region
 }
 
-/// Raw embeddings of images (before the classifier's transform).
+/// Raw embeddings of images (before the classifier's transform); for ``EmbeddingSource/region``
+/// the anomaly ensemble gives each image's region (nil: the whole image).
 public func embeddings(of images: [Tensor], backbone: FrozenBackbone, source: EmbeddingSource,
-                      pool: ThreadPool = .shared) -> [[Float]] {
+                      anomaly: AnomalyEnsemble? = nil, pool: ThreadPool = .shared) -> [[Float]] {
     var out: [[Float]] = []
     var start = 0
     while start < images.count {
         let end = min(start + 8, images.count)
-        out += embeddings(from: backbone.features(Tensor.stacked(Array(images[start..<end])), pool: pool), source: source)
+        let features = backbone.features(Tensor.stacked(Array(images[start..<end])), pool: pool)
+        let regions = source == .region ? anomaly.map { $0.combine(featureMaps: features.maps, pool: pool).map(\.map) } : nil
+        out += embeddings(from: features, source: source, regions: regions)
         start = end
     }
     return out
 }
 
-/// Raw embeddings of a batch from its backbone features (one vector per image).
-public func embeddings(from features: BackboneFeatures, source: EmbeddingSource) -> [[Float]] {
+/// Raw embeddings of a batch from its backbone features (one vector per image); `regions`
+/// are the images' anomaly maps, used by ``EmbeddingSource/region`` (nil: whole images).
+public func embeddings(from features: BackboneFeatures, source: EmbeddingSource, regions: [AnomalyMap]? = nil) -> [[Float]] {
     let n = features.embedding.shape[0], d = features.embedding.shape[1]
     let last = features.embedding.scalars
     var pooled: [[Float]] = []
-    if source == .multi {
+    if source != .last {
         pooled = features.maps[1...2].map { map in adaptiveAvgPoolForFeatures(map).scalars }
     }
     return (0..<n).map { i in
         var v = Array(last[(i * d)..<((i + 1) * d)])
-        if source == .multi {
+        if source != .last {
             // Each part normalised on its own so that the wide embedding does not drown
             // the narrower map descriptors.
             v = normalizedVector(v)
@@ -77,8 +87,53 @@ public func embeddings(from features: BackboneFeatures, source: EmbeddingSource)
                 v += normalizedVector(Array(pooled[index][(i * c)..<((i + 1) * c)]))
             }
         }
+        if source == .region {
+            for (index, map) in features.maps[1...2].enumerated() {
+                let (h, w, c) = (map.shape[1], map.shape[2], map.shape[3])
+                guard let region = regions?[i], let weights = regionWeights(region, gridWidth: w, gridHeight: h) else {
+                    v += normalizedVector(Array(pooled[index][(i * c)..<((i + 1) * c)]))
+                    continue
+                }
+                var sum = [Float](repeating: 0, count: c)
+                map.scalars.withUnsafeBufferPointer { x in
+                    let base = i * h * w * c
+                    for p in 0..<(h * w) where weights[p] > 0 {
+                        let wp = weights[p], row = base + p * c
+                        for k in 0..<c { sum[k] += wp * x[row + k] }
+                    }
+                }
+                v += normalizedVector(sum)
+            }
+        }
         return v
     }
+}
+
+/// The weights of a feature grid's cells in an image's anomalous region: each cell's mean
+/// anomaly value `a`, standardised over the image (`z`), weighted `max(0, z - 1)^2`, so that
+/// only cells well above the image's own level count and the strongest most. Nil when no
+/// cell stands out (a flat map): the region is then the whole image.
+public func regionWeights(_ map: AnomalyMap, gridWidth w: Int, gridHeight h: Int) -> [Float]? {
+    var cells = [Double](repeating: 0, count: w * h), counts = [Double](repeating: 0, count: w * h)
+    for y in 0..<map.height {
+        let gy = min(h - 1, y * h / map.height)
+        for x in 0..<map.width {
+            let gx = min(w - 1, x * w / map.width)
+            cells[gy * w + gx] += Double(map.values[y * map.width + x])
+            counts[gy * w + gx] += 1
+        }
+    }
+    for p in cells.indices { cells[p] /= max(counts[p], 1) }
+    let mean = cells.reduce(0, +) / Double(cells.count)
+    let sd = (cells.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(cells.count)).squareRoot()
+    guard sd > 0, sd.isFinite else { return nil }
+    let weights = cells.map { cell -> Float in
+        let above = Swift.max(0, (cell - mean) / sd - 1)
+        return Float(above * above)
+    }
+    let total = weights.reduce(0, +)
+    guard total > 0 else { return nil }
+    return weights.map { $0 / total }
 }
 
 /// Global average pooling of `[N, H, W, C]` to `[N, C]`.

@@ -173,7 +173,7 @@ public final class Inspector: Sendable {
         }
         if let classifier = model.classifier, model.anomaly == nil || result.verdict == .defect {
             features = model.backbone.completing(features, pool: pool)
-            let vector = embeddings(from: features, source: classifier.embedding)[0]
+            let vector = embeddings(from: features, source: classifier.embedding, regions: result.anomalyMap.map { [$0] })[0]
             if model.anomaly == nil {
                 // Classifier only: the OK class, when there is one, decides the verdict.
                 let all = classifier.classifier.predict(vector)

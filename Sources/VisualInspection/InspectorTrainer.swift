@@ -124,8 +124,12 @@ public enum InspectorTrainer {
         }
 
         var classifier: DefectClassifier?
+        if !classes.isEmpty && options.embedding == .region && anomaly == nil {
+            throw .nothingToTrain(detail: "the region embedding needs good images (--good, or a good class): their anomaly scorer finds the region")
+        }
         if !classes.isEmpty {
             let raw = classes.map { embeddings(of: $0.images.map(preprocessing.tensor), backbone: frozen, source: options.embedding,
+                                                anomaly: anomaly,
                                                 pool: pool ?? .shared) }
             if let head = options.projectionHead, let width = raw.first?.first?.count, width != head.inputDimension {
                 throw .nothingToTrain(detail: "the projection head takes \(head.inputDimension) features, the \(options.embedding.rawValue) embeddings of this backbone have \(width)")
@@ -198,7 +202,7 @@ public enum InspectorTrainer {
         guard !images.isEmpty else { throw .nothingToTrain(detail: "no readable images for class \(name)") }
         var model = model
         let source = model.classifier?.embedding ?? .multi
-        let raw = embeddings(of: images.map(model.preprocessing.tensor), backbone: model.backbone, source: source,
+        let raw = embeddings(of: images.map(model.preprocessing.tensor), backbone: model.backbone, source: source, anomaly: model.anomaly,
                              pool: pool ?? .shared)
         var prototypes = model.classifier?.classifier ?? PrototypeClassifier()
         let threshold = prototypes.rejectionThreshold

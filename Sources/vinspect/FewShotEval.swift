@@ -43,6 +43,9 @@ struct FewShotEval: ParsableCommand {
     @Option(help: "Softmax inverse temperature on cosine similarities.") var scale: Float = 5
     @Option(help: "Soft k-means refinement steps with each episode's queries (0 = none).") var refine: Int = 0
     @Option(help: "Class sub-folders to leave out, comma-separated (e.g. MT_Free).") var exclude: String = ""
+    @Option(help: ArgumentHelp("Good images (a folder) for an anomaly scorer, trained with default settings, whose maps give each defect image's region: the embedding becomes `region` (the defect pooled by itself next to the whole image).", valueName: "DIR"))
+    var good: String?
+    @Option(help: "Good images drawn from --good (with --seed) to train the anomaly scorer.") var goodShots: Int = 16
     @Flag(help: "Open-set episodes: one more class per episode that the classifier is not shown; report known accuracy and how many of the extra class's queries are rejected as unknown.")
     var openSet = false
     @Option(help: "Open-set rejection rule (experiments): leave-one-out quantile of the support's own similarities.")
@@ -57,7 +60,7 @@ struct FewShotEval: ParsableCommand {
 
     func validate() throws {
         if ways < 2 { throw ValidationError("--ways must be at least 2") }
-        if shots < 1 || queries < 1 || episodes < 1 { throw ValidationError("--shots, --queries and --episodes must be positive") }
+        if shots < 1 || queries < 1 || episodes < 1 || goodShots < 1 { throw ValidationError("--shots, --queries, --episodes and --good-shots must be positive") }
         if imageSize < 32 || imageSize > 2048 { throw ValidationError("--image-size must be between 32 and 2048") }
     }
 
@@ -83,7 +86,11 @@ struct FewShotEval: ParsableCommand {
             log("head \(head): \(loaded.residual ? "residual" : "plain"), D \(loaded.inputDimension), rank \(loaded.rank), power \(loaded.power), "
                 + "trained on \(metadata["trained_on"]?.arrayValue?.count ?? 0) classes")
         }
-        let key = "\(backbone)|\(imageSize)|\(embedding.rawValue)|\(folders.classes.map { "\($0.name):\($0.files.count)" }.joined(separator: ","))"
+        if good != nil && self.embedding == nil && head == nil { embedding = .region }
+        if embedding == .region && good == nil {
+            throw ValidationError("--embedding region needs --good DIR: the anomaly scorer trained on those images finds the region")
+        }
+        let key = "\(backbone)|\(imageSize)|\(embedding.rawValue)|\(good ?? "")|\(goodShots)|\(seed)|\(folders.classes.map { "\($0.name):\($0.files.count)" }.joined(separator: ","))"
         var data: [(name: String, vectors: [[Float]])] = []
         if let cache, let file = try? ModelFile(contentsOfFile: cache), file.metadata["key"]?.stringValue == key {
             data = file.tensors.map { t in (t.name, (0..<t.shape[0]).map { Array(t.scalars[($0 * t.shape[1])..<(($0 + 1) * t.shape[1])]) }) }
@@ -91,11 +98,27 @@ struct FewShotEval: ParsableCommand {
         } else {
             let network = try loadBackbone(backbone, architecture: architecture)
             let frozen = network.frozen()
-            let preprocessing = Preprocessing(size: imageSize, mean: network.inputNormalization.mean, std: network.inputNormalization.std)
+            var preprocessing = Preprocessing(size: imageSize, mean: network.inputNormalization.mean, std: network.inputNormalization.std)
+            var anomaly: AnomalyEnsemble?
+            if let good {
+                let files = InputFiles([good]).filter { path in
+                    let lower = path.lowercased()
+                    return (lower.hasSuffix(".png") || lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg"))
+                        && !(lower.hasSuffix(".png") && FileManager.default.fileExists(atPath: String(path.dropLast(4)) + ".jpg"))
+                }.sorted()
+                guard !files.isEmpty else { throw ValidationError("\(good) holds no PNG or JPEG images") }
+                var generator = Xoshiro256(seed: seed)
+                let drawn = Array(files.shuffled(using: &generator).prefix(goodShots))
+                let images = try drawn.map { (path: String) throws -> Image in try Image(contentsOfFile: path) }
+                let model = try InspectorTrainer.train(backbone: network, good: images, classes: [])
+                anomaly = model.anomaly
+                preprocessing = model.preprocessing
+                log("anomaly scorer from \(drawn.count) good images of \(good) (input \(preprocessing.inputSize.width)x\(preprocessing.inputSize.height))")
+            }
             let start = monotonicSeconds()
             for (name, files) in folders.classes {
                 let images = try files.map { (path: String) throws -> Tensor in try preprocessing.tensor(contentsOfFile: path) }
-                data.append((name, embeddings(of: images, backbone: frozen, source: embedding)))
+                data.append((name, embeddings(of: images, backbone: frozen, source: embedding, anomaly: anomaly)))
             }
             let total = data.reduce(0) { $0 + $1.vectors.count }
             log("embedded \(total) images of \(data.count) classes with \(network.architecture) in \(format(monotonicSeconds() - start)) s "

@@ -62,7 +62,7 @@ struct Train: ParsableCommand {
     @Option(help: "Smallest defect region reported as a box, in pixels of the original image.")
     var minDefectArea: Int = 16
 
-    @Option(help: "Classifier embedding: last (pooled last map) or multi (pooled stride-8, stride-16 and last maps).")
+    @Option(help: "Classifier embedding: last (pooled last map), multi (pooled stride-8, stride-16 and last maps) or region (multi, then the stride-8 and stride-16 maps pooled over the anomalous region the scorer finds; needs --good).")
     var embedding: EmbeddingSource = .multi
 
     @Option(help: "A projection head for the classifier, from `vinspect fewshot-train` (trained on other classes than these).")
