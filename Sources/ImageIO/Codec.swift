@@ -177,10 +177,31 @@ public var codecVersions: String {
 /// and it keeps a mistaken path (a video, a disk image) from filling memory.
 let maximumFileBytes = 1 << 31
 
+/// What a path that is not a regular file is ("a folder", "a FIFO (named pipe)", ...), nil
+/// for a regular file.
+public func specialFileKind(_ mode: mode_t) -> String? {
+    switch mode & S_IFMT {
+    case S_IFREG: return nil
+    case S_IFDIR: return "a folder"
+    case S_IFIFO: return "a FIFO (named pipe)"
+    case S_IFSOCK: return "a socket"
+    case S_IFCHR: return "a character device"
+    case S_IFBLK: return "a block device"
+    default: return "not a regular file"
+    }
+}
+
 /// Reads a whole file with POSIX calls, turning each failure into an ``ImageError``
 /// that names it (missing, a folder, unreadable, empty, larger than 2 GiB).
 public func readFile(_ path: String) throws(ImageError) -> [UInt8] {
-    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    // Only regular files are opened: a FIFO (a camera tool's pipe) would block `open` until
+    // a writer came, a device would never end. The check is repeated on the descriptor,
+    // which is opened without blocking in case the path changed in between.
+    var before = stat()
+    if stat(path, &before) == 0, let kind = specialFileKind(before.st_mode) {
+        throw .unreadable(path: path, reason: "it is \(kind), not an image file")
+    }
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
     if descriptor < 0 {
         let code = errno
         if code == ENOENT || code == ENOTDIR { throw .fileNotFound(path: path) }
@@ -191,8 +212,7 @@ public func readFile(_ path: String) throws(ImageError) -> [UInt8] {
     if fstat(descriptor, &status) != 0 {
         throw .unreadable(path: path, reason: String(cString: strerror(errno)))
     }
-    if (status.st_mode & S_IFMT) == S_IFDIR { throw .unreadable(path: path, reason: "it is a folder") }
-    if (status.st_mode & S_IFMT) != S_IFREG { throw .unreadable(path: path, reason: "not a regular file") }
+    if let kind = specialFileKind(status.st_mode) { throw .unreadable(path: path, reason: "it is \(kind), not an image file") }
     let size = Int(status.st_size)
     if size == 0 { throw .empty(path: path) }
     if size > maximumFileBytes {

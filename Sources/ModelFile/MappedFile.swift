@@ -28,7 +28,19 @@ final class MappedFile {
 
     /// Maps the file at `path` read-only.
     init(path: String) throws(FileOpenFailure) {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        // Only regular files are opened (a FIFO would block `open` until a writer came);
+        // the descriptor is opened without blocking and checked again.
+        var before = stat()
+        if stat(path, &before) == 0 {
+            switch before.st_mode & S_IFMT {
+            case S_IFREG: break
+            case S_IFDIR: throw .folder
+            case S_IFIFO: throw .unreadable("it is a FIFO (named pipe), not a file")
+            case S_IFSOCK: throw .unreadable("it is a socket, not a file")
+            default: throw .unreadable("it is a device, not a file")
+            }
+        }
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if descriptor < 0 {
             let code = errno
             if code == ENOENT || code == ENOTDIR { throw .notFound }

@@ -22,8 +22,10 @@ struct RunResult {
     var error: String
 }
 
-/// Runs `vinspect` with the arguments, from the repository root.
-func vinspect(_ arguments: [String]) throws -> RunResult {
+/// Runs `vinspect` with the arguments, from the repository root. A run still going after
+/// `deadline` seconds is killed (its status is then that of SIGKILL, 9, and the test
+/// fails on it instead of hanging CI).
+func vinspect(_ arguments: [String], deadline: Double = 600) throws -> RunResult {
     let process = Process()
     process.executableURL = vinspectExecutable
     process.arguments = arguments
@@ -32,6 +34,10 @@ func vinspect(_ arguments: [String]) throws -> RunResult {
     process.standardOutput = out
     process.standardError = err
     try process.run()
+    let pid = process.processIdentifier
+    let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+    DispatchQueue.global().asyncAfter(deadline: .now() + deadline, execute: watchdog)
+    defer { watchdog.cancel() }
     // Read before waiting so that a full pipe cannot block the child.
     let outData = out.fileHandleForReading.readDataToEndOfFile()
     let errData = err.fileHandleForReading.readDataToEndOfFile()

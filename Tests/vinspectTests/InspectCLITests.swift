@@ -248,3 +248,29 @@ func jsonLines(_ text: String) -> [[String: Any]] {
     #expect(maps.count == lineImages.count)
     #expect(FileManager.default.fileExists(atPath: output.appendingPathComponent("model.vimodel").path))
 }
+
+@Test(.timeLimit(.minutes(3)))
+func aFIFOAmongTheInputsIsAnErrorRecordNotAHang() throws {
+    let folders = try LineFolders("fifo")
+    defer { try? FileManager.default.removeItem(at: folders.root) }
+    #expect(try folders.train().status == 0)
+    // A camera tool's pipe, given by name and lying in a walked folder: nobody writes to it,
+    // so opening it for reading the ordinary way would wait forever.
+    let pipe = folders.root.appendingPathComponent("camera.png").path
+    #expect(mkfifo(pipe, 0o600) == 0)
+    #expect(mkfifo("\(folders.line)/a/zz_pipe.png", 0o600) == 0)
+    let start = Date()
+    let result = try vinspect(["inspect", folders.model, pipe, "\(folders.line)/a", "--jobs", "2"], deadline: 60)
+    #expect(Date().timeIntervalSince(start) < 60)
+    #expect(result.status == 2, "\(result.error)")
+    let records = jsonLines(result.output)
+    // Named, the pipe is an error record; in a walked folder it is not taken at all.
+    #expect(records.compactMap { $0["path"] as? String } == [pipe, "\(folders.line)/a/part.png"])
+    #expect(records.map { $0["verdict"] as? String } == ["error", "ok"])
+    #expect((records[0]["error"] as? String)?.contains("FIFO") == true, "\(records[0])")
+    // The same for `images` and for a model path.
+    let images = try vinspect(["images", pipe, "Fixtures/codec/rgb8.png"], deadline: 60)
+    #expect(images.status == 2 && images.output.contains("FIFO") && images.output.contains("37x29"), "\(images.output)")
+    let model = try vinspect(["inspect", pipe, "Fixtures/codec/rgb8.png"], deadline: 60)
+    #expect(model.status == 3 && model.error.contains("FIFO"), "\(model.error)")
+}
