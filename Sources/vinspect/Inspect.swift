@@ -44,6 +44,9 @@ struct Inspect: ParsableCommand {
     @Option(help: "Images inspected in parallel (each on its own thread; 1 lets one image use every core).")
     var jobs: Int = 1
 
+    @Option(help: ArgumentHelp("Decide the defect types of the whole run together: the types' prototypes move toward this run's defects by N rounds of soft k-means before every defect is typed (transductive; helps when the run holds several defects of each type). The records are then written when the whole run is done, not one by one.", valueName: "N"))
+    var refineTypes: Int = 0
+
     @Flag(help: "Exit with status 1 when any part is found defective.")
     var failOnDefect = false
 
@@ -52,11 +55,13 @@ struct Inspect: ParsableCommand {
 
     func validate() throws {
         if jobs < 1 || jobs > 256 { throw ValidationError("--jobs must be between 1 and 256") }
+        if refineTypes < 0 || refineTypes > 100 { throw ValidationError("--refine-types must be between 0 and 100 (0: each image typed on its own)") }
         if paths.isEmpty { throw ValidationError("give at least one image file or folder to inspect") }
     }
 
     func run() throws {
-        let summary = try runInspection(model: model, paths: paths, report: report, heatmaps: heatmaps, jobs: jobs, quiet: quiet)
+        let summary = try runInspection(model: model, paths: paths, report: report, heatmaps: heatmaps, jobs: jobs, quiet: quiet,
+                                        refineTypes: refineTypes)
         if summary.errors > 0 { throw ExitStatus.someInputsUnreadable }
         if failOnDefect && summary.defects > 0 { throw ExitStatus.defectsFound }
     }
@@ -72,7 +77,7 @@ struct InspectionSummary {
 
 /// Runs a batch inspection: report, heat maps, progress, summary. Shared by `inspect` and `demo`.
 func runInspection(model path: String, paths: [String], report: String?, heatmaps: String?, jobs: Int,
-                   quiet: Bool) throws -> InspectionSummary {
+                   quiet: Bool, refineTypes: Int = 0) throws -> InspectionSummary {
     let inspector = try Inspector(contentsOfFile: path)
     if let heatmaps {
         do { try FileManager.default.createDirectory(atPath: heatmaps, withIntermediateDirectories: true) } catch {
@@ -86,7 +91,7 @@ func runInspection(model path: String, paths: [String], report: String?, heatmap
     let progress = Progress(total: total, quiet: quiet)
     var summary = InspectionSummary()
     let start = monotonicSeconds()
-    for record in inspector.batch(paths, jobs: jobs, heatmapDirectory: heatmaps) {
+    func emit(_ record: InspectionRecord) throws {
         let line: ReportRecord
         switch record.outcome {
         case .success(let result):
@@ -102,7 +107,38 @@ func runInspection(model path: String, paths: [String], report: String?, heatmap
             progress.log("vinspect: error: \(error.description)")
         }
         if let writer { try writer.append(line) } else { print(line.jsonLine); fflush(nil) }
-        progress.update(done: summary.total, defects: summary.defects, errors: summary.errors)
+    }
+    // With --refine-types the records wait for the whole run (without their maps, which
+    // the report does not need and the heat maps already used).
+    var held: [InspectionRecord] = []
+    var done = 0, defects = 0, errors = 0
+    for record in inspector.batch(paths, jobs: jobs, heatmapDirectory: heatmaps) {
+        done += 1
+        switch record.outcome {
+        case .success(let result): if result.verdict == .defect { defects += 1 }
+        case .failure: errors += 1
+        }
+        if refineTypes > 0 {
+            var kept = record
+            if case .success(var result) = record.outcome {
+                result.anomalyMap = nil
+                result.mask = nil
+                kept.outcome = .success(result)
+            }
+            held.append(kept)
+        } else {
+            try emit(record)
+        }
+        progress.update(done: done, defects: defects, errors: errors)
+    }
+    if refineTypes > 0 {
+        let successes = held.indices.compactMap { index -> (Int, InspectionResult)? in
+            if case .success(let result) = held[index].outcome { return (index, result) }
+            return nil
+        }
+        let refined = inspector.refiningTypes(successes.map(\.1), steps: refineTypes)
+        for ((index, _), result) in zip(successes, refined) { held[index].outcome = .success(result) }
+        for record in held { try emit(record) }
     }
     summary.seconds = monotonicSeconds() - start
     progress.finish()

@@ -274,3 +274,56 @@ func aFIFOAmongTheInputsIsAnErrorRecordNotAHang() throws {
     let model = try vinspect(["inspect", pipe, "Fixtures/codec/rgb8.png"], deadline: 60)
     #expect(model.status == 3 && model.error.contains("FIFO"), "\(model.error)")
 }
+
+/// A 48 x 48 grey texture of upright stripes of the given period with a little grain.
+func stripes(period: Double, seed: Int) -> Image {
+    var pixels = [UInt8]()
+    for y in 0..<48 {
+        for x in 0..<48 {
+            let v = 128 + 90 * sin(Double(x) * 2 * .pi / period + Double(seed)) + Double((x * 7 + y * 13 + seed * 31) % 11)
+            pixels.append(UInt8(max(0, min(255, v))))
+        }
+    }
+    return Image(width: 48, height: 48, channels: 1, pixels: pixels)
+}
+
+@Test(.timeLimit(.minutes(3)))
+func refiningTypesOverTheRunFixesTypesThatOneAtypicalExampleGotWrong() throws {
+    let root = try temporaryFolder("refine")
+    defer { try? FileManager.default.removeItem(at: root) }
+    let fm = FileManager.default
+    for sub in ["classes/fine", "classes/coarse", "line"] {
+        try fm.createDirectory(at: root.appendingPathComponent(sub), withIntermediateDirectories: true)
+    }
+    // One example per type, the coarse one far coarser than the coarse parts on the line:
+    // on its own, a coarse part lies nearer the fine example.
+    try stripes(period: 5, seed: 1).write(toFile: root.appendingPathComponent("classes/fine/f.png").path)
+    try stripes(period: 24, seed: 2).write(toFile: root.appendingPathComponent("classes/coarse/c.png").path)
+    var expected: [String] = []
+    for i in 0..<16 {
+        let coarse = i % 2 == 1
+        let name = String(format: "%02d_%@.png", i, coarse ? "coarse" : "fine")
+        try stripes(period: coarse ? 11 + Double(i % 4) * 0.5 : 5 + Double(i % 3) * 0.5, seed: 10 + i)
+            .write(toFile: root.appendingPathComponent("line/\(name)").path)
+        expected.append(coarse ? "coarse" : "fine")
+    }
+    let model = root.appendingPathComponent("m.vimodel").path
+    let trained = try vinspect(["train", "--classes", root.appendingPathComponent("classes").path, "--backbone", "compact",
+                                "--image-size", "64", "--output", model], deadline: 120)
+    #expect(trained.status == 0, "\(trained.error)")
+    func run(_ steps: Int) throws -> [[String: Any]] {
+        let result = try vinspect(["inspect", model, root.appendingPathComponent("line").path, "--refine-types", "\(steps)"], deadline: 120)
+        #expect(result.status == 0, "\(result.error)")
+        return jsonLines(result.output)
+    }
+    let (alone, together) = (try run(0), try run(3))
+    func right(_ records: [[String: Any]]) -> Int { zip(records, expected).filter { ($0.0["defect_type"] as? String) == $0.1 }.count }
+    print("stripes typed right: alone \(right(alone)), together \(right(together)) of 16")
+    #expect(right(together) > right(alone))
+    // Same records in the same order; only the types (and their confidences) may change.
+    #expect(together.map { $0["path"] as? String } == alone.map { $0["path"] as? String })
+    #expect(together.map { $0["score"] as? Double } == alone.map { $0["score"] as? Double })
+    #expect(together.map { $0["verdict"] as? String } == alone.map { $0["verdict"] as? String })
+    let bad = try vinspect(["inspect", model, root.appendingPathComponent("line").path, "--refine-types", "-1"], deadline: 60)
+    #expect(bad.status == 3 && bad.error.contains("--refine-types"))
+}
