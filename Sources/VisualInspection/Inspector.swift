@@ -70,10 +70,14 @@ public struct InspectionResult: Sendable {
 public enum InspectionError: Error, CustomStringConvertible, Sendable {
     /// The file could not be read or decoded (the message names the file and the reason).
     case unreadableImage(ImageError)
+    /// A folder given as an input holds no PNG or JPEG image (walked recursively).
+    case noImages(folder: String)
 
     public var description: String {
         switch self {
         case .unreadableImage(let error): return error.description
+        case .noImages(let folder):
+            return "\(folder): no PNG or JPEG images in this folder or below it (only .png, .jpg and .jpeg files are inspected); check the path"
         }
     }
 
@@ -81,6 +85,7 @@ public enum InspectionError: Error, CustomStringConvertible, Sendable {
     public var kind: String {
         switch self {
         case .unreadableImage(let error): return error.kind
+        case .noImages: return "no-images"
         }
     }
 }
@@ -239,9 +244,12 @@ public final class Inspector: Sendable {
     ///   - paths: files and folders.
     ///   - jobs: images inspected at the same time.
     ///   - heatmapDirectory: when given, a heat-map overlay PNG is written there for every
-    ///     inspected image, named by ``Heatmap/fileName(for:)``.
-    public func batch(_ paths: [String], jobs: Int = 1, heatmapDirectory: String? = nil) -> InspectionBatch {
-        InspectionBatch(inspector: self, files: InputFiles(paths), jobs: jobs, heatmapDirectory: heatmapDirectory)
+    ///     inspected image, named by ``Heatmap/fileName(for:)``; folder walks never take it.
+    ///   - excluding: files and folders the folder walks leave out (e.g. the run's report).
+    public func batch(_ paths: [String], jobs: Int = 1, heatmapDirectory: String? = nil,
+                      excluding: [String] = []) -> InspectionBatch {
+        InspectionBatch(inspector: self, files: InputFiles(paths, excluding: excluding + (heatmapDirectory.map { [$0] } ?? [])),
+                        jobs: jobs, heatmapDirectory: heatmapDirectory)
     }
 
     /// The same as ``batch(_:jobs:)`` as an `AsyncSequence`, for Swift concurrency code.
@@ -256,6 +264,10 @@ public final class Inspector: Sendable {
     /// Inspects one file of a batch: the record, with its heat map written when asked.
     func record(index: Int, path: String, heatmapDirectory: String?, pool: ThreadPool?) -> InspectionRecord {
         let start = seconds()
+        // A folder is produced by the walk only when it holds no image.
+        if isDirectory(path) { return InspectionRecord(index: index, path: path, outcome: .failure(.noImages(folder: path))) }
+        // A folder is produced by the walk only when it holds no image.
+        if isDirectory(path) { return InspectionRecord(index: index, path: path, outcome: .failure(.noImages(folder: path))) }
         let image: Image
         do { image = try Image(contentsOfFile: path) } catch {
             return InspectionRecord(index: index, path: path, outcome: .failure(.unreadableImage(error)))

@@ -79,6 +79,14 @@ struct InspectionSummary {
 func runInspection(model path: String, paths: [String], report: String?, heatmaps: String?, jobs: Int,
                    quiet: Bool, refineTypes: Int = 0) throws -> InspectionSummary {
     let inspector = try Inspector(contentsOfFile: path)
+    // Outputs must not replace what the run reads: checked before anything is written.
+    for (option, output) in [("--report", report), ("--heatmaps", heatmaps)] {
+        guard let output else { continue }
+        if sameFile(output, path) { throw ValidationError("\(option) \(output) is the model file; write the output elsewhere") }
+        if let input = paths.first(where: { sameFile(output, $0) }) {
+            throw ValidationError("\(option) \(output) is the input \(input); write the output elsewhere (inside an input folder is fine: the walk leaves it out)")
+        }
+    }
     if let heatmaps {
         do { try FileManager.default.createDirectory(atPath: heatmaps, withIntermediateDirectories: true) } catch {
             throw ValidationError("--heatmaps \(heatmaps): cannot create the folder (\(error.localizedDescription))")
@@ -87,7 +95,8 @@ func runInspection(model path: String, paths: [String], report: String?, heatmap
     let writer: ReportWriter? = try report.map { try ReportWriter(path: $0) }
     // Counting first costs one directory walk and keeps no paths, so that memory stays
     // bounded; it gives the progress display its total.
-    let total = InputFiles(paths).reduce(0) { count, _ in count + 1 }
+    let outputs = [report, heatmaps].compactMap { $0 }
+    let (total, skipped) = InputFiles(paths, excluding: outputs).census()
     let progress = Progress(total: total, quiet: quiet)
     var summary = InspectionSummary()
     let start = monotonicSeconds()
@@ -112,7 +121,7 @@ func runInspection(model path: String, paths: [String], report: String?, heatmap
     // the report does not need and the heat maps already used).
     var held: [InspectionRecord] = []
     var done = 0, defects = 0, errors = 0
-    for record in inspector.batch(paths, jobs: jobs, heatmapDirectory: heatmaps) {
+    for record in inspector.batch(paths, jobs: jobs, heatmapDirectory: heatmaps, excluding: outputs) {
         done += 1
         switch record.outcome {
         case .success(let result): if result.verdict == .defect { defects += 1 }
@@ -145,6 +154,7 @@ func runInspection(model path: String, paths: [String], report: String?, heatmap
     var text = "\(summary.total) image(s) in \(format(summary.seconds)) s"
     if summary.total > 0 { text += " (\(format(Double(summary.total) / max(summary.seconds, 1e-9))) images/s, \(jobs) job\(jobs == 1 ? "" : "s"))" }
     text += ": \(summary.ok) ok, \(summary.defects) defect, \(summary.errors) error"
+    if skipped > 0 { text += "; \(skipped) other file\(skipped == 1 ? "" : "s") in the folders skipped (not .png, .jpg or .jpeg)" }
     if let slowest = summary.slowest { text += "; slowest \(slowest.path) (\(format(slowest.milliseconds)) ms)" }
     if let report { text += "; report \(report)" }
     if let heatmaps { text += "; heat maps in \(heatmaps)" }

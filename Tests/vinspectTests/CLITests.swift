@@ -86,11 +86,11 @@ func vinspect(_ arguments: [String], deadline: Double = 600) throws -> RunResult
     #expect(unknown.status == 3)
 }
 
-@Test func anEmptyFolderCannotRun() throws {
+@Test func anEmptyFolderIsAnErrorNotSilence() throws {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("vinspect-empty-\(getpid())")
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: folder) }
-    let result = try vinspect(["images", folder.path])
-    #expect(result.status == 3)
-    #expect(result.error.contains("no files found"))
+    let result = try vinspect(["images", folder.path], deadline: 60)
+    #expect(result.status == 2)
+    #expect(result.output.contains("\(folder.path): error:") && result.output.contains("no PNG or JPEG images"), "\(result.output)")
 }

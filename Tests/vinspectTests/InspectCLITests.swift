@@ -327,3 +327,49 @@ func refiningTypesOverTheRunFixesTypesThatOneAtypicalExampleGotWrong() throws {
     let bad = try vinspect(["inspect", model, root.appendingPathComponent("line").path, "--refine-types", "-1"], deadline: 60)
     #expect(bad.status == 3 && bad.error.contains("--refine-types"))
 }
+
+@Test(.timeLimit(.minutes(3)))
+func outputsNeverReplaceInputsAndFolderWalksTakeImagesOnly() throws {
+    let folders = try LineFolders("outputs")
+    defer { try? FileManager.default.removeItem(at: folders.root) }
+    #expect(try folders.train().status == 0)
+    let fm = FileManager.default
+    let part = "\(folders.line)/c_good.png"
+    let partBytes = try Data(contentsOf: URL(fileURLWithPath: part))
+    let modelBytes = try Data(contentsOf: URL(fileURLWithPath: folders.model))
+
+    // A report or heat-map path that is an input or the model: refused before anything is written.
+    for arguments in [[part, "--report", part], [part, "--report", folders.model], [folders.line, "--heatmaps", folders.line],
+                      [part, "--heatmaps", folders.model]] {
+        let result = try vinspect(["inspect", folders.model] + arguments, deadline: 60)
+        #expect(result.status == 3 && result.error.contains("write the output elsewhere"), "\(arguments): \(result.error)")
+    }
+    #expect(try Data(contentsOf: URL(fileURLWithPath: part)) == partBytes)
+    #expect(try Data(contentsOf: URL(fileURLWithPath: folders.model)) == modelBytes)
+
+    // Outputs inside the walked folder, a text file and a symbolic link loop beside the images:
+    // two runs give the same records (the first run's report and heat maps are not inputs).
+    try Data("notes\n".utf8).write(to: URL(fileURLWithPath: "\(folders.line)/notes.txt"))
+    try fm.createSymbolicLink(atPath: "\(folders.line)/a/loop", withDestinationPath: folders.line)
+    let report = "\(folders.line)/report.jsonl", heatmaps = "\(folders.line)/hm"
+    var runs: [[String]] = []
+    for _ in 0..<2 {
+        let result = try vinspect(["inspect", folders.model, folders.line, "--report", report, "--heatmaps", heatmaps], deadline: 120)
+        #expect(result.status == 2, "\(result.error)")  // the truncated PNG and the text named .jpg
+        #expect(result.error.contains("1 other file in the folders skipped"), "\(result.error)")
+        runs.append(jsonLines(try String(contentsOfFile: report, encoding: .utf8)).compactMap { $0["path"] as? String })
+    }
+    #expect(runs[0] == runs[1])
+    #expect(runs[0] == ["a/part.png", "b/part.png", "c_good.png", "d_spot.png", "e_truncated.png", "f_text.jpg"].map { "\(folders.line)/\($0)" })
+
+    // An input folder without images is an error record, not silence.
+    let empty = folders.root.appendingPathComponent("empty").path
+    try fm.createDirectory(atPath: "\(empty)/sub", withIntermediateDirectories: true)
+    try Data("x".utf8).write(to: URL(fileURLWithPath: "\(empty)/sub/readme.txt"))
+    let result = try vinspect(["inspect", folders.model, empty, part], deadline: 60)
+    #expect(result.status == 2, "\(result.error)")
+    let records = jsonLines(result.output)
+    #expect(records.compactMap { $0["path"] as? String } == [empty, part])
+    #expect((records[0]["error"] as? String)?.contains("no PNG or JPEG images") == true, "\(records[0])")
+    #expect(records[1]["verdict"] as? String == "ok")
+}
