@@ -67,7 +67,7 @@ public enum ImageError: Error, Sendable, Equatable, CustomStringConvertible {
         case .truncated(let path, let format, let detail):
             return "\(path): incomplete \(format) file, it ends before the image does (\(detail)); the copy was probably interrupted, copy it again"
         case .tooLarge(let path, let detail, let limit):
-            return "\(path): image too large (\(detail)); the limit is \(limit) pixels, raise it (e.g. --max-pixels) if the image is genuine"
+            return "\(path): image too large (\(detail)); the limit is \(limit) pixels; if the image is genuine, raise it with --max-pixels (vinspect inspect, train, images) or the maxPixels argument (library)"
         case .outOfMemory(let path, let detail):
             return "\(path): not enough memory to decode the image (\(detail))"
         case .unsupportedVariant(let path, let format, let detail):

@@ -63,7 +63,7 @@ public enum ModelFileError: Error, Sendable, Equatable, CustomStringConvertible 
         case .empty(let path):
             return "\(path): the model file is empty (0 bytes); the copy probably failed, copy it again"
         case .notAModelFile(let path, let detected):
-            return "\(path): not a vinspect model file (\(detected)); to use PyTorch or safetensors weights, import them with WeightImporter"
+            return "\(path): not a vinspect model file (\(detected)); give the file `vinspect train` wrote (the model comes first: vinspect inspect MODEL IMAGE...); PyTorch or safetensors weights are imported with `vinspect backbone import --arch NAME FILE --output FILE`"
         case .newerMajorVersion(let path, let found, let supported):
             return "\(path): this model needs vinspect format \(found.major).x; this build reads \(supported).x — update vinspect"
         case .truncated(let path, let detail):

@@ -309,6 +309,8 @@ public struct ModelFile: Sendable, Equatable {
         if head.first == 0x80 { return "it looks like a Python pickle, perhaps a legacy PyTorch checkpoint" }
         if bytes.count > 8 && bytes[8] == UInt8(ascii: "{") { return "it looks like a safetensors file" }
         if head.starts(with: [0x89, 0x56, 0x49, 0x4D]) { return "it starts like a model file but the signature is damaged" }
+        if head.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return "it is a PNG image" }
+        if head.starts(with: [0xFF, 0xD8, 0xFF]) { return "it is a JPEG image" }
         return "unrecognised content"
     }
 }

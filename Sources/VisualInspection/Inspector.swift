@@ -108,16 +108,21 @@ public final class Inspector: Sendable {
     let defectTypes: PrototypeClassifier?
 
     /// An inspector for a model in memory.
-    public init(model: InspectionModel) {
+    /// The largest image, in pixels, that file inspection decodes (larger ones are error
+    /// records that say so): a guard against decompression bombs.
+    public let maxPixels: Int
+
+    public init(model: InspectionModel, maxPixels: Int = Image.defaultMaxPixels) {
         self.model = model
+        self.maxPixels = maxPixels
         defectTypes = model.classifier?.defectTypes
     }
 
     /// Loads a model file written by `vinspect train` or ``InspectionModel/write(toFile:)``.
     ///
     /// - Throws: ``InspectionModelError`` naming the file (missing, damaged, not a model).
-    public convenience init(contentsOfFile path: String) throws(InspectionModelError) {
-        self.init(model: try InspectionModel(contentsOfFile: path))
+    public convenience init(contentsOfFile path: String, maxPixels: Int = Image.defaultMaxPixels) throws(InspectionModelError) {
+        self.init(model: try InspectionModel(contentsOfFile: path), maxPixels: maxPixels)
     }
 
     /// Inspects a decoded image.
@@ -135,7 +140,7 @@ public final class Inspector: Sendable {
     public func inspect(contentsOfFile path: String, pool: ThreadPool? = .shared) throws(InspectionError) -> InspectionResult {
         let start = seconds()
         let image: Image
-        do { image = try Image(contentsOfFile: path) } catch { throw .unreadableImage(error) }
+        do { image = try Image(contentsOfFile: path, maxPixels: maxPixels) } catch { throw .unreadableImage(error) }
         return inspect(image, startedAt: start, pool: pool)
     }
 
@@ -269,7 +274,7 @@ public final class Inspector: Sendable {
         // A folder is produced by the walk only when it holds no image.
         if isDirectory(path) { return InspectionRecord(index: index, path: path, outcome: .failure(.noImages(folder: path))) }
         let image: Image
-        do { image = try Image(contentsOfFile: path) } catch {
+        do { image = try Image(contentsOfFile: path, maxPixels: maxPixels) } catch {
             return InspectionRecord(index: index, path: path, outcome: .failure(.unreadableImage(error)))
         }
         var result = inspect(image, startedAt: start, pool: pool)

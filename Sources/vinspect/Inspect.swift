@@ -47,6 +47,9 @@ struct Inspect: ParsableCommand {
     @Option(help: ArgumentHelp("Decide the defect types of the whole run together: the types' prototypes move toward this run's defects by N rounds of soft k-means before every defect is typed (transductive; helps when the run holds several defects of each type). The records are then written when the whole run is done, not one by one.", valueName: "N"))
     var refineTypes: Int = 0
 
+    @Option(help: "Largest image decoded, in pixels (a guard against decompression bombs); larger images become error records.")
+    var maxPixels: Int = Image.defaultMaxPixels
+
     @Flag(help: "Exit with status 1 when any part is found defective.")
     var failOnDefect = false
 
@@ -55,13 +58,14 @@ struct Inspect: ParsableCommand {
 
     func validate() throws {
         if jobs < 1 || jobs > 256 { throw ValidationError("--jobs must be between 1 and 256") }
+        if maxPixels < 1 { throw ValidationError("--max-pixels must be at least 1 (default \(Image.defaultMaxPixels))") }
         if refineTypes < 0 || refineTypes > 100 { throw ValidationError("--refine-types must be between 0 and 100 (0: each image typed on its own)") }
         if paths.isEmpty { throw ValidationError("give at least one image file or folder to inspect") }
     }
 
     func run() throws {
         let summary = try runInspection(model: model, paths: paths, report: report, heatmaps: heatmaps, jobs: jobs, quiet: quiet,
-                                        refineTypes: refineTypes)
+                                        refineTypes: refineTypes, maxPixels: maxPixels)
         if summary.errors > 0 { throw ExitStatus.someInputsUnreadable }
         if failOnDefect && summary.defects > 0 { throw ExitStatus.defectsFound }
     }
@@ -77,8 +81,8 @@ struct InspectionSummary {
 
 /// Runs a batch inspection: report, heat maps, progress, summary. Shared by `inspect` and `demo`.
 func runInspection(model path: String, paths: [String], report: String?, heatmaps: String?, jobs: Int,
-                   quiet: Bool, refineTypes: Int = 0) throws -> InspectionSummary {
-    let inspector = try Inspector(contentsOfFile: path)
+                   quiet: Bool, refineTypes: Int = 0, maxPixels: Int = Image.defaultMaxPixels) throws -> InspectionSummary {
+    let inspector = try Inspector(contentsOfFile: path, maxPixels: maxPixels)
     // Outputs must not replace what the run reads: checked before anything is written.
     for (option, output) in [("--report", report), ("--heatmaps", heatmaps)] {
         guard let output else { continue }

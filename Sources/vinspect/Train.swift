@@ -68,9 +68,13 @@ struct Train: ParsableCommand {
     @Option(help: "A projection head for the classifier, from `vinspect fewshot-train` (trained on other classes than these).")
     var head: String?
 
+    @Option(help: "Largest image decoded, in pixels (a guard against decompression bombs); larger images are skipped with a message.")
+    var maxPixels: Int = Image.defaultMaxPixels
+
     @OptionGroup var scorer: ScorerOptions
 
     func validate() throws {
+        if maxPixels < 1 { throw ValidationError("--max-pixels must be at least 1 (default \(Image.defaultMaxPixels))") }
         if addClass != nil {
             if to == nil { throw ValidationError("--add-class needs --to MODEL, the model to extend") }
             if let name, let problem = InspectionModel.classNameProblem(name) { throw ValidationError("--name: \(problem)") }
@@ -91,7 +95,7 @@ struct Train: ParsableCommand {
         }
         let start = monotonicSeconds()
         var unreadable = 0
-        func load(_ files: [String]) -> [Image] { readTrainingImages(files, unreadable: &unreadable) }
+        func load(_ files: [String]) -> [Image] { readTrainingImages(files, unreadable: &unreadable, maxPixels: maxPixels) }
         var generator = Xoshiro256(seed: seed)
         func draw(_ files: [String]) -> [String] {
             guard let shots, shots < files.count else { return files }
@@ -142,7 +146,7 @@ struct Train: ParsableCommand {
         var generator = Xoshiro256(seed: seed)
         var files = imageFilesBelow(folder)
         if let shots, shots < files.count { files = Array(files.shuffled(using: &generator).prefix(shots)) }
-        let images = readTrainingImages(files, unreadable: &unreadable)
+        let images = readTrainingImages(files, unreadable: &unreadable, maxPixels: maxPixels)
         func classShots(_ model: InspectionModel) -> Int { model.classifier?.classifier.classes.first { $0.name == className }?.shots ?? 0 }
         let extended = try InspectorTrainer.addingClass(className, images: images, to: model)
         let destination = output ?? path
@@ -157,10 +161,10 @@ struct Train: ParsableCommand {
 
 /// Decodes training images; an unreadable one is reported on standard error, counted and
 /// skipped, so that one bad file does not stop a training run.
-func readTrainingImages(_ files: [String], unreadable: inout Int) -> [Image] {
+func readTrainingImages(_ files: [String], unreadable: inout Int, maxPixels: Int = Image.defaultMaxPixels) -> [Image] {
     var images: [Image] = []
     for file in files {
-        do { images.append(try Image(contentsOfFile: file)) } catch {
+        do { images.append(try Image(contentsOfFile: file, maxPixels: maxPixels)) } catch {
             unreadable += 1
             printError("vinspect: skipped \(error)")
         }

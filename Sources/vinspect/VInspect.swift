@@ -32,11 +32,9 @@ struct VInspect: ParsableCommand {
             printError("vinspect: \(error)")
             Glibc.exit(ExitStatus.couldNotRun.rawValue)
         }
+        var command: any ParsableCommand
         do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch let status as ExitStatus {
-            Glibc.exit(status.rawValue)
+            command = try parseAsRoot(joiningNegativeValues(Array(CommandLine.arguments.dropFirst())))
         } catch {
             let code = exitCode(for: error)
             if code == .success {
@@ -45,7 +43,43 @@ struct VInspect: ParsableCommand {
             printError(fullMessage(for: error))
             Glibc.exit(ExitStatus.couldNotRun.rawValue)
         }
+        do {
+            try command.run()
+        } catch let status as ExitStatus {
+            Glibc.exit(status.rawValue)
+        } catch {
+            if exitCode(for: error) == .success { exit(withError: error) }  // --help: a help command runs
+            // A problem found while running belongs to the subcommand: its usage, not the root's.
+            printError(message(for: error, in: type(of: command)))
+            Glibc.exit(ExitStatus.couldNotRun.rawValue)
+        }
     }
+
+    /// The error and the usage line of the subcommand that failed.
+    static func message(for error: any Error, in command: any ParsableCommand.Type) -> String {
+        var path = [command._commandName]
+        if BackboneCommand.configuration.subcommands.contains(where: { $0 == command }) { path.insert("backbone", at: 0) }
+        let usage = command.usageString().replacingOccurrences(of: "\n", with: " ")
+        let what = (error as? ValidationError)?.message ?? String(describing: error)
+        return "Error: \(what)\nUsage: vinspect \(path.joined(separator: " ")) \(usage.split(separator: " ").dropFirst().joined(separator: " "))\n"
+            + "  See 'vinspect \(path.joined(separator: " ")) --help' for more information."
+    }
+}
+
+/// The arguments with a negative number after an option joined to it (`--jobs -1` becomes
+/// `--jobs=-1`), so that the option's own check says what range is allowed instead of the
+/// parser calling the value missing.
+func joiningNegativeValues(_ arguments: [String]) -> [String] {
+    var out: [String] = []
+    for argument in arguments {
+        if let last = out.last, last.hasPrefix("--"), last != "--", !last.contains("="), argument.count > 1, argument.first == "-",
+           Double(argument) != nil {
+            out[out.count - 1] = last + "=" + argument
+        } else {
+            out.append(argument)
+        }
+    }
+    return out
 }
 
 /// The documented exit codes.

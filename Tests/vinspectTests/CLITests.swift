@@ -94,3 +94,24 @@ func vinspect(_ arguments: [String], deadline: Double = 600) throws -> RunResult
     #expect(result.status == 2)
     #expect(result.output.contains("\(folder.path): error:") && result.output.contains("no PNG or JPEG images"), "\(result.output)")
 }
+
+@Test func messagesNameTheSubcommandAndRealOptions() throws {
+    // A negative number is a value out of range, not a missing one.
+    let jobs = try vinspect(["inspect", "m.vimodel", "x.png", "--jobs", "-1"], deadline: 60)
+    #expect(jobs.status == 3 && jobs.error.contains("--jobs must be between 1 and 256"), "\(jobs.error)")
+    // An image where the model belongs: what it is and what to give instead.
+    let swapped = try vinspect(["inspect", "Fixtures/codec/rgb8.png", "Fixtures/codec/rgb8.png"], deadline: 60)
+    #expect(swapped.status == 3 && swapped.error.contains("it is a PNG image") && swapped.error.contains("vinspect inspect MODEL IMAGE"),
+            "\(swapped.error)")
+    #expect(!swapped.error.contains("WeightImporter"))
+    // Errors found while running show the failing subcommand's usage.
+    #expect(swapped.error.contains("Usage: vinspect inspect <model>"), "\(swapped.error)")
+    let train = try vinspect(["train", "--good", "/nonexistent-\(getpid())", "--output", "/tmp/never-\(getpid()).vimodel"], deadline: 60)
+    #expect(train.status == 3 && train.error.contains("Usage: vinspect train"), "\(train.error)")
+    // The pixel limit's message names an option the command has, and the option works.
+    let limited = try vinspect(["images", "Fixtures/codec/rgb8.png", "--max-pixels", "100"], deadline: 60)
+    #expect(limited.status == 2 && limited.output.contains("--max-pixels (vinspect inspect, train, images)"), "\(limited.output)")
+    for command in ["inspect", "train"] {
+        #expect(try vinspect([command, "--help"]).output.contains("--max-pixels"))
+    }
+}
