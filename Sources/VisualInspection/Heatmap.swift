@@ -110,26 +110,28 @@ public enum Heatmap {
         }
     }
 
-    /// A file name for the heat map of an input path that does not collide with another
-    /// input's: the path's folders and name joined with `__`, characters other than
-    /// letters, digits, `-`, `_` and `.` replaced by `_`, and a `.png` extension (e.g.
-    /// `test/scratch/001.png` -> `test__scratch__001.png`, `test/scratch/001.jpg` ->
-    /// `test__scratch__001_jpg.png`).
+    /// Where the heat map of an input path goes, relative to the heat-map folder: the
+    /// input's own folders as folders and its name, so that no two inputs share a heat map
+    /// (`line/a/part.png` -> `line/a/part.png`, `line/b/part.jpg` -> `line/b/part.jpg.png`).
+    /// A name ending in `.png` is kept unless what comes before ends like an image name
+    /// too (`x.jpg.png` -> `x.jpg.png.png`, so that it cannot meet `x.jpg`'s); others get
+    /// `.png` appended. Folders: `..` becomes `_up`, a leading `/` becomes `_root`, `.` is
+    /// left out, and a folder name that starts with `_` gets one more, so that a real folder
+    /// called `_up` cannot meet them. (Inputs are images by name when a folder is walked;
+    /// a file given explicitly without an image extension, say `x`, would share
+    /// `x.png`'s heat map.)
     public static func fileName(for path: String) -> String {
-        var parts = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
-        parts.removeAll { $0 == "." }
-        parts = parts.map { $0 == ".." ? "up" : $0 }
-        if var last = parts.popLast() {
-            if let dot = last.lastIndex(of: "."), dot != last.startIndex {
-                let ext = last[last.index(after: dot)...]
-                last = String(last[..<dot]) + (ext.lowercased() == "png" ? "" : "_" + ext)
-            }
-            parts.append(last)
+        var components = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        let name = components.popLast() ?? "image"
+        var out: [String] = path.hasPrefix("/") ? ["_root"] : []
+        for component in components where component != "." {
+            out.append(component == ".." ? "_up" : component.hasPrefix("_") ? "_" + component : component)
         }
-        let joined = parts.joined(separator: "__")
-        let safe = String(joined.map { c -> Character in
-            c.isLetter || c.isNumber || c == "-" || c == "_" || c == "." ? c : "_"
-        })
-        return (safe.isEmpty ? "image" : safe) + ".png"
+        let lower = name.lowercased()
+        let stem = String(lower.dropLast(4))
+        let keep = lower.hasSuffix(".png") && !stem.isEmpty && !stem.hasSuffix(".png") && !stem.hasSuffix(".jpg")
+            && !stem.hasSuffix(".jpeg") && name != "." && name != ".."
+        out.append(keep ? name : (name == ".." ? "_up" : name) + ".png")
+        return out.joined(separator: "/")
     }
 }

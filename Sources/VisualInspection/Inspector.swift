@@ -281,11 +281,17 @@ public final class Inspector: Sendable {
         var record = InspectionRecord(index: index, path: path, outcome: .success(result))
         if let heatmapDirectory {
             let file = heatmapDirectory + (heatmapDirectory.hasSuffix("/") ? "" : "/") + Heatmap.fileName(for: path)
+            let folder = String(file[..<file.lastIndex(of: "/")!])
             do {
-                try Heatmap.overlay(image, result: result).write(toFile: file)
-                record.heatmap = file
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                do {
+                    try Heatmap.overlay(image, result: result).write(toFile: file)
+                    record.heatmap = file
+                } catch {
+                    record.heatmapError = error.description
+                }
             } catch {
-                record.heatmapError = error.description
+                record.heatmapError = "\(file): cannot create the folder \(folder) (\(error.localizedDescription))"
             }
             result.milliseconds = (seconds() - start) * 1000
             record.outcome = .success(result)

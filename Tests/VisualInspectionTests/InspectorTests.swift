@@ -151,10 +151,15 @@ final class UnsafeSharedResults: @unchecked Sendable {
 }
 
 @Test func heatmapNamesDoNotCollideAndOverlaysKeepTheImageSize() throws {
-    #expect(Heatmap.fileName(for: "line/a/part.png") != Heatmap.fileName(for: "line/b/part.png"))
-    #expect(Heatmap.fileName(for: "x/001.png") != Heatmap.fileName(for: "x/001.jpg"))
-    #expect(Heatmap.fileName(for: "/abs/dir/p q.png") == "abs__dir__p_q.png")
-    #expect(Heatmap.fileName(for: "../up/x.jpeg") == "up__up__x_jpeg.png")
+    #expect(Heatmap.fileName(for: "line/a/part.png") == "line/a/part.png")
+    #expect(Heatmap.fileName(for: "line/b/part.jpg") == "line/b/part.jpg.png")
+    #expect(Heatmap.fileName(for: "/abs/dir/p q.png") == "_root/abs/dir/p q.png")
+    #expect(Heatmap.fileName(for: "../up/x.jpeg") == "_up/up/x.jpeg.png")
+    #expect(Heatmap.fileName(for: "./x.png") == "x.png")
+    // Names that a flattened scheme would merge stay apart.
+    let paths = ["a b.png", "a_b.png", "a/b.png", "a__b.png", "x.jpg", "x.jpg.png", "x.png", "../k.png", "_up/k.png", "__up/k.png",
+                 "/r.png", "_root/r.png", "line/001.png", "line/001.jpg", "line/001.JPG", "line/001.PNG"]
+    #expect(Set(paths.map(Heatmap.fileName(for:))).count == paths.count, "\(paths.map(Heatmap.fileName(for:)))")
     let inspector = Inspector(model: try smallModel())
     let image = testPart(seed: 600, defect: true)
     let overlay = Heatmap.overlay(image, result: inspector.inspect(image))

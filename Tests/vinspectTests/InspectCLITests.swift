@@ -244,8 +244,12 @@ func jsonLines(_ text: String) -> [[String: Any]] {
     let lineImages = try FileManager.default.contentsOfDirectory(atPath: repositoryRoot.appendingPathComponent("Fixtures/demo/line").path)
     #expect(records.count == lineImages.count)
     #expect(records.allSatisfy { $0["verdict"] as? String != "error" })
-    let maps = try FileManager.default.contentsOfDirectory(atPath: output.appendingPathComponent("heatmaps").path)
+    // One heat map per image, under the input's own folders.
+    let maps = try FileManager.default.subpathsOfDirectory(atPath: output.appendingPathComponent("heatmaps").path).filter { $0.hasSuffix(".png") }
     #expect(maps.count == lineImages.count)
+    #expect(records.allSatisfy { record in
+        (record["heatmap"] as? String) == output.appendingPathComponent("heatmaps").path + "/" + Heatmap.fileName(for: record["path"] as! String)
+    })
     #expect(FileManager.default.fileExists(atPath: output.appendingPathComponent("model.vimodel").path))
 }
 
