@@ -119,6 +119,11 @@ public enum ReportError: Error, CustomStringConvertible, Sendable {
 /// Streams report records to a file as JSON Lines (`.jsonl`, `.json`) or CSV (`.csv`),
 /// one `write` per record, so that every finished record is on disk even if the process
 /// is killed.
+///
+/// A new report file is written in place. When the file already exists it is not touched
+/// until ``finish()``: the records go to ``writingTo`` (`PATH.partial-PID` beside it), which
+/// `finish` renames over the old report, so a run killed at any moment leaves the old
+/// report whole (and the new records in the partial file).
 public final class ReportWriter {
     /// The two formats.
     public enum Format: String, Sendable {
@@ -128,21 +133,45 @@ public final class ReportWriter {
 
     /// The report file.
     public let path: String
+    /// The file the records are written to now: ``path``, or the partial file beside it
+    /// when ``path`` existed.
+    public let writingTo: String
     /// JSON Lines or CSV.
     public let format: Format
     private let descriptor: Int32
+    private var finished = false
 
-    /// Creates (or truncates) the report file; the format follows the extension (`.csv`
-    /// gives CSV, anything else JSON Lines) unless given.
+    /// Creates the report file, or its partial file when one exists already; the format
+    /// follows the extension (`.csv` gives CSV, anything else JSON Lines) unless given.
+    ///
+    /// - Throws: ``ReportError/cannotCreate(path:reason:)`` when the path is a folder,
+    ///   FIFO or device, or cannot be created.
     public init(path: String, format: Format? = nil) throws(ReportError) {
         self.path = path
         self.format = format ?? (path.lowercased().hasSuffix(".csv") ? .csv : .jsonLines)
-        descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        if descriptor < 0 { throw .cannotCreate(path: path, reason: String(cString: strerror(errno))) }
+        var status = stat()
+        let exists = stat(path, &status) == 0
+        if exists, let kind = specialFileKind(status.st_mode) {
+            throw .cannotCreate(path: path, reason: "it is \(kind), not a regular file")
+        }
+        writingTo = exists ? path + ".partial-\(getpid())" : path
+        descriptor = open(writingTo, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK, 0o644)
+        if descriptor < 0 { throw .cannotCreate(path: writingTo, reason: String(cString: strerror(errno))) }
         if self.format == .csv { try writeLine(ReportRecord.csvHeader) }
     }
 
     deinit { close(descriptor) }
+
+    /// Flushes the report to disk and, when it replaces an existing report, renames it
+    /// over that one. Call it once, after the last record.
+    public func finish() throws(ReportError) {
+        guard !finished else { return }
+        finished = true
+        if fsync(descriptor) != 0 { throw .writeFailed(path: writingTo, reason: String(cString: strerror(errno))) }
+        if writingTo != path && rename(writingTo, path) != 0 {
+            throw .writeFailed(path: path, reason: "cannot replace it with \(writingTo): \(String(cString: strerror(errno)))")
+        }
+    }
 
     /// Appends one record.
     public func append(_ record: ReportRecord) throws(ReportError) {

@@ -153,6 +153,7 @@ func runInspection(model path: String, paths: [String], report: String?, heatmap
         for ((index, _), result) in zip(successes, refined) { held[index].outcome = .success(result) }
         for record in held { try emit(record) }
     }
+    try writer?.finish()
     summary.seconds = monotonicSeconds() - start
     progress.finish()
     var text = "\(summary.total) image(s) in \(format(summary.seconds)) s"

@@ -377,3 +377,55 @@ func outputsNeverReplaceInputsAndFolderWalksTakeImagesOnly() throws {
     #expect((records[0]["error"] as? String)?.contains("no PNG or JPEG images") == true, "\(records[0])")
     #expect(records[1]["verdict"] as? String == "ok")
 }
+
+@Test(.timeLimit(.minutes(5)))
+func aKillAtAnyMomentLeavesTheOldOrTheNewFileNeverATornOne() throws {
+    let folders = try LineFolders("kill")
+    defer { try? FileManager.default.removeItem(at: folders.root) }
+    #expect(try folders.train().status == 0)
+    let report = folders.root.appendingPathComponent("report.jsonl").path
+    var generator = SystemRandomNumberGenerator()
+    var torn = 0, killed = 0
+    // How long each kind of run takes here: the kills fall anywhere inside it.
+    var start = Date()
+    _ = try vinspect(["train", "--good", folders.good, "--backbone", "compact", "--image-size", "64", "--layers", "0,1",
+                      "--output", folders.model], deadline: 120)
+    let trainSeconds = Date().timeIntervalSince(start)
+    start = Date()
+    #expect(try vinspect(["inspect", folders.model, folders.line, "--report", report], deadline: 120).status == 2)
+    let inspectSeconds = Date().timeIntervalSince(start)
+    let oldReport = try Data(contentsOf: URL(fileURLWithPath: report))
+    let oldModel = try Data(contentsOf: URL(fileURLWithPath: folders.model))
+    for trial in 0..<200 {
+        // Alternately retrain the model over itself and re-inspect over the report, killing
+        // the process after a random delay (sometimes after it finished).
+        let retrain = trial % 2 == 0
+        let process = Process()
+        process.executableURL = vinspectExecutable
+        process.arguments = retrain
+            ? ["train", "--good", folders.good, "--backbone", "compact", "--image-size", "64", "--layers", "0,1", "--seed", "\(trial)",
+               "--output", folders.model]
+            : ["inspect", folders.model, folders.line, "--report", report, "--quiet"]
+        process.currentDirectoryURL = repositoryRoot
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let duration = retrain ? trainSeconds : inspectSeconds
+        usleep(UInt32(Double.random(in: 0..<duration, using: &generator) * 1_000_000))
+        if process.isRunning { kill(process.processIdentifier, SIGKILL); killed += 1 }
+        process.waitUntilExit()
+        if retrain {
+            // Old bytes, or a whole model that loads.
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: folders.model))
+            if bytes != oldModel && (try? InspectionModel(contentsOfFile: folders.model)) == nil { torn += 1 }
+        } else {
+            // Old report, or a new one with every record.
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: report))
+            let records = jsonLines(String(decoding: bytes, as: UTF8.self))
+            if bytes != oldReport && records.count != 6 { torn += 1 }
+        }
+    }
+    print("kill trials: 200 (train \(trainSeconds) s, inspect \(inspectSeconds) s), killed mid-run \(killed), torn files \(torn)")
+    #expect(torn == 0)
+    #expect(killed > 0)
+}
