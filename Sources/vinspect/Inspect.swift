@@ -99,7 +99,7 @@ func runInspection(model path: String, paths: [String], report: String?, heatmap
     let writer: ReportWriter? = try report.map { try ReportWriter(path: $0) }
     // Counting first costs one directory walk and keeps no paths, so that memory stays
     // bounded; it gives the progress display its total.
-    let outputs = [report, heatmaps].compactMap { $0 }
+    let outputs = [report, writer?.writingTo, heatmaps].compactMap { $0 }
     let (total, skipped) = InputFiles(paths, excluding: outputs).census()
     let progress = Progress(total: total, quiet: quiet)
     var summary = InspectionSummary()
