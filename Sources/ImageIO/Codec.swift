@@ -106,20 +106,23 @@ extension Image {
     }
 
     /// Encodes the image as PNG: grey, grey+alpha, RGB or RGBA, at its bit depth.
-    /// - Parameter compressionLevel: zlib level, 0 (fastest) to 9 (smallest).
-    public func pngData(compressionLevel: Int = 6) throws(ImageError) -> [UInt8] {
+    /// - Parameters:
+    ///   - compressionLevel: zlib level, 0 (fastest) to 9 (smallest).
+    ///   - fast: one filter for every row and run-length matching instead of libpng's
+    ///     adaptive filtering (for files written on a hot path, such as heat maps).
+    public func pngData(compressionLevel: Int = 6, fast: Bool = false) throws(ImageError) -> [UInt8] {
         var encoded = vi_encoded()
         let status: vi_status
         switch samples {
         case .uint8(let values):
             status = values.withUnsafeBufferPointer {
                 vi_png_encode($0.baseAddress, Int32(width), Int32(height), Int32(channels), 8,
-                              Int32(compressionLevel), &encoded)
+                              Int32(compressionLevel), fast ? 1 : 0, &encoded)
             }
         case .uint16(let values):
             status = values.withUnsafeBytes {
                 vi_png_encode($0.bindMemory(to: UInt8.self).baseAddress, Int32(width), Int32(height),
-                              Int32(channels), 16, Int32(compressionLevel), &encoded)
+                              Int32(channels), 16, Int32(compressionLevel), fast ? 1 : 0, &encoded)
             }
         }
         return try Image.take(&encoded, status: status, what: "PNG")
@@ -140,12 +143,13 @@ extension Image {
 
     /// Encodes and writes the image; the format follows the file name's extension
     /// (`.jpg`/`.jpeg` for JPEG, anything else PNG).
-    public func write(toFile path: String, jpegQuality: Int = 90) throws(ImageError) {
+    public func write(toFile path: String, jpegQuality: Int = 90, pngCompressionLevel: Int = 6,
+                      fastPNG: Bool = false) throws(ImageError) {
         let lower = path.lowercased()
         let isJPEG = lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg")
         let bytes: [UInt8]
         do {
-            bytes = isJPEG ? try jpegData(quality: jpegQuality) : try pngData()
+            bytes = isJPEG ? try jpegData(quality: jpegQuality) : try pngData(compressionLevel: pngCompressionLevel, fast: fastPNG)
         } catch {
             throw .writeFailed(path: path, reason: "\(error)")
         }

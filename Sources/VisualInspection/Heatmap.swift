@@ -14,6 +14,27 @@ public enum Heatmap {
     ///
     /// Very large images are drawn at most `maximumSide` pixels on their longer side.
     public static func overlay(_ image: Image, result: InspectionResult, maximumSide: Int = 2048) -> Image {
+        overlay(image, result: result, maximumSide: maximumSide, reference: false)
+    }
+
+    /// The overlay computed pixel by pixel in floating point, the reference the fast
+    /// colouring (a table and integer blending) is tested against (exposed for tests).
+    public static func overlayReference(_ image: Image, result: InspectionResult, maximumSide: Int = 2048) -> Image {
+        overlay(image, result: result, maximumSide: maximumSide, reference: true)
+    }
+
+    /// Entries of ``blendTable`` over the colour scale's [0, 1].
+    static let tableSize = 4096
+
+    /// The colour and the blending weight (alpha x 256) at `tableSize` points of the scale.
+    static let blendTable: [(r: UInt32, g: UInt32, b: UInt32, w: UInt32)] = (0..<tableSize).map { i in
+        let t = Float(i) / Float(tableSize - 1)
+        let (r, g, b) = colour(t)
+        let alpha = min(max(2 * t, 0), 1) * 0.7
+        return (UInt32(r), UInt32(g), UInt32(b), UInt32((alpha * 256).rounded()))
+    }
+
+    private static func overlay(_ image: Image, result: InspectionResult, maximumSide: Int, reference: Bool) -> Image {
         var base = image.to8Bit().rgb()
         var region = result.region
         var boxes = result.boxes
@@ -35,23 +56,67 @@ public enum Heatmap {
         if let map = result.anomalyMap, let threshold = result.threshold, rw > 0, rh > 0 {
             let resized = map.resized(width: rw, height: rh)
             var inside = [Bool](repeating: false, count: rw * rh)
-            for y in 0..<rh {
-                for x in 0..<rw {
-                    let raw = resized.values[y * rw + x]
-                    // The scale spans 0.6 to 1.4 times the threshold (yellow at the
-                    // threshold; for an ensemble's normalised scores, two good-part spreads
-                    // either side): the values of normal surface sit at about half of it
-                    // and would otherwise tint the whole picture.
-                    let ratio = result.calibration?.relative(raw)
-                        ?? (threshold > 0 ? max(raw, 0) / threshold : (raw > 0 ? 2 : 0))
-                    inside[y * rw + x] = raw > threshold
-                    let (r, g, b) = colour((ratio - 0.6) / 0.8)
-                    // Transparent below 0.6 x threshold, 70 % opaque from the threshold up.
-                    let alpha = min(max((ratio - 0.6) / 0.4, 0), 1) * 0.7
-                    let index = ((ry0 + y) * width + rx0 + x) * 3
-                    pixels[index] = blend(pixels[index], r, alpha)
-                    pixels[index + 1] = blend(pixels[index + 1], g, alpha)
-                    pixels[index + 2] = blend(pixels[index + 2], b, alpha)
+            // The colour scale's position t = (ratio - 0.6) / 0.8 as a linear function of
+            // the raw value where the calibration's relative value is one (scaled scores,
+            // positive thresholds): the fast path's per-pixel work is then a multiply-add,
+            // a table look-up and integer blending.
+            let linear: (a: Float, b: Float)?
+            if let scale = result.calibration?.scale {
+                let k = 0.2 / Swift.max(scale, 1e-12)
+                linear = (k / 0.8, (1 - k * threshold - 0.6) / 0.8)
+            } else if threshold > 0 {
+                linear = (1 / (threshold * 0.8), -0.6 / 0.8)
+            } else {
+                linear = nil
+            }
+            if !reference, let (a, b) = linear {
+                let top = Float(tableSize - 1)
+                resized.values.withUnsafeBufferPointer { values in
+                    inside.withUnsafeMutableBufferPointer { inside in
+                        blendTable.withUnsafeBufferPointer { table in
+                            pixels.withUnsafeMutableBufferPointer { px in
+                                for y in 0..<rh {
+                                    var index = ((ry0 + y) * width + rx0) * 3
+                                    for x in 0..<rw {
+                                        defer { index += 3 }
+                                        let raw = values[y * rw + x]
+                                        inside[y * rw + x] = raw > threshold
+                                        // (max(raw, 0) for raw distances: a negative one is
+                                        // below the scale anyway.)
+                                        let t = a * raw + b
+                                        if !(t > 0) { continue }
+                                        let entry = table[Int(Swift.min(t, 1) * top + 0.5)]
+                                        let keep = 256 - entry.w
+                                        px[index] = UInt8((UInt32(px[index]) * keep + entry.r * entry.w + 128) >> 8)
+                                        px[index + 1] = UInt8((UInt32(px[index + 1]) * keep + entry.g * entry.w + 128) >> 8)
+                                        px[index + 2] = UInt8((UInt32(px[index + 2]) * keep + entry.b * entry.w + 128) >> 8)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            } else {
+                for y in 0..<rh {
+                    for x in 0..<rw {
+                        let raw = resized.values[y * rw + x]
+                        // The scale spans 0.6 to 1.4 times the threshold (yellow at the
+                        // threshold; for an ensemble's normalised scores, two good-part
+                        // spreads either side): the values of normal surface sit at about
+                        // half of it and would otherwise tint the whole picture.
+                        let ratio = result.calibration?.relative(raw)
+                            ?? (threshold > 0 ? max(raw, 0) / threshold : (raw > 0 ? 2 : 0))
+                        inside[y * rw + x] = raw > threshold
+                        // Transparent below 0.6 x threshold, 70 % opaque from the threshold up.
+                        let t = (ratio - 0.6) / 0.8
+                        if !(t > 0) { continue }
+                        let index = ((ry0 + y) * width + rx0 + x) * 3
+                        let alpha = min(max((ratio - 0.6) / 0.4, 0), 1) * 0.7
+                        let (r, g, b) = colour(t)
+                        pixels[index] = blend(pixels[index], r, alpha)
+                        pixels[index + 1] = blend(pixels[index + 1], g, alpha)
+                        pixels[index + 2] = blend(pixels[index + 2], b, alpha)
+                    }
                 }
             }
             // Mask outline: mask pixels with a 4-neighbour outside the mask.
@@ -76,10 +141,12 @@ public enum Heatmap {
     }
 
     /// Blue (0) - cyan - green - yellow (0.5) - red (1): yellow sits at the threshold.
+    static let stops: [(Float, Float, Float, Float)] = [
+        (0.0, 0, 0, 255), (0.2, 0, 200, 255), (0.35, 0, 220, 60), (0.5, 255, 230, 0), (0.7, 255, 90, 0), (1.0, 200, 0, 0),
+    ]
+
     static func colour(_ n: Float) -> (UInt8, UInt8, UInt8) {
-        let stops: [(Float, Float, Float, Float)] = [
-            (0.0, 0, 0, 255), (0.2, 0, 200, 255), (0.35, 0, 220, 60), (0.5, 255, 230, 0), (0.7, 255, 90, 0), (1.0, 200, 0, 0),
-        ]
+        let stops = Heatmap.stops
         let t = min(max(n, 0), 1)
         var i = 0
         while i < stops.count - 2 && t > stops[i + 1].0 { i += 1 }

@@ -277,7 +277,7 @@ public final class Inspector: Sendable {
         do { image = try Image(contentsOfFile: path, maxPixels: maxPixels) } catch {
             return InspectionRecord(index: index, path: path, outcome: .failure(.unreadableImage(error)))
         }
-        var result = inspect(image, startedAt: start, pool: pool)
+        let result = inspect(image, startedAt: start, pool: pool)
         var record = InspectionRecord(index: index, path: path, outcome: .success(result))
         if let heatmapDirectory {
             let file = heatmapDirectory + (heatmapDirectory.hasSuffix("/") ? "" : "/") + Heatmap.fileName(for: path)
@@ -285,7 +285,10 @@ public final class Inspector: Sendable {
             do {
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
                 do {
-                    try Heatmap.overlay(image, result: result).write(toFile: file)
+                    // zlib level 1 with one filter per row: 3x faster than libpng's defaults
+                    // (800 x 600 heat maps: 42 against 13 images/s with two jobs) for files
+                    // a third larger.
+                    try Heatmap.overlay(image, result: result).write(toFile: file, pngCompressionLevel: 1, fastPNG: true)
                     record.heatmap = file
                 } catch {
                     record.heatmapError = error.description
@@ -293,8 +296,7 @@ public final class Inspector: Sendable {
             } catch {
                 record.heatmapError = "\(file): cannot create the folder \(folder) (\(error.localizedDescription))"
             }
-            result.milliseconds = (seconds() - start) * 1000
-            record.outcome = .success(result)
+            record.heatmapMilliseconds = (seconds() - start) * 1000 - result.milliseconds
         }
         return record
     }
@@ -312,6 +314,9 @@ public struct InspectionRecord: Sendable {
     public var heatmap: String?
     /// Why the heat map could not be written, if it could not.
     public var heatmapError: String?
+    /// Time spent drawing, encoding and writing the heat map (not part of the result's
+    /// `milliseconds`, which is the inspection's own time).
+    public var heatmapMilliseconds: Double?
 
     public init(index: Int, path: String, outcome: Result<InspectionResult, InspectionError>) {
         self.index = index

@@ -76,6 +76,7 @@ struct InspectionSummary {
     var ok = 0, defects = 0, errors = 0
     var slowest: (path: String, milliseconds: Double)?
     var seconds: Double = 0
+    var heatmapMilliseconds = 0.0, heatmaps = 0
     var total: Int { ok + defects + errors }
 }
 
@@ -114,6 +115,10 @@ func runInspection(model path: String, paths: [String], report: String?, heatmap
                 summary.slowest = (record.path, result.milliseconds)
             }
             if let problem = record.heatmapError { progress.log("vinspect: heat map not written: \(problem)") }
+            if let time = record.heatmapMilliseconds {
+                summary.heatmapMilliseconds += time
+                summary.heatmaps += 1
+            }
         case .failure(let error):
             line = ReportRecord(path: record.path, error: error.description)
             summary.errors += 1
@@ -162,7 +167,10 @@ func runInspection(model path: String, paths: [String], report: String?, heatmap
     if skipped > 0 { text += "; \(skipped) other file\(skipped == 1 ? "" : "s") in the folders skipped (not .png, .jpg or .jpeg)" }
     if let slowest = summary.slowest { text += "; slowest \(slowest.path) (\(format(slowest.milliseconds)) ms)" }
     if let report { text += "; report \(report)" }
-    if let heatmaps { text += "; heat maps in \(heatmaps)" }
+    if let heatmaps {
+        text += "; heat maps in \(heatmaps)"
+        if summary.heatmaps > 0 { text += " (\(format(summary.heatmapMilliseconds / Double(summary.heatmaps))) ms each to draw and write, not in the image times)" }
+    }
     printError(text)
     return summary
 }

@@ -279,3 +279,30 @@ final class UnsafeSharedResults: @unchecked Sendable {
         }
     }
 }
+
+@Test(.timeLimit(.minutes(3)))
+func theFastHeatmapColouringMatchesThePixelByPixelReference() throws {
+    // A model on its raw scale (explicit settings) and one on the good parts' scale (the
+    // engine's choice): the table and integer blending stay within one level of the
+    // floating-point reference on every pixel, and colour the same pixels.
+    var automatic = TrainingOptions()
+    automatic.scorer.imageSize = 64
+    automatic.automaticScorer = true
+    let scaled = try InspectorTrainer.train(backbone: BackboneArchitecture.compact.make(), good: (0..<4).map { testPart(seed: $0) },
+                                            classes: [], options: automatic)
+    #expect(scaled.anomaly?.calibration.scale != nil)
+    for model in [try smallModel(), scaled] {
+        let inspector = Inspector(model: model)
+        for (seed, defect) in [(700, true), (701, false), (702, true)] {
+            let image = testPart(seed: seed, defect: defect)
+            let result = inspector.inspect(image)
+            let fast = Heatmap.overlay(image, result: result), reference = Heatmap.overlayReference(image, result: result)
+            #expect(fast.width == reference.width && fast.height == reference.height)
+            let worst = zip(fast.pixels, reference.pixels).map { abs(Int($0) - Int($1)) }.max() ?? 0
+            #expect(worst <= 1, "largest difference \(worst)")
+            let changedFast = zip(fast.pixels, image.rgb().pixels).filter { $0 != $1 }.count
+            let changedReference = zip(reference.pixels, image.rgb().pixels).filter { $0 != $1 }.count
+            #expect(abs(changedFast - changedReference) <= changedReference / 50 + 3, "\(changedFast) vs \(changedReference) pixels tinted")
+        }
+    }
+}
