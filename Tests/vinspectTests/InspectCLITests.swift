@@ -429,3 +429,39 @@ func aKillAtAnyMomentLeavesTheOldOrTheNewFileNeverATornOne() throws {
     #expect(torn == 0)
     #expect(killed > 0)
 }
+
+@Test(.timeLimit(.minutes(3)))
+func oddNamesTinyImagesAndUnwritableHeatmapsKeepOneRecordPerInputInOrder() throws {
+    let folders = try LineFolders("names")
+    defer { try? FileManager.default.removeItem(at: folders.root) }
+    #expect(try folders.train().status == 0)
+    let odd = folders.root.appendingPathComponent("odd").path
+    try FileManager.default.createDirectory(atPath: odd, withIntermediateDirectories: true)
+    // Names with spaces, underscores, unicode, a newline and a quote; a 1x1 image; a tall one.
+    let names = ["a b.png", "a_b.png", "café ü.png", "line\nbreak.png", "quote\"d.png", "tiny.png", "tall.png"]
+    for name in names.prefix(5) { try partImage(seed: 3, defect: false).write(toFile: "\(odd)/\(name)") }
+    try Image(width: 1, height: 1, channels: 1, pixels: [128]).write(toFile: "\(odd)/tiny.png")
+    try Image(width: 8, height: 2000, channels: 1, pixels: [UInt8](repeating: 90, count: 16000)).write(toFile: "\(odd)/tall.png")
+    let sorted = names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }.map { "\(odd)/\($0)" }
+    // Heat maps that cannot be written (a file stands where their folder must go; file
+    // permissions would not stop a root user): every image is still inspected and reported.
+    let maps = folders.root.appendingPathComponent("maps").path
+    try FileManager.default.createDirectory(atPath: maps, withIntermediateDirectories: true)
+    try Data("x".utf8).write(to: URL(fileURLWithPath: "\(maps)/_root"))
+    for report in ["r.jsonl", "r.csv"] {
+        let path = folders.root.appendingPathComponent(report).path
+        let result = try vinspect(["inspect", folders.model, odd, "--report", path, "--heatmaps", maps, "--jobs", "2"], deadline: 120)
+        #expect(result.status == 0, "\(result.error)")
+        #expect(result.error.components(separatedBy: "heat map not written").count - 1 == names.count, "\(result.error)")
+        if report == "r.jsonl" {
+            let records = jsonLines(try String(contentsOfFile: path, encoding: .utf8))
+            #expect(records.compactMap { $0["path"] as? String } == sorted)
+            #expect(records.allSatisfy { $0["verdict"] as? String != "error" && $0["heatmap"] is NSNull })
+        } else {
+            // CSV: a header and one record per image; the name with a quote and the one
+            // with a newline are quoted fields.
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            #expect(text.contains("quote\"\"d.png\"") && text.contains("\"\(odd)/line\nbreak.png\""), "\(text.prefix(600))")
+        }
+    }
+}
