@@ -327,17 +327,12 @@ public struct InspectionModel: Sendable {
         return ModelFile(metadata: meta, tensors: tensors)
     }
 
-    /// Writes the model to one file (written to a temporary name, then renamed, so that an
-    /// interrupted write never leaves a half model under the final name).
+    /// Writes the model to one file, atomically (a temporary file beside it, flushed to
+    /// disk, then renamed: an interrupted write never leaves a half model under the final
+    /// name, and a model that was there stays whole until the new one replaces it).
     public func write(toFile path: String) throws(InspectionModelError) {
         let file = try modelFile()
-        let temporary = path + ".partial"
-        do { try file.write(toFile: temporary) } catch { throw .modelFile(error) }
-        if rename(temporary, path) != 0 {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw .modelFile(.writeFailed(path: path, reason: reason))
-        }
+        do { try file.write(toFile: path) } catch { throw .modelFile(error) }
     }
 }
 

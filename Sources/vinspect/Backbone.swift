@@ -36,6 +36,7 @@ struct BackboneCommand: ParsableCommand {
         var output: String
 
         func run() throws {
+            try checkModelOutput(output)
             let start = monotonicSeconds()
             let network = try BackboneStore.importWeights(from: weights, architecture: architecture)
             let name = weights.split(separator: "/").last.map(String.init) ?? weights
@@ -95,6 +96,7 @@ extension BackboneCommand {
         }
 
         func run() throws {
+            try checkModelOutput(output)
             let teacherNetwork = try BackboneStore.load(from: teacher)
             let teacherFile = try? ModelFile(contentsOfFile: teacher)
             var options = DistillationOptions()

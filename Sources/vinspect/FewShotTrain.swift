@@ -88,6 +88,7 @@ struct FewShotTrain: ParsableCommand {
     }
 
     func run() throws {
+        try checkModelOutput(output)
         let excluded = Set(exclude.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
         let folders = try classesDirectories.map { (root: String) throws -> (String, ClassFolders) in
             (root, try ClassFolders.load(root, excluding: excluded))

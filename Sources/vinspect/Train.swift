@@ -93,6 +93,7 @@ struct Train: ParsableCommand {
             try runAddClass(folder: addClass, model: to)
             return
         }
+        try checkModelOutput(output!)
         let start = monotonicSeconds()
         var unreadable = 0
         func load(_ files: [String]) -> [Image] { readTrainingImages(files, unreadable: &unreadable, maxPixels: maxPixels) }
@@ -141,6 +142,7 @@ struct Train: ParsableCommand {
         if let problem = InspectionModel.classNameProblem(className) {
             throw ValidationError("--add-class \(folder): \(problem); give the class a name with --name NAME")
         }
+        try checkModelOutput(output ?? path, option: output == nil ? "--to" : "--output")
         let model = try InspectionModel(contentsOfFile: path)
         var unreadable = 0
         var generator = Xoshiro256(seed: seed)

@@ -465,3 +465,22 @@ func oddNamesTinyImagesAndUnwritableHeatmapsKeepOneRecordPerInputInOrder() throw
         }
     }
 }
+
+@Test(.timeLimit(.minutes(2)))
+func trainRefusesAnOutputThatWouldDestroySomethingBeforeTraining() throws {
+    let folders = try LineFolders("output-check")
+    defer { try? FileManager.default.removeItem(at: folders.root) }
+    let image = "\(folders.good)/g0.png"
+    let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
+    for (output, message) in [(image, "is not a vinspect model file"), (folders.good, "is a folder"),
+                              (folders.root.appendingPathComponent("missing/m.vimodel").path, "does not exist")] {
+        let result = try vinspect(["train", "--good", folders.good, "--backbone", "compact", "--image-size", "64", "--output", output],
+                                  deadline: 60)
+        #expect(result.status == 3 && result.error.contains(message), "\(output): \(result.error)")
+        #expect(!result.output.contains("trained in"))
+    }
+    #expect(try Data(contentsOf: URL(fileURLWithPath: image)) == bytes)
+    // A model file there is replaced.
+    #expect(try folders.train().status == 0)
+    #expect(try folders.train().status == 0)
+}
