@@ -268,37 +268,47 @@ public final class Inspector: Sendable {
 
     /// Inspects one file of a batch: the record, with its heat map written when asked.
     func record(index: Int, path: String, heatmapDirectory: String?, pool: ThreadPool?) -> InspectionRecord {
+        var (record, image) = inspectFile(index: index, path: path, pool: pool)
+        if let heatmapDirectory, let image { writeHeatmap(&record, image: image, directory: heatmapDirectory) }
+        return record
+    }
+
+    /// Reads and inspects one file of a batch: its record (without a heat map) and the
+    /// decoded image when there is one to draw a heat map on.
+    func inspectFile(index: Int, path: String, pool: ThreadPool?) -> (InspectionRecord, Image?) {
         let start = seconds()
         // A folder is produced by the walk only when it holds no image.
-        if isDirectory(path) { return InspectionRecord(index: index, path: path, outcome: .failure(.noImages(folder: path))) }
-        // A folder is produced by the walk only when it holds no image.
-        if isDirectory(path) { return InspectionRecord(index: index, path: path, outcome: .failure(.noImages(folder: path))) }
+        if isDirectory(path) { return (InspectionRecord(index: index, path: path, outcome: .failure(.noImages(folder: path))), nil) }
         let image: Image
         do { image = try Image(contentsOfFile: path, maxPixels: maxPixels) } catch {
-            return InspectionRecord(index: index, path: path, outcome: .failure(.unreadableImage(error)))
+            return (InspectionRecord(index: index, path: path, outcome: .failure(.unreadableImage(error))), nil)
         }
         let result = inspect(image, startedAt: start, pool: pool)
-        var record = InspectionRecord(index: index, path: path, outcome: .success(result))
-        if let heatmapDirectory {
-            let file = heatmapDirectory + (heatmapDirectory.hasSuffix("/") ? "" : "/") + Heatmap.fileName(for: path)
-            let folder = String(file[..<file.lastIndex(of: "/")!])
+        return (InspectionRecord(index: index, path: path, outcome: .success(result)), image)
+    }
+
+    /// Draws and writes the heat map of an inspected record into `directory`, noting the
+    /// file, the time it took, or why it could not be written.
+    func writeHeatmap(_ record: inout InspectionRecord, image: Image, directory: String) {
+        guard case .success(let result) = record.outcome else { return }
+        let start = seconds()
+        let file = directory + (directory.hasSuffix("/") ? "" : "/") + Heatmap.fileName(for: record.path)
+        let folder = String(file[..<file.lastIndex(of: "/")!])
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             do {
-                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-                do {
-                    // zlib level 1 with one filter per row: 3x faster than libpng's defaults
-                    // (800 x 600 heat maps: 42 against 13 images/s with two jobs) for files
-                    // a third larger.
-                    try Heatmap.overlay(image, result: result).write(toFile: file, pngCompressionLevel: 1, fastPNG: true)
-                    record.heatmap = file
-                } catch {
-                    record.heatmapError = error.description
-                }
+                // zlib level 1 with one filter per row: 3x faster than libpng's defaults
+                // (800 x 600 heat maps: 42 against 13 images/s with two jobs) for files
+                // a third larger.
+                try Heatmap.overlay(image, result: result).write(toFile: file, pngCompressionLevel: 1, fastPNG: true)
+                record.heatmap = file
             } catch {
-                record.heatmapError = "\(file): cannot create the folder \(folder) (\(error.localizedDescription))"
+                record.heatmapError = error.description
             }
-            record.heatmapMilliseconds = (seconds() - start) * 1000 - result.milliseconds
+        } catch {
+            record.heatmapError = "\(file): cannot create the folder \(folder) (\(error.localizedDescription))"
         }
-        return record
+        record.heatmapMilliseconds = (seconds() - start) * 1000
     }
 }
 
@@ -333,14 +343,28 @@ public final class InspectionBatch: Sequence, IteratorProtocol, Sendable {
 
     init(inspector: Inspector, files: InputFiles, jobs: Int, heatmapDirectory: String?) {
         let jobs = Swift.max(1, jobs)
-        state = BatchState(files: files.makeIterator(), window: 2 * jobs)
+        // With one job the kernels use the whole pool but the rest of the work (decoding,
+        // drawing and encoding heat maps) is serial: heat maps are then drawn on a thread
+        // of their own while the next image is inspected. With several jobs every core is
+        // already busy, and each job draws its own heat maps.
+        let separateHeatmaps = jobs == 1 && heatmapDirectory != nil
+        state = BatchState(files: files.makeIterator(), window: 2 * jobs, workers: jobs)
         for worker in 0..<jobs {
             let state = self.state
             // With several jobs each image is computed on one thread (the jobs are the
             // parallelism); a single job lets the kernels use the whole pool.
             let pool: ThreadPool? = jobs == 1 ? .shared : nil
-            let thread = Thread { state.work(inspector: inspector, heatmapDirectory: heatmapDirectory, pool: pool) }
+            let thread = Thread {
+                state.work(inspector: inspector, heatmapDirectory: heatmapDirectory, separateHeatmaps: separateHeatmaps, pool: pool)
+            }
             thread.name = "vinspect-inspect-\(worker)"
+            thread.stackSize = 4 << 20
+            thread.start()
+        }
+        if separateHeatmaps, let heatmapDirectory {
+            let state = self.state
+            let thread = Thread { state.drawHeatmaps(inspector: inspector, directory: heatmapDirectory) }
+            thread.name = "vinspect-heatmaps"
             thread.stackSize = 4 << 20
             thread.start()
         }
@@ -364,13 +388,24 @@ private final class BatchState: @unchecked Sendable {
     private var taken = 0, delivered = 0
     private var exhausted = false, cancelled = false
     private var ready: [Int: InspectionRecord] = [:]
+    /// Inspected records waiting for their heat maps (separate heat-map thread only); the
+    /// window bounds them, as it bounds everything taken and not yet delivered.
+    private var awaitingHeatmaps: [(record: InspectionRecord, image: Image)] = []
+    private var activeWorkers: Int
 
-    init(files: InputFiles.Iterator, window: Int) {
+    init(files: InputFiles.Iterator, window: Int, workers: Int) {
         self.files = files
         self.window = window
+        activeWorkers = workers
     }
 
-    func work(inspector: Inspector, heatmapDirectory: String?, pool: ThreadPool?) {
+    func work(inspector: Inspector, heatmapDirectory: String?, separateHeatmaps: Bool, pool: ThreadPool?) {
+        defer {
+            condition.lock()
+            activeWorkers -= 1
+            condition.broadcast()
+            condition.unlock()
+        }
         while true {
             condition.lock()
             while !cancelled && !exhausted && taken - delivered >= window { condition.wait() }
@@ -388,10 +423,40 @@ private final class BatchState: @unchecked Sendable {
             taken += 1
             condition.unlock()
 
+            if separateHeatmaps {
+                let (record, image) = inspector.inspectFile(index: index, path: path, pool: pool)
+                condition.lock()
+                if let image { awaitingHeatmaps.append((record, image)) } else { ready[index] = record }
+                condition.broadcast()
+                condition.unlock()
+                continue
+            }
             let record = inspector.record(index: index, path: path, heatmapDirectory: heatmapDirectory, pool: pool)
 
             condition.lock()
             ready[index] = record
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// The heat-map thread: draws and writes the heat maps of inspected records in the
+    /// order they were inspected, then hands each record on.
+    func drawHeatmaps(inspector: Inspector, directory: String) {
+        while true {
+            condition.lock()
+            // (Runs until the inspection workers are gone, cancelled or not: a record they
+            // finish after a cancel is still handed on.)
+            while awaitingHeatmaps.isEmpty && activeWorkers > 0 { condition.wait() }
+            if awaitingHeatmaps.isEmpty {
+                condition.unlock()
+                return
+            }
+            var (record, image) = awaitingHeatmaps.removeFirst()
+            condition.unlock()
+            inspector.writeHeatmap(&record, image: image, directory: directory)
+            condition.lock()
+            ready[record.index] = record
             condition.broadcast()
             condition.unlock()
         }

@@ -306,3 +306,34 @@ func theFastHeatmapColouringMatchesThePixelByPixelReference() throws {
         }
     }
 }
+
+@Test(.timeLimit(.minutes(2)))
+func heatmapsDrawnBesideASingleJobKeepOrderAndACancelDoesNotHang() throws {
+    let inspector = Inspector(model: try smallModel())
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("maps-thread-\(getpid())")
+    try? FileManager.default.removeItem(at: folder)
+    try FileManager.default.createDirectory(at: folder.appendingPathComponent("in"), withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    for i in 0..<12 { try testPart(seed: 400 + i, defect: i % 4 == 0).write(toFile: folder.appendingPathComponent(String(format: "in/%02d.png", i)).path) }
+    try Data("x".utf8).write(to: folder.appendingPathComponent("in/05b.png"))  // unreadable: no heat map, record in place
+    let maps = folder.appendingPathComponent("maps").path
+    // One job: heat maps on their own thread; the records still come in input order, each
+    // with its heat map written before it is handed on, and the same as two jobs give.
+    let one = Array(inspector.batch([folder.appendingPathComponent("in").path], jobs: 1, heatmapDirectory: maps))
+    let two = Array(inspector.batch([folder.appendingPathComponent("in").path], jobs: 2, heatmapDirectory: maps + "2"))
+    #expect(one.map(\.index) == Array(0..<13))
+    #expect(one.map(\.path) == two.map(\.path))
+    #expect(one.filter { $0.heatmap != nil }.count == 12 && one.allSatisfy { $0.heatmap.map { FileManager.default.fileExists(atPath: $0) } ?? true })
+    for (a, b) in zip(one, two) {
+        #expect(a.heatmap.map { try? Data(contentsOf: URL(fileURLWithPath: $0)) } == b.heatmap.map { try? Data(contentsOf: URL(fileURLWithPath: $0)) })
+    }
+    // Cancelled after three records: the rest already taken still come, then the batch ends.
+    let batch = inspector.batch([folder.appendingPathComponent("in").path], jobs: 1, heatmapDirectory: maps + "3")
+    var seen = 0
+    while let record = batch.next() {
+        seen += 1
+        #expect(record.index == seen - 1)
+        if seen == 3 { batch.cancel() }
+    }
+    #expect(seen >= 3 && seen <= 13)
+}
