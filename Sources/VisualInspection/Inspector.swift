@@ -253,7 +253,10 @@ public final class Inspector: Sendable {
     ///   - excluding: files and folders the folder walks leave out (e.g. the run's report).
     public func batch(_ paths: [String], jobs: Int = 1, heatmapDirectory: String? = nil,
                       excluding: [String] = []) -> InspectionBatch {
-        InspectionBatch(inspector: self, files: InputFiles(paths, excluding: excluding + (heatmapDirectory.map { [$0] } ?? [])),
+        // The heat-map folder exists before the walk starts, so that the walk knows it
+        // (and leaves it out) even when it lies inside an input folder.
+        if let heatmapDirectory { try? FileManager.default.createDirectory(atPath: heatmapDirectory, withIntermediateDirectories: true) }
+        return InspectionBatch(inspector: self, files: InputFiles(paths, excluding: excluding + (heatmapDirectory.map { [$0] } ?? [])),
                         jobs: jobs, heatmapDirectory: heatmapDirectory)
     }
 

@@ -337,3 +337,20 @@ func heatmapsDrawnBesideASingleJobKeepOrderAndACancelDoesNotHang() throws {
     }
     #expect(seen >= 3 && seen <= 13)
 }
+
+@Test(.timeLimit(.minutes(2)))
+func aHeatmapFolderInsideTheWalkedFolderIsNeverAnInput() throws {
+    let inspector = Inspector(model: try smallModel())
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("maps-inside-\(getpid())")
+    try? FileManager.default.removeItem(at: folder)
+    for sub in ["a", "z"] { try FileManager.default.createDirectory(at: folder.appendingPathComponent(sub), withIntermediateDirectories: true) }
+    defer { try? FileManager.default.removeItem(at: folder) }
+    for i in 0..<4 { try testPart(seed: 500 + i).write(toFile: folder.appendingPathComponent("a/\(i).png").path) }
+    try testPart(seed: 510).write(toFile: folder.appendingPathComponent("z/0.png").path)
+    // The heat-map folder does not exist yet and lies in a sub-folder the walk lists only
+    // after the first heat maps are written.
+    let maps = folder.appendingPathComponent("z/maps").path
+    let expected = (0..<4).map { folder.path + "/a/\($0).png" } + [folder.path + "/z/0.png"]
+    #expect(Array(inspector.batch([folder.path], jobs: 1, heatmapDirectory: maps)).map(\.path) == expected)
+    #expect(Array(inspector.batch([folder.path], jobs: 2, heatmapDirectory: maps)).map(\.path) == expected)
+}
