@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 //
 // VisualInspection: a pure-Swift engine for industrial visual quality inspection.
 //

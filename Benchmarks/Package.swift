@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 //
 // Side-by-side benchmarks for VisualInspection, kept out of the root package so that its
 // users never build them. Run from this directory:
