@@ -14,16 +14,43 @@ static int cpu_has(const char *name) {
     // The feature table is filled by a constructor that not every link includes: fill it.
     __builtin_cpu_init();
     // __builtin_cpu_supports needs a literal argument, hence the chain.
+    if (!strcmp(name, "ssse3")) return __builtin_cpu_supports("ssse3");
+    if (!strcmp(name, "sse4.1")) return __builtin_cpu_supports("sse4.1");
     if (!strcmp(name, "sse4.2")) return __builtin_cpu_supports("sse4.2");
+    if (!strcmp(name, "popcnt")) return __builtin_cpu_supports("popcnt");
+    if (!strcmp(name, "pclmul")) return __builtin_cpu_supports("pclmul");
     if (!strcmp(name, "avx")) return __builtin_cpu_supports("avx");
     if (!strcmp(name, "avx2")) return __builtin_cpu_supports("avx2");
     if (!strcmp(name, "fma")) return __builtin_cpu_supports("fma");
     if (!strcmp(name, "f16c")) return __builtin_cpu_supports("f16c");
+    if (!strcmp(name, "bmi")) return __builtin_cpu_supports("bmi");
+    if (!strcmp(name, "bmi2")) return __builtin_cpu_supports("bmi2");
+    if (!strcmp(name, "lzcnt")) return __builtin_cpu_supports("lzcnt");
+    if (!strcmp(name, "movbe")) return __builtin_cpu_supports("movbe");
+    if (!strcmp(name, "adx")) return __builtin_cpu_supports("adx");
+    if (!strcmp(name, "sha")) return __builtin_cpu_supports("sha");
+    if (!strcmp(name, "rdrnd")) return __builtin_cpu_supports("rdrnd");
+    if (!strcmp(name, "rdseed")) return __builtin_cpu_supports("rdseed");
+    if (!strcmp(name, "xsave")) return __builtin_cpu_supports("xsave");
+    if (!strcmp(name, "clflushopt")) return __builtin_cpu_supports("clflushopt");
+    if (!strcmp(name, "clwb")) return __builtin_cpu_supports("clwb");
     if (!strcmp(name, "avx512f")) return __builtin_cpu_supports("avx512f");
     if (!strcmp(name, "avx512bw")) return __builtin_cpu_supports("avx512bw");
     if (!strcmp(name, "avx512dq")) return __builtin_cpu_supports("avx512dq");
     if (!strcmp(name, "avx512vl")) return __builtin_cpu_supports("avx512vl");
     if (!strcmp(name, "avx512cd")) return __builtin_cpu_supports("avx512cd");
+    if (!strcmp(name, "avx512vbmi")) return __builtin_cpu_supports("avx512vbmi");
+    if (!strcmp(name, "avx512vbmi2")) return __builtin_cpu_supports("avx512vbmi2");
+    if (!strcmp(name, "avx512vnni")) return __builtin_cpu_supports("avx512vnni");
+    if (!strcmp(name, "avx512vpopcntdq")) return __builtin_cpu_supports("avx512vpopcntdq");
+    if (!strcmp(name, "avx512ifma")) return __builtin_cpu_supports("avx512ifma");
+    if (!strcmp(name, "avx512bitalg")) return __builtin_cpu_supports("avx512bitalg");
+    if (!strcmp(name, "avx512bf16")) return __builtin_cpu_supports("avx512bf16");
+    if (!strcmp(name, "avx512fp16")) return __builtin_cpu_supports("avx512fp16");
+    if (!strcmp(name, "avxvnni")) return __builtin_cpu_supports("avxvnni");
+    if (!strcmp(name, "gfni")) return __builtin_cpu_supports("gfni");
+    if (!strcmp(name, "vaes")) return __builtin_cpu_supports("vaes");
+    if (!strcmp(name, "vpclmulqdq")) return __builtin_cpu_supports("vpclmulqdq");
     return 1;
 }
 #else
@@ -31,8 +58,22 @@ static int cpu_has(const char *name) { (void)name; return 1; }
 #endif
 
 static const feature features[] = {
+    // Every extension clang can be told to target with -march that changes code generation
+    // and that CPUID reports; -march=native on a newer CPU enables the later ones.
+#ifdef __SSSE3__
+    {"ssse3", 1},
+#endif
+#ifdef __SSE4_1__
+    {"sse4.1", 1},
+#endif
 #ifdef __SSE4_2__
     {"sse4.2", 1},
+#endif
+#ifdef __POPCNT__
+    {"popcnt", 1},
+#endif
+#ifdef __PCLMUL__
+    {"pclmul", 1},
 #endif
 #ifdef __AVX__
     {"avx", 1},
@@ -45,6 +86,39 @@ static const feature features[] = {
 #endif
 #ifdef __F16C__
     {"f16c", 1},
+#endif
+#ifdef __BMI__
+    {"bmi", 1},
+#endif
+#ifdef __BMI2__
+    {"bmi2", 1},
+#endif
+#ifdef __LZCNT__
+    {"lzcnt", 1},
+#endif
+#ifdef __MOVBE__
+    {"movbe", 1},
+#endif
+#ifdef __ADX__
+    {"adx", 1},
+#endif
+#ifdef __SHA__
+    {"sha", 1},
+#endif
+#ifdef __RDRND__
+    {"rdrnd", 1},
+#endif
+#ifdef __RDSEED__
+    {"rdseed", 1},
+#endif
+#ifdef __XSAVE__
+    {"xsave", 1},
+#endif
+#ifdef __CLFLUSHOPT__
+    {"clflushopt", 1},
+#endif
+#ifdef __CLWB__
+    {"clwb", 1},
 #endif
 #ifdef __AVX512F__
     {"avx512f", 1},
@@ -60,6 +134,42 @@ static const feature features[] = {
 #endif
 #ifdef __AVX512CD__
     {"avx512cd", 1},
+#endif
+#ifdef __AVX512VBMI__
+    {"avx512vbmi", 1},
+#endif
+#ifdef __AVX512VBMI2__
+    {"avx512vbmi2", 1},
+#endif
+#ifdef __AVX512VNNI__
+    {"avx512vnni", 1},
+#endif
+#ifdef __AVX512VPOPCNTDQ__
+    {"avx512vpopcntdq", 1},
+#endif
+#ifdef __AVX512IFMA__
+    {"avx512ifma", 1},
+#endif
+#ifdef __AVX512BITALG__
+    {"avx512bitalg", 1},
+#endif
+#ifdef __AVX512BF16__
+    {"avx512bf16", 1},
+#endif
+#ifdef __AVX512FP16__
+    {"avx512fp16", 1},
+#endif
+#ifdef __AVXVNNI__
+    {"avxvnni", 1},
+#endif
+#ifdef __GFNI__
+    {"gfni", 1},
+#endif
+#ifdef __VAES__
+    {"vaes", 1},
+#endif
+#ifdef __VPCLMULQDQ__
+    {"vpclmulqdq", 1},
 #endif
     {0, 0}
 };

@@ -35,8 +35,10 @@ public struct CPUFeatureError: Error, CustomStringConvertible, Sendable {
     /// The missing extensions, e.g. `["avx512f", "avx512bw"]`.
     public let missing: [String]
 
+    public init(missing: [String]) { self.missing = missing }
+
     public var description: String {
-        "this build of vinspect was compiled for CPU extensions this processor lacks "
+        "this build of vinspect (or of the program that embeds it) was compiled for CPU extensions this processor lacks "
             + "(\(missing.joined(separator: ", "))). Rebuild for this machine with "
             + "`VINSPECT_CPU=native swift build -c release` (or VINSPECT_CPU=x86-64-v3 for AVX2, "
             + "VINSPECT_CPU=portable for any CPU, slower)."

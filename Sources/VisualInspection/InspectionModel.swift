@@ -22,6 +22,9 @@ public enum InspectionModelError: Error, CustomStringConvertible, Sendable {
     case nothingToTrain(detail: String)
     /// A class name that cannot name a defect type (see ``InspectionModel/classNameProblem(_:)``).
     case invalidClassName(name: String, problem: String)
+    /// The running CPU lacks instruction-set extensions this build of the library was
+    /// compiled for: running the kernels would end in an illegal-instruction signal.
+    case unsupportedCPU(CPUFeatureError)
 
     public var description: String {
         switch self {
@@ -34,8 +37,21 @@ public enum InspectionModelError: Error, CustomStringConvertible, Sendable {
         case .nothingToTrain(let detail): return "nothing to train: \(detail)"
         case .invalidClassName(_, let problem):
             return "\(problem); choose another name (--name NAME with --add-class, or rename the class folder)"
+        case .unsupportedCPU(let error): return error.description
         }
     }
+
+    /// Checks once per process that this CPU can run the build's kernels (the entry points
+    /// that load or train models call it, so a host program copied to an older PC gets this
+    /// error instead of a crash).
+    static func checkCPU() throws(InspectionModelError) {
+        if let error = cpuProblem { throw .unsupportedCPU(error) }
+    }
+
+    private static let cpuProblem: CPUFeatureError? = {
+        let missing = CPUFeatures.missingFeatures
+        return missing.isEmpty ? nil : CPUFeatureError(missing: missing)
+    }()
 }
 
 /// The defect classifier part of a model: the prototype classifier and how its embeddings
@@ -188,6 +204,7 @@ public struct InspectionModel: Sendable {
     ///
     /// - Throws: ``InspectionModelError`` naming the file.
     public init(contentsOfFile path: String) throws(InspectionModelError) {
+        try InspectionModelError.checkCPU()
         let file: ModelFile
         do { file = try ModelFile(contentsOfFile: path) } catch { throw .modelFile(error) }
         let meta = file.metadata

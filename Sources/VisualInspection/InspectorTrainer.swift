@@ -84,6 +84,7 @@ public enum InspectorTrainer {
     public static func train(backbone: any Backbone, backboneSource: String? = nil, good: [Image], classes: [LabelledImages],
                              options: TrainingOptions = TrainingOptions(),
                              pool: ThreadPool? = .shared) throws(InspectionModelError) -> InspectionModel {
+        try InspectionModelError.checkCPU()
         for cls in classes {
             if let problem = InspectionModel.classNameProblem(cls.name) { throw .invalidClassName(name: cls.name, problem: problem) }
         }
@@ -198,6 +199,7 @@ public enum InspectorTrainer {
     ///   without images.
     public static func addingClass(_ name: String, images: [Image], to model: InspectionModel,
                                    pool: ThreadPool? = .shared) throws(InspectionModelError) -> InspectionModel {
+        try InspectionModelError.checkCPU()
         if let problem = InspectionModel.classNameProblem(name) { throw .invalidClassName(name: name, problem: problem) }
         guard !images.isEmpty else { throw .nothingToTrain(detail: "no readable images for class \(name)") }
         var model = model
