@@ -500,15 +500,26 @@ public struct InspectionResults: AsyncSequence, Sendable {
         Iterator(batch: inspector.batch(paths, jobs: jobs, heatmapDirectory: heatmapDirectory))
     }
 
-    /// Waits for each record off the cooperative thread pool.
+    /// Waits for each record off the cooperative thread pool. Cancelling the task that
+    /// iterates stops the batch: no new image is started, and the sequence ends (nil) at
+    /// the next call.
     public struct Iterator: AsyncIteratorProtocol {
         let batch: InspectionBatch
 
-        /// The next record in input order; nil when all inputs are done.
+        /// The next record in input order; nil when all inputs are done or the task was
+        /// cancelled.
         public mutating func next() async -> InspectionRecord? {
             let batch = self.batch
-            return await withCheckedContinuation { continuation in
-                DispatchQueue.global().async { continuation.resume(returning: batch.next()) }
+            if Task.isCancelled {
+                batch.cancel()
+                return nil
+            }
+            return await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    DispatchQueue.global().async { continuation.resume(returning: batch.next()) }
+                }
+            } onCancel: {
+                batch.cancel()
             }
         }
     }

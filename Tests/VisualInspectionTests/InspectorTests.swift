@@ -354,3 +354,26 @@ func aHeatmapFolderInsideTheWalkedFolderIsNeverAnInput() throws {
     #expect(Array(inspector.batch([folder.path], jobs: 1, heatmapDirectory: maps)).map(\.path) == expected)
     #expect(Array(inspector.batch([folder.path], jobs: 2, heatmapDirectory: maps)).map(\.path) == expected)
 }
+
+@Test(.timeLimit(.minutes(2)))
+func cancellingTheTaskEndsTheAsyncResultsAndStopsTheBatch() async throws {
+    let inspector = Inspector(model: try smallModel())
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cancel-\(getpid())")
+    try? FileManager.default.removeItem(at: folder)
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let png = try testPart(seed: 900).pngData()
+    for i in 0..<300 { try Data(png).write(to: folder.appendingPathComponent(String(format: "%03d.png", i))) }
+    let task = Task { () -> Int in
+        var seen = 0
+        for await record in inspector.results(for: [folder.path], jobs: 1) {
+            #expect(record.index == seen)
+            seen += 1
+            if seen == 3 { withUnsafeCurrentTask { $0?.cancel() } }
+        }
+        return seen
+    }
+    let seen = await task.value
+    // The sequence ended at the call after the cancel, far from the 300 inputs.
+    #expect(seen == 3, "\(seen) records after the cancel")
+}
