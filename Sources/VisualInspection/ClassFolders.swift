@@ -22,18 +22,21 @@ public struct ClassFolders: Sendable {
         for folder in listDirectory(root).filter(isDirectory) {
             let name = folder.split(separator: "/").last.map(String.init) ?? folder
             if excluding.contains(name) { continue }
-            let all = InputFiles([folder]).filter { path in
-                let lower = path.lowercased()
-                return lower.hasSuffix(".png") || lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg")
-            }
-            let jpegStems = Set(all.filter { $0.lowercased().hasSuffix(".jpg") }.map { String($0.dropLast(4)) })
-            let files = all.filter { !($0.lowercased().hasSuffix(".png") && jpegStems.contains(String($0.dropLast(4)))) }
+            let files = imageFiles(below: folder)
             if !files.isEmpty { classes.append((name, files)) }
         }
         if classes.count < minimumClasses {
             throw .layout(path: root, detail: "needs at least \(minimumClasses == 1 ? "one class sub-folder" : "\(minimumClasses) class sub-folders") with images")
         }
         return ClassFolders(classes: classes)
+    }
+
+    /// The images below a folder (walked recursively, in name order), leaving out a PNG
+    /// beside a JPEG of the same name: the magnetic-tile layout's mask.
+    public static func imageFiles(below folder: String) -> [String] {
+        let all = InputFiles([folder]).filter(InputFiles.isImageName)
+        let jpegStems = Set(all.filter { $0.lowercased().hasSuffix(".jpg") }.map { String($0.dropLast(4)) })
+        return all.filter { !($0.lowercased().hasSuffix(".png") && jpegStems.contains(String($0.dropLast(4)))) }
     }
 }
 

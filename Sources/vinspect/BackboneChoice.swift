@@ -43,8 +43,7 @@ func checkModelOutput(_ path: String, option: String = "--output") throws {
     }
     let slash = path.lastIndex(of: "/")
     let folder = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-    var folderStatus = stat()
-    guard stat(folder, &folderStatus) == 0, (folderStatus.st_mode & S_IFMT) == S_IFDIR else {
+    guard isFolder(folder) else {
         throw ValidationError("\(option) \(path): the folder \(folder) does not exist; create it first")
     }
     guard access(folder, W_OK) == 0 else { throw ValidationError("\(option) \(path): the folder \(folder) is not writable") }

@@ -101,11 +101,7 @@ struct FewShotEval: ParsableCommand {
             var preprocessing = Preprocessing(size: imageSize, mean: network.inputNormalization.mean, std: network.inputNormalization.std)
             var anomaly: AnomalyEnsemble?
             if let good {
-                let files = InputFiles([good]).filter { path in
-                    let lower = path.lowercased()
-                    return (lower.hasSuffix(".png") || lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg"))
-                        && !(lower.hasSuffix(".png") && FileManager.default.fileExists(atPath: String(path.dropLast(4)) + ".jpg"))
-                }.sorted()
+                let files = ClassFolders.imageFiles(below: good)
                 guard !files.isEmpty else { throw ValidationError("\(good) holds no PNG or JPEG images") }
                 var generator = Xoshiro256(seed: seed)
                 let drawn = Array(files.shuffled(using: &generator).prefix(goodShots))

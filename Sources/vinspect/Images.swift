@@ -33,8 +33,7 @@ struct Images: ParsableCommand {
         for path in InputFiles(paths) {
             count += 1
             let start = monotonicSeconds()
-            var status = stat()
-            if stat(path, &status) == 0 && (status.st_mode & S_IFMT) == S_IFDIR {
+            if isFolder(path) {
                 // The walk gives a folder only when it holds no image.
                 failed += 1
                 print("\(path): error: \(InspectionError.noImages(folder: path).description)")

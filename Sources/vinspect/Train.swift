@@ -176,10 +176,7 @@ func readTrainingImages(_ files: [String], unreadable: inout Int, maxPixels: Int
 
 /// Image files (PNG, JPEG) below a folder, recursively, in the walk's order.
 func imageFilesBelow(_ folder: String) -> [String] {
-    InputFiles([folder]).filter { path in
-        let lower = path.lowercased()
-        return lower.hasSuffix(".png") || lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg")
-    }
+    InputFiles([folder]).filter(InputFiles.isImageName)
 }
 
 func isFolder(_ path: String) -> Bool {
