@@ -76,7 +76,8 @@ let package = Package(
         // The setjmp/longjmp boundary: libpng and libjpeg report errors by longjmp, which
         // must never unwind through Swift frames, so every call into them that can fail
         // happens inside these C functions, which turn failures into error codes.
-        .target(name: "CCodecs", dependencies: ["CPNG", "CJPEG"]),
+        // Also the fast PNG encoder for heat maps, which takes zlib's checksums.
+        .target(name: "CCodecs", dependencies: ["CPNG", "CJPEG"], linkerSettings: [.linkedLibrary("z")]),
         // CPUID check: which instruction-set extensions the build assumed and the CPU lacks.
         .target(name: "CCPUFeatures", cSettings: cpuCheckCSettings),
         .target(name: "ImageIO", dependencies: ["CCodecs", "TensorCore"], swiftSettings: simdSwiftSettings),

@@ -8,7 +8,7 @@ without `--heatmaps`, `--repeats` times each, and prints the rates and the throu
 
     python3 Benchmarks/Scripts/heatmap_cost.py --vinspect .build/release/vinspect --backbone lite0.vimodel
 """
-import argparse, os, re, struct, subprocess, tempfile, zlib
+import argparse, os, re, shutil, struct, subprocess, tempfile, zlib
 
 import numpy as np
 
@@ -30,6 +30,8 @@ def main():
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--copies", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--worst-case", action="store_true",
+                   help="line parts unlike the good ones: every part a defect, every heat map tinted all over")
     a = p.parse_args()
     root = tempfile.mkdtemp(prefix="heatmap-cost-")
     good, line, many = (os.path.join(root, d) for d in ("good", "line", "many"))
@@ -38,7 +40,11 @@ def main():
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:600, 0:800]
     for i in range(48):
-        img = 120 + 40 * np.sin(xx * 0.05 + i * 0.1) + rng.normal(0, 8, (600, 800))
+        # Good and line parts alike: the stripes' phase varies within one range, so that
+        # the model passes the good line parts. --worst-case puts the line parts' phases
+        # beyond the training range: every part is a defect, tinted all over.
+        phase = i * 0.1 if a.worst_case else rng.uniform(0, 0.7)
+        img = 120 + 40 * np.sin(xx * 0.05 + phase) + rng.normal(0, 8, (600, 800))
         img[(xx - 400) ** 2 + (yy - 300) ** 2 < 150 ** 2] += 50
         if i >= 8 and i % 4 == 0:
             img[280:290, 300:500] = 20
@@ -56,14 +62,19 @@ def main():
         if heatmaps:
             args += ["--heatmaps", os.path.join(root, "hm")]
         err = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True).stderr
+        verdicts.add(re.search(r"[0-9]+ ok, [0-9]+ defect, [0-9]+ error", err).group(0))
         return float(re.search(r"\(([0-9.]+) images/s", err).group(1))
+
+    verdicts = set()
 
     plain = [rate(False) for _ in range(a.repeats)]
     with_maps = [rate(True) for _ in range(a.repeats)]
     best_plain, best_maps = max(plain), max(with_maps)
+    print("verdicts: %s" % "; ".join(sorted(verdicts)))
     print("without heat maps: %s images/s" % " ".join("%.1f" % r for r in plain))
     print("with heat maps:    %s images/s" % " ".join("%.1f" % r for r in with_maps))
     print("throughput lost to heat maps (best runs): %.0f %%" % (100 * (1 - best_maps / best_plain)))
+    shutil.rmtree(root)
 
 
 if __name__ == "__main__":

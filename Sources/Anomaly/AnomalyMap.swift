@@ -146,18 +146,21 @@ func selectLargest(_ k: Int, in values: UnsafeMutableBufferPointer<Float>) {
     }
 }
 
+/// Source positions of bilinear resampling along one axis (align_corners = false, edges
+/// clamped): for each output position the two source indices and the second one's weight.
+func bilinearAxis(_ inSize: Int, _ outSize: Int) -> [(Int, Int, Float)] {
+    let scale = Float(inSize) / Float(outSize)
+    return (0..<outSize).map { o in
+        let s = Swift.max((Float(o) + 0.5) * scale - 0.5, 0)
+        let i0 = Swift.min(Int(s), inSize - 1)
+        return (i0, Swift.min(i0 + 1, inSize - 1), s - Float(i0))
+    }
+}
+
 /// Bilinear upsampling of a single-channel grid, align_corners = false, edges clamped.
 func upsample(_ grid: [Float], from source: (Int, Int), to target: (Int, Int)) -> [Float] {
     let (sw, sh) = source, (tw, th) = target
-    func axis(_ inSize: Int, _ outSize: Int) -> [(Int, Int, Float)] {
-        let scale = Float(inSize) / Float(outSize)
-        return (0..<outSize).map { o in
-            let s = Swift.max((Float(o) + 0.5) * scale - 0.5, 0)
-            let i0 = Swift.min(Int(s), inSize - 1)
-            return (i0, Swift.min(i0 + 1, inSize - 1), s - Float(i0))
-        }
-    }
-    let xs = axis(sw, tw), ys = axis(sh, th)
+    let xs = bilinearAxis(sw, tw), ys = bilinearAxis(sh, th)
     var out = [Float](repeating: 0, count: tw * th)
     for y in 0..<th {
         let (y0, y1, fy) = ys[y]
@@ -243,5 +246,48 @@ extension AnomalyMap {
     /// The map resampled to another size (bilinear), e.g. back to the original image.
     public func resized(width newWidth: Int, height newHeight: Int) -> AnomalyMap {
         AnomalyMap(width: newWidth, height: newHeight, values: upsample(values, from: (width, height), to: (newWidth, newHeight)))
+    }
+
+    /// Calls `body(y, row)` for each row `y` of the map resampled to `newWidth` x `newHeight`,
+    /// in order, with the same values as ``resized(width:height:)`` but without the whole
+    /// resampled map in memory: each source row is interpolated across once and each output
+    /// row is a blend of two of those (for drawing large heat maps in one pass).
+    public func forEachResizedRow(width newWidth: Int, height newHeight: Int,
+                                  _ body: (Int, UnsafeBufferPointer<Float>) -> Void) {
+        guard newWidth > 0, newHeight > 0 else { return }
+        let xs = bilinearAxis(width, newWidth), ys = bilinearAxis(height, newHeight)
+        // Two source rows interpolated across (the last two used), and the output row.
+        var across = [[Float]](repeating: [Float](repeating: 0, count: newWidth), count: 2)
+        var cached = [-1, -1]
+        var row = [Float](repeating: 0, count: newWidth)
+        func slot(_ j: Int) -> Int {
+            if cached[0] == j { return 0 }
+            if cached[1] == j { return 1 }
+            // Replace the row the current output row does not need.
+            let k = cached[0] < cached[1] ? 0 : 1
+            cached[k] = j
+            values.withUnsafeBufferPointer { grid in
+                across[k].withUnsafeMutableBufferPointer { out in
+                    let source = grid.baseAddress! + j * width
+                    for x in 0..<newWidth {
+                        let (x0, x1, fx) = xs[x]
+                        out[x] = source[x0] * (1 - fx) + source[x1] * fx
+                    }
+                }
+            }
+            return k
+        }
+        for y in 0..<newHeight {
+            let (y0, y1, fy) = ys[y]
+            let top = slot(y0), bottom = slot(y1)
+            across[top].withUnsafeBufferPointer { t in
+                across[bottom].withUnsafeBufferPointer { b in
+                    row.withUnsafeMutableBufferPointer { out in
+                        for x in 0..<newWidth { out[x] = t[x] * (1 - fy) + b[x] * fy }
+                    }
+                }
+            }
+            row.withUnsafeBufferPointer { body(y, $0) }
+        }
     }
 }

@@ -187,9 +187,15 @@ private func luma<T: FixedWidthInteger & UnsignedInteger>(_ values: [T], channel
     }
 }
 
-private func replicate<T>(_ values: [T]) -> [T] {
-    var out = [T]()
-    out.reserveCapacity(values.count * 3)
-    for v in values { out.append(v); out.append(v); out.append(v) }
-    return out
+private func replicate<T: FixedWidthInteger>(_ values: [T]) -> [T] {
+    [T](unsafeUninitializedCapacity: values.count * 3) { out, initialized in
+        values.withUnsafeBufferPointer { source in
+            guard let target = out.baseAddress else { return }
+            for i in 0..<source.count {
+                let v = source[i]
+                (target + 3 * i).initialize(repeating: v, count: 3)
+            }
+        }
+        initialized = values.count * 3
+    }
 }

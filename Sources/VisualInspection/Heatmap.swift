@@ -26,13 +26,16 @@ public enum Heatmap {
     /// Entries of ``blendTable`` over the colour scale's [0, 1].
     static let tableSize = 2048
 
-    /// The colour and the blending weight (alpha x 256, at most 179) at `tableSize` points
-    /// of the scale, packed `r | g << 8 | b << 16 | w << 24` (8 KB: stays in the L1 cache).
-    static let blendTable: [UInt32] = (0..<tableSize).map { i in
+    /// The colour premultiplied by the blending weight w (alpha x 256, at most 179) and
+    /// 256 - w, at `tableSize` points of the scale, packed `r w | g w << 16 | b w << 32 |
+    /// (256 - w) << 48` (16 KB: stays in the L1 cache). A blended sample is then
+    /// `(sample (256 - w) + c w + 128) >> 8`; entry 0 leaves the pixel as it is.
+    static let blendTable: [UInt64] = (0..<tableSize).map { i in
         let t = Float(i) / Float(tableSize - 1)
         let (r, g, b) = colour(t)
         let alpha = min(max(2 * t, 0), 1) * 0.7
-        return UInt32(r) | UInt32(g) << 8 | UInt32(b) << 16 | UInt32((alpha * 256).rounded()) << 24
+        let w = UInt64((alpha * 256).rounded())
+        return UInt64(r) * w | UInt64(g) * w << 16 | UInt64(b) * w << 32 | (256 - w) << 48
     }
 
     private static func overlay(_ image: Image, result: InspectionResult, maximumSide: Int, reference: Bool) -> Image {
@@ -55,7 +58,6 @@ public enum Heatmap {
         let rw = min(region.width, width - rx0), rh = min(region.height, height - ry0)
 
         if let map = result.anomalyMap, let threshold = result.threshold, rw > 0, rh > 0 {
-            let resized = map.resized(width: rw, height: rh)
             var inside = [Bool](repeating: false, count: rw * rh)
             // The colour scale's position t = (ratio - 0.6) / 0.8 as a linear function of
             // the raw value where the calibration's relative value is one (scaled scores,
@@ -71,30 +73,60 @@ public enum Heatmap {
                 linear = nil
             }
             if !reference, let (a, b) = linear {
+                // One pass down the region, a row of the map resampled at a time: table
+                // positions and mask flags eight pixels at a time, then the blending of
+                // the pixels the scale reaches.
                 let top = Float(tableSize - 1)
-                resized.values.withUnsafeBufferPointer { values in
-                    inside.withUnsafeMutableBufferPointer { inside in
-                        blendTable.withUnsafeBufferPointer { table in
-                            pixels.withUnsafeMutableBufferPointer { px in
-                                for y in 0..<rh {
-                                    let row = y &* rw
-                                    var index = ((ry0 &+ y) &* width &+ rx0) &* 3
+                var positions = [UInt32](repeating: 0, count: rw)
+                inside.withUnsafeMutableBufferPointer { inside in
+                    blendTable.withUnsafeBufferPointer { table in
+                        pixels.withUnsafeMutableBufferPointer { px in
+                            positions.withUnsafeMutableBufferPointer { positions in
+                                let table = table.baseAddress!, position = positions.baseAddress!
+                                let av = SIMD8<Float>(repeating: a), bv = SIMD8<Float>(repeating: b)
+                                map.forEachResizedRow(width: rw, height: rh) { y, values in
+                                    let value = UnsafeRawPointer(values.baseAddress!)
+                                    var reached = SIMDMask<SIMD8<Int32>>(repeating: false)
+                                    var x = 0
+                                    while x &+ 8 <= rw {
+                                        // t = a raw + b on the scale, 0 where not above 0 (or
+                                        // NaN): entry 0 leaves the pixel unchanged. The table
+                                        // position round(t top) is read from the mantissa of
+                                        // t top + 2^23 (conversion instructions are not
+                                        // reachable from Swift's SIMD types).
+                                        let raw = value.loadUnaligned(fromByteOffset: x &* 4, as: SIMD8<Float>.self)
+                                        var t = raw * av + bv
+                                        t.replace(with: 0, where: .!(t .> 0))
+                                        t.replace(with: 1, where: t .> 1)
+                                        let shifted = t * top + 8_388_608
+                                        let index = unsafeBitCast(shifted, to: SIMD8<UInt32>.self) & 0x7f_ffff
+                                        UnsafeMutableRawPointer(position + x).storeBytes(of: index, as: SIMD8<UInt32>.self)
+                                        reached .|= unsafeBitCast(index, to: SIMD8<Int32>.self) .> 0
+                                        x &+= 8
+                                    }
+                                    var tail = false
+                                    while x < rw {
+                                        let t = a * values[x] + b
+                                        position[x] = t > 0 ? UInt32((Swift.min(t, 1) * top).rounded()) : 0
+                                        tail = tail || position[x] > 0
+                                        x &+= 1
+                                    }
+                                    let flags = inside.baseAddress! + y &* rw
+                                    guard any(reached) || tail else {
+                                        for x in 0..<rw { flags[x] = values[x] > threshold }
+                                        return
+                                    }
+                                    var sample = px.baseAddress! + ((ry0 &+ y) &* width &+ rx0) &* 3
                                     for x in 0..<rw {
-                                        let raw = values[row &+ x]
-                                        inside[row &+ x] = raw > threshold
-                                        // (max(raw, 0) for raw distances: a negative one is
-                                        // below the scale anyway.)
-                                        let t = a * raw + b
-                                        if t > 0 {
-                                            let entry = table[Int(Swift.min(t, 1) * top + 0.5)]
-                                            let w = entry >> 24, keep = 256 &- w
-                                            px[index] = UInt8(truncatingIfNeeded: (UInt32(px[index]) &* keep &+ (entry & 255) &* w &+ 128) >> 8)
-                                            px[index &+ 1] = UInt8(truncatingIfNeeded:
-                                                (UInt32(px[index &+ 1]) &* keep &+ ((entry >> 8) & 255) &* w &+ 128) >> 8)
-                                            px[index &+ 2] = UInt8(truncatingIfNeeded:
-                                                (UInt32(px[index &+ 2]) &* keep &+ ((entry >> 16) & 255) &* w &+ 128) >> 8)
+                                        flags[x] = values[x] > threshold
+                                        let p = Int(position[x])
+                                        if p != 0 {
+                                            let entry = table[p], keep = UInt32(truncatingIfNeeded: entry >> 48)
+                                            sample[0] = UInt8(truncatingIfNeeded: (UInt32(sample[0]) &* keep &+ UInt32(truncatingIfNeeded: entry & 0xffff) &+ 128) >> 8)
+                                            sample[1] = UInt8(truncatingIfNeeded: (UInt32(sample[1]) &* keep &+ UInt32(truncatingIfNeeded: (entry >> 16) & 0xffff) &+ 128) >> 8)
+                                            sample[2] = UInt8(truncatingIfNeeded: (UInt32(sample[2]) &* keep &+ UInt32(truncatingIfNeeded: (entry >> 32) & 0xffff) &+ 128) >> 8)
                                         }
-                                        index &+= 3
+                                        sample += 3
                                     }
                                 }
                             }
@@ -102,6 +134,7 @@ public enum Heatmap {
                     }
                 }
             } else {
+                let resized = map.resized(width: rw, height: rh)
                 for y in 0..<rh {
                     for x in 0..<rw {
                         let raw = resized.values[y * rw + x]
@@ -124,31 +157,56 @@ public enum Heatmap {
                     }
                 }
             }
-            // Mask outline: mask pixels with a 4-neighbour outside the mask.
+            // Mask outline: mask pixels with a 4-neighbour outside the mask. Inside the
+            // region's border, 16 pixels at a time are skipped when none of them is one.
             inside.withUnsafeBufferPointer { inside in
                 pixels.withUnsafeMutableBufferPointer { px in
-                    for y in 0..<rh {
+                    let flags = UnsafeRawPointer(inside.baseAddress!)
+                    func mark(_ x: Int, _ y: Int) {
                         let row = y &* rw
-                        for x in 0..<rw where inside[row &+ x] {
-                            let edge = x == 0 || y == 0 || x == rw &- 1 || y == rh &- 1 || !inside[row &+ x &- 1]
-                                || !inside[row &+ x &+ 1] || !inside[row &- rw &+ x] || !inside[row &+ rw &+ x]
-                            if edge {
-                                let index = ((ry0 &+ y) &* width &+ rx0 &+ x) &* 3
-                                px[index] = 255; px[index &+ 1] = 255; px[index &+ 2] = 255
+                        guard inside[row &+ x] else { return }
+                        let edge = x == 0 || y == 0 || x == rw &- 1 || y == rh &- 1 || !inside[row &+ x &- 1]
+                            || !inside[row &+ x &+ 1] || !inside[row &- rw &+ x] || !inside[row &+ rw &+ x]
+                        if edge {
+                            let index = ((ry0 &+ y) &* width &+ rx0 &+ x) &* 3
+                            px[index] = 255; px[index &+ 1] = 255; px[index &+ 2] = 255
+                        }
+                    }
+                    for y in 0..<rh {
+                        var x = 0
+                        if !reference && y > 0 && y < rh &- 1 {
+                            mark(0, y)
+                            x = 1
+                            let row = y &* rw
+                            while x &+ 16 <= rw &- 1 {
+                                let at = row &+ x
+                                let centre = flags.loadUnaligned(fromByteOffset: at, as: SIMD16<UInt8>.self)
+                                let around = flags.loadUnaligned(fromByteOffset: at &- 1, as: SIMD16<UInt8>.self)
+                                    & flags.loadUnaligned(fromByteOffset: at &+ 1, as: SIMD16<UInt8>.self)
+                                    & flags.loadUnaligned(fromByteOffset: at &- rw, as: SIMD16<UInt8>.self)
+                                    & flags.loadUnaligned(fromByteOffset: at &+ rw, as: SIMD16<UInt8>.self)
+                                if centre & ~around != SIMD16<UInt8>(repeating: 0) {
+                                    for k in x..<(x &+ 16) { mark(k, y) }
+                                }
+                                x &+= 16
                             }
+                        }
+                        while x < rw {
+                            mark(x, y)
+                            x &+= 1
                         }
                     }
                 }
             }
             let thickness = max(1, min(width, height) / 256 + 1)
+            let draw = reference ? rectangleByDefinition : rectangle
             for box in boxes {
-                rectangle(&pixels, width: width, height: height, box.x, box.y, box.width, box.height,
-                          colour: (230, 20, 20), thickness: thickness)
+                draw(&pixels, width, height, box.x, box.y, box.width, box.height, (230, 20, 20), thickness)
             }
         } else {
             let frame: (UInt8, UInt8, UInt8) = result.verdict == .ok ? (20, 200, 60) : (230, 20, 20)
-            rectangle(&pixels, width: width, height: height, 0, 0, width, height, colour: frame,
-                      thickness: max(2, min(width, height) / 64))
+            let draw = reference ? rectangleByDefinition : rectangle
+            draw(&pixels, width, height, 0, 0, width, height, frame, max(2, min(width, height) / 64))
         }
         return Image(width: width, height: height, channels: 3, pixels: pixels)
     }
@@ -177,9 +235,29 @@ public enum Heatmap {
         pixels[index] = c.0; pixels[index + 1] = c.1; pixels[index + 2] = c.2
     }
 
-    /// A rectangle outline `thickness` pixels wide, drawn inwards, clipped to the image.
+    /// A rectangle outline `thickness` pixels wide, drawn inwards, clipped to the image:
+    /// four strips, so that the cost follows the outline, not the area.
     static func rectangle(_ pixels: inout [UInt8], width: Int, height: Int, _ x: Int, _ y: Int, _ w: Int, _ h: Int,
                           colour: (UInt8, UInt8, UInt8), thickness: Int) {
+        let t = max(1, min(thickness, (w + 1) / 2, (h + 1) / 2))
+        guard w > 0, h > 0 else { return }
+        func fill(_ fx0: Int, _ fy0: Int, _ fx1: Int, _ fy1: Int) {
+            let x0 = max(fx0, 0), y0 = max(fy0, 0), x1 = min(fx1, width), y1 = min(fy1, height)
+            guard x1 > x0, y1 > y0 else { return }
+            for yy in y0..<y1 {
+                for xx in x0..<x1 { set(&pixels, width, xx, yy, colour) }
+            }
+        }
+        fill(x, y, x + w, y + t)                 // top
+        fill(x, y + h - t, x + w, y + h)         // bottom
+        fill(x, y + t, x + t, y + h - t)         // left
+        fill(x + w - t, y + t, x + w, y + h - t) // right
+    }
+
+    /// ``rectangle(_:width:height:_:_:_:_:colour:thickness:)`` pixel by pixel, by its
+    /// definition (used by the reference overlay, against which the tests compare).
+    static func rectangleByDefinition(_ pixels: inout [UInt8], width: Int, height: Int, _ x: Int, _ y: Int, _ w: Int, _ h: Int,
+                                      colour: (UInt8, UInt8, UInt8), thickness: Int) {
         let x0 = max(x, 0), y0 = max(y, 0), x1 = min(x + w, width), y1 = min(y + h, height)
         guard x1 > x0, y1 > y0 else { return }
         for yy in y0..<y1 {

@@ -300,10 +300,10 @@ public final class Inspector: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             do {
-                // zlib level 1 with one filter per row: 3x faster than libpng's defaults
-                // (800 x 600 heat maps: 42 against 13 images/s with two jobs) for files
-                // a third larger.
-                try Heatmap.overlay(image, result: result).write(toFile: file, pngCompressionLevel: 1, fastPNG: true)
+                // The fast PNG encoder (Sub filter, deflate blocks of literals and runs):
+                // an 800 x 600 overlay in about 4 ms against 15 with libpng and zlib
+                // level 1, for files of about the same size.
+                try Heatmap.overlay(image, result: result).write(toFile: file, fastPNG: true)
                 record.heatmap = file
             } catch {
                 record.heatmapError = error.description

@@ -166,3 +166,20 @@ let testBackbone: FrozenBackbone = BackboneArchitecture.compact.make(seed: 5).fr
     #expect(map.boxes(threshold: 1).count == 3)
     #expect(map.boxes(threshold: 10).isEmpty)
 }
+
+@Test func resizedRowsOneAtATimeEqualTheResizedMap() {
+    // Up and down in each direction, and to one row or column.
+    let values: [Float] = (0..<(23 * 17)).map { (i: Int) -> Float in Float((i * 7919) % 101) / 7 - 3 }
+    let map = AnomalyMap(width: 23, height: 17, values: values)
+    for (w, h) in [(23, 17), (800, 600), (10, 40), (61, 5), (1, 1), (1, 30), (30, 1)] {
+        let whole = map.resized(width: w, height: h).values
+        var rows = [Float]()
+        var seen = [Int]()
+        map.forEachResizedRow(width: w, height: h) { y, row in
+            seen.append(y)
+            rows += Array(row)
+        }
+        #expect(seen == Array(0..<h))
+        #expect(rows == whole, "\(w)x\(h)")
+    }
+}
