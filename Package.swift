@@ -96,10 +96,21 @@ let package = Package(
             exclude: shippedBackboneExists ? [] : ["Resources"],
             resources: shippedBackboneExists ? [.copy("Resources/compact-default.vimodel")] : [],
             swiftSettings: simdSwiftSettings),
+        // Research and training tools, outside the integrator's module: generated images
+        // and synthetic defects; data-set layouts and the evaluation of settings; the
+        // distillation of a compact backbone from a pretrained one.
+        .target(name: "Synthesis", dependencies: ["ImageIO", "TensorCore"], swiftSettings: simdSwiftSettings),
+        .target(
+            name: "Evaluation", dependencies: ["VisualInspection", "Synthesis", "ImageIO", "TensorCore", "NeuralNet", "Anomaly"],
+            swiftSettings: simdSwiftSettings),
+        .target(
+            name: "Distillation", dependencies: ["VisualInspection", "Synthesis", "ImageIO", "TensorCore", "NeuralNet"],
+            swiftSettings: simdSwiftSettings),
         .executableTarget(
             name: "vinspect",
             dependencies: [
-                "VisualInspection", "NeuralNet", "ModelFile", "Anomaly", "FewShot",
+                "VisualInspection", "Synthesis", "Evaluation", "Distillation", "ImageIO", "TensorCore", "NeuralNet",
+                "ModelFile", "Anomaly", "FewShot",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simdSwiftSettings),
@@ -113,9 +124,16 @@ let package = Package(
         .testTarget(name: "AnomalyTests", dependencies: ["Anomaly", "NeuralNet"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "FewShotTests", dependencies: ["FewShot", "TensorCore", "ModelFile"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "ModelFile"], swiftSettings: simdSwiftSettings),
-        .testTarget(name: "VisualInspectionTests", dependencies: ["VisualInspection", "ImageIO", "NeuralNet"], swiftSettings: simdSwiftSettings),
         .testTarget(
-            name: "vinspectTests", dependencies: ["vinspect", "inspect-folder-example", "VisualInspection", "NeuralNet"],
+            name: "VisualInspectionTests",
+            dependencies: [
+                "VisualInspection", "Synthesis", "Evaluation", "Distillation", "ImageIO", "TensorCore", "NeuralNet", "ModelFile",
+                "Anomaly", "FewShot",
+            ],
+            swiftSettings: simdSwiftSettings),
+        .testTarget(
+            name: "vinspectTests",
+            dependencies: ["vinspect", "inspect-folder-example", "VisualInspection", "ImageIO", "TensorCore", "NeuralNet", "ModelFile"],
             swiftSettings: simdSwiftSettings),
     ],
     swiftLanguageModes: [.v6]

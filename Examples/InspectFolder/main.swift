@@ -13,17 +13,17 @@ guard arguments.count == 3 || arguments.count == 4 else {
 do {
     // 1. A backbone: the shipped default, a file from `vinspect backbone import`, or
     //    (for tests) the untrained compact network.
-    let backbone: any Backbone =
-        arguments.count == 3 ? try DefaultBackbone.load()
-        : arguments[3] == "compact" ? BackboneArchitecture.compact.make()
-        : try BackboneStore.load(from: arguments[3])
+    let backbone: TrainingBackbone =
+        arguments.count == 3 ? .shipped
+        : arguments[3] == "compact" ? .untrainedCompact
+        : .file(URL(fileURLWithPath: arguments[3]))
 
     // 2. Train from good images, keep the model, inspect a folder in input order.  -- the ten lines
     let goodFiles = InputFiles([arguments[1]]).filter { $0.hasSuffix(".png") || $0.hasSuffix(".jpg") }
     let good = try goodFiles.map { try Image(contentsOfFile: $0) }
-    let model = try InspectorTrainer.train(backbone: backbone, good: good, classes: [])
-    try model.write(toFile: "example.vimodel")
-    let inspector = try Inspector(contentsOfFile: "example.vimodel")
+    let model = try InspectorTrainer.train(good: good, backbone: backbone)
+    try model.write(to: URL(fileURLWithPath: "example.vimodel"))
+    let inspector = try Inspector(contentsOf: URL(fileURLWithPath: "example.vimodel"))
     for record in inspector.batch([arguments[2]], jobs: 2) {
         switch record.outcome {
         case .success(let result): print(record.path, result.verdict.rawValue, result.score, "boxes:", result.boxes.count)

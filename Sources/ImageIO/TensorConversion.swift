@@ -10,7 +10,7 @@ extension Image {
     ///     3 channels, colour images reduced to grey for 1; alpha is always dropped.
     ///   - mean: per-channel mean, in units of the full range (e.g. 0.5).
     ///   - std: per-channel standard deviation, in the same units.
-    public func tensor(channels wanted: Int = 3, mean: [Float], std: [Float]) -> Tensor {
+    @_spi(Engine) public func tensor(channels wanted: Int = 3, mean: [Float], std: [Float]) -> Tensor {
         precondition(wanted == 1 || wanted == 3, "Image.tensor: channels must be 1 or 3, got \(wanted)")
         precondition(mean.count == wanted && std.count == wanted, "Image.tensor: \(mean.count) means, \(std.count) stds for \(wanted) channels")
         let source = wanted == 3 ? rgb() : grayscale()

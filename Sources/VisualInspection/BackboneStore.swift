@@ -34,7 +34,7 @@ public enum BackboneError: Error, CustomStringConvertible, Sendable {
 /// `"kind": "backbone"`, the architecture and its options, and whose tensors are the
 /// backbone's state in our layout (convolutions HWIO), batch norms unfolded so that the
 /// network can still be fine-tuned.
-public enum BackboneStore {
+@_spi(Engine) public enum BackboneStore {
     /// Reads a PyTorch checkpoint (zip or legacy) or safetensors file into a new backbone.
     ///
     /// - Parameters:

@@ -1,6 +1,6 @@
 import Anomaly
 import FewShot
-import ImageIO
+@_spi(Engine) import ImageIO
 import NeuralNet
 import TensorCore
 
@@ -56,7 +56,7 @@ public enum EmbeddingSource: String, Sendable, Codable, CaseIterable {
 
 /// Raw embeddings of images (before the classifier's transform); for ``EmbeddingSource/region``
 /// the anomaly ensemble gives each image's region (nil: the whole image).
-public func embeddings(of images: [Tensor], backbone: FrozenBackbone, source: EmbeddingSource,
+package func embeddings(of images: [Tensor], backbone: FrozenBackbone, source: EmbeddingSource,
                       anomaly: AnomalyEnsemble? = nil, pool: ThreadPool = .shared) -> [[Float]] {
     var out: [[Float]] = []
     var start = 0
@@ -72,7 +72,7 @@ public func embeddings(of images: [Tensor], backbone: FrozenBackbone, source: Em
 
 /// Raw embeddings of a batch from its backbone features (one vector per image); `regions`
 /// are the images' anomaly maps, used by ``EmbeddingSource/region`` (nil: whole images).
-public func embeddings(from features: BackboneFeatures, source: EmbeddingSource, regions: [AnomalyMap]? = nil) -> [[Float]] {
+package func embeddings(from features: BackboneFeatures, source: EmbeddingSource, regions: [AnomalyMap]? = nil) -> [[Float]] {
     let n = features.embedding.shape[0], d = features.embedding.shape[1]
     let last = features.embedding.scalars
     var pooled: [[Float]] = []
@@ -116,7 +116,7 @@ public func embeddings(from features: BackboneFeatures, source: EmbeddingSource,
 /// anomaly value `a`, standardised over the image (`z`), weighted `max(0, z - 1)^2`, so that
 /// only cells well above the image's own level count and the strongest most. Nil when no
 /// cell stands out (a flat map): the region is then the whole image.
-public func regionWeights(_ map: AnomalyMap, gridWidth w: Int, gridHeight h: Int) -> [Float]? {
+package func regionWeights(_ map: AnomalyMap, gridWidth w: Int, gridHeight h: Int) -> [Float]? {
     var cells = [Double](repeating: 0, count: w * h), counts = [Double](repeating: 0, count: w * h)
     for y in 0..<map.height {
         let gy = min(h - 1, y * h / map.height)
@@ -149,7 +149,7 @@ func adaptiveAvgPoolForFeatures(_ x: Tensor) -> Tensor {
 /// 6 and 7 the two diagonal mirrors. Surface defects have no preferred orientation, so
 /// these are the same defect seen again (used to multiply base-class examples when a head
 /// is trained).
-public func symmetryView(_ image: Tensor, _ view: Int) -> Tensor {
+package func symmetryView(_ image: Tensor, _ view: Int) -> Tensor {
     switch view % 8 {
     case 0: return image
     case 1: return flipped(image, horizontal: true)
@@ -164,10 +164,23 @@ public func symmetryView(_ image: Tensor, _ view: Int) -> Tensor {
 
 /// Raw embeddings of `views` symmetry views of each image (see ``symmetryView(_:_:)``),
 /// `[images][views][D]`; view 0 is the image itself.
-public func viewEmbeddings(of images: [Tensor], views: Int, backbone: FrozenBackbone, source: EmbeddingSource,
+package func viewEmbeddings(of images: [Tensor], views: Int, backbone: FrozenBackbone, source: EmbeddingSource,
                            pool: ThreadPool = .shared) -> [[[Float]]] {
     let count = Swift.max(1, Swift.min(views, 8))
     let all = embeddings(of: images.flatMap { image in (0..<count).map { symmetryView(image, $0) } }, backbone: backbone,
                          source: source, pool: pool)
     return images.indices.map { i in Array(all[(i * count)..<((i + 1) * count)]) }
+}
+
+/// A data-set folder that cannot be used.
+public enum DatasetError: Error, CustomStringConvertible, Sendable {
+    case layout(path: String, detail: String)
+    case empty(path: String)
+
+    public var description: String {
+        switch self {
+        case .layout(let path, let detail): return "\(path): unexpected folder layout (\(detail))"
+        case .empty(let path): return "\(path): no images; put the defect-free training images there"
+        }
+    }
 }

@@ -4,7 +4,7 @@ import Foundation
 import NeuralNet
 
 /// Finds and loads the shipped default backbone.
-public enum DefaultBackbone {
+@_spi(Engine) public enum DefaultBackbone {
     /// The file name of the shipped weights.
     public static let fileName = "compact-default.vimodel"
 

@@ -125,25 +125,25 @@ struct FileIdentity: Hashable, Sendable {
 }
 
 /// Whether two paths name the same existing file or folder.
-public func sameFile(_ a: String, _ b: String) -> Bool {
+package func sameFile(_ a: String, _ b: String) -> Bool {
     guard let x = FileIdentity(path: a), let y = FileIdentity(path: b) else { return false }
     return x == y
 }
 
 /// Whether the path names a folder (following symbolic links).
-func isDirectory(_ path: String) -> Bool {
+package func isDirectory(_ path: String) -> Bool {
     var status = stat()
     return stat(path, &status) == 0 && (status.st_mode & S_IFMT) == S_IFDIR
 }
 
-func isRegularFile(_ path: String) -> Bool {
+package func isRegularFile(_ path: String) -> Bool {
     var status = stat()
     return stat(path, &status) == 0 && (status.st_mode & S_IFMT) == S_IFREG
 }
 
 /// The visible entries of a folder, sorted by name and joined with the folder's path.
 /// An unreadable folder lists as empty (its files cannot be reported individually).
-func listDirectory(_ path: String) -> [String] {
+package func listDirectory(_ path: String) -> [String] {
     guard let directory = opendir(path) else { return [] }
     defer { closedir(directory) }
     var names: [String] = []

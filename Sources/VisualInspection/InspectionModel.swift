@@ -56,19 +56,19 @@ public enum InspectionModelError: Error, CustomStringConvertible, Sendable {
 
 /// The defect classifier part of a model: the prototype classifier and how its embeddings
 /// are taken from the backbone.
-public struct DefectClassifier: Sendable {
+package struct DefectClassifier: Sendable {
     /// All classes, the OK class (``InspectionModel/okClassName``) included when it was given.
-    public var classifier: PrototypeClassifier
+    package var classifier: PrototypeClassifier
     /// How embeddings are pooled from the backbone.
-    public var embedding: EmbeddingSource
+    package var embedding: EmbeddingSource
 
-    public init(classifier: PrototypeClassifier, embedding: EmbeddingSource) {
+    package init(classifier: PrototypeClassifier, embedding: EmbeddingSource) {
         self.classifier = classifier
         self.embedding = embedding
     }
 
     /// The classes that are defect types (all but the OK class).
-    public var defectClassNames: [String] { classifier.classNames.filter { !InspectionModel.isOKClass($0) } }
+    package var defectClassNames: [String] { classifier.classNames.filter { !InspectionModel.isOKClass($0) } }
 
     /// The classifier restricted to the defect types, with the same transform and
     /// rejection threshold (nil when there is no defect class).
@@ -88,22 +88,22 @@ public struct DefectClassifier: Sendable {
 /// an ``Inspector``.
 public struct InspectionModel: Sendable {
     /// The backbone's description (architecture, input normalisation, source).
-    public var backboneMetadata: [String: JSONValue]
+    package var backboneMetadata: [String: JSONValue]
     /// The backbone's state (unfolded batch norms), kept to write the model again.
-    public var backboneTensors: [NamedTensor]
+    package var backboneTensors: [NamedTensor]
     /// The backbone in inference form.
-    public var backbone: FrozenBackbone
+    package var backbone: FrozenBackbone
     /// How each image becomes network input (region of interest, size, normalisation).
     public var preprocessing: Preprocessing
     /// The anomaly scorer, when good images were given: one scorer, or several combined
     /// (see ``AnomalyEnsemble``).
-    public var anomaly: AnomalyEnsemble?
+    package var anomaly: AnomalyEnsemble?
     /// The first member of ``anomaly`` (for a single-scorer model, the scorer).
-    public var scorer: AnomalyScorer? { anomaly?.members.first }
+    package var scorer: AnomalyScorer? { anomaly?.members.first }
     /// The number of good images the scorer learnt from.
     public var goodImageCount: Int
     /// The defect classifier, when class folders were given.
-    public var classifier: DefectClassifier?
+    package var classifier: DefectClassifier?
     /// Regions of the mask smaller than this many pixels (of the original image) are not
     /// reported as boxes.
     public var minimumDefectArea: Int
@@ -145,7 +145,7 @@ public struct InspectionModel: Sendable {
         return nil
     }
 
-    public init(backboneMetadata: [String: JSONValue], backboneTensors: [NamedTensor], backbone: FrozenBackbone,
+    package init(backboneMetadata: [String: JSONValue], backboneTensors: [NamedTensor], backbone: FrozenBackbone,
                 preprocessing: Preprocessing, anomaly: AnomalyEnsemble?, goodImageCount: Int, classifier: DefectClassifier?,
                 minimumDefectArea: Int = 16) {
         self.backboneMetadata = backboneMetadata
@@ -169,6 +169,17 @@ public struct InspectionModel: Sendable {
 
     /// The architecture name of the backbone, e.g. `efficientnet-lite0`.
     public var architecture: String { backbone.architecture }
+
+    /// The defect types the classifier names (without the OK class); empty without one.
+    public var defectTypes: [String] { classifier?.defectClassNames ?? [] }
+
+    /// The raw anomaly threshold (see ``InspectionResult/threshold``); nil without an
+    /// anomaly scorer.
+    public var threshold: Float? { anomaly?.calibration.threshold }
+
+    /// What the engine chose for the anomaly scorer's settings and why, when it chose them
+    /// (``TrainingOptions/automaticScorer``); nil otherwise.
+    public var scorerChoice: ScorerChoice? { anomaly?.choice }
 
     // MARK: - Model file
 
@@ -293,7 +304,7 @@ public struct InspectionModel: Sendable {
     }
 
     /// The model as a generic model file (see ``init(contentsOfFile:)`` for the layout).
-    public func modelFile() throws(InspectionModelError) -> ModelFile {
+    package func modelFile() throws(InspectionModelError) -> ModelFile {
         var meta: [String: JSONValue] = [
             "kind": .string(InspectionModel.kind),
             "backbone": .object(backboneMetadata),
@@ -342,6 +353,19 @@ public struct InspectionModel: Sendable {
             }
         }
         return ModelFile(metadata: meta, tensors: tensors)
+    }
+
+    /// Reads a model written by ``write(to:)`` (file URLs only; see
+    /// ``init(contentsOfFile:)`` for the layout).
+    ///
+    /// - Throws: ``InspectionModelError`` naming the file.
+    public init(contentsOf url: URL) throws(InspectionModelError) {
+        try self.init(contentsOfFile: url.path)
+    }
+
+    /// ``write(toFile:)`` to a file URL.
+    public func write(to url: URL) throws(InspectionModelError) {
+        try write(toFile: url.path)
     }
 
     /// Writes the model to one file, atomically (a temporary file beside it, flushed to

@@ -107,46 +107,68 @@ public final class Inspector: Sendable {
     /// The classifier over defect types only (the OK class left out), made once.
     let defectTypes: PrototypeClassifier?
 
-    /// An inspector for a model in memory.
     /// The largest image, in pixels, that file inspection decodes (larger ones are error
     /// records that say so): a guard against decompression bombs.
     public let maxPixels: Int
+    /// The worker threads one inspection uses (nil: this thread only).
+    let pool: ThreadPool?
 
-    public init(model: InspectionModel, maxPixels: Int = Image.defaultMaxPixels) {
+    /// An inspector for a model in memory.
+    ///
+    /// - Parameters:
+    ///   - maxPixels: the largest image, in pixels, that file inspection decodes.
+    ///   - threads: how many threads one inspection may use: nil (the default) shares one
+    ///     pool of a thread per core among all inspectors; 1 keeps each inspection on the
+    ///     calling thread (for hosts that run several inspections side by side, e.g. one
+    ///     per camera); n > 1 gives this inspector a pool of its own.
+    public init(model: InspectionModel, maxPixels: Int = Image.defaultMaxPixels, threads: Int? = nil) {
         self.model = model
         self.maxPixels = maxPixels
         defectTypes = model.classifier?.defectTypes
+        pool = ThreadPool.forThreads(threads)
     }
 
-    /// Loads a model file written by `vinspect train` or ``InspectionModel/write(toFile:)``.
+    /// Loads a model file written by `vinspect train` or ``InspectionModel/write(to:)``.
     ///
     /// - Throws: ``InspectionModelError`` naming the file (missing, damaged, not a model).
-    public convenience init(contentsOfFile path: String, maxPixels: Int = Image.defaultMaxPixels) throws(InspectionModelError) {
-        self.init(model: try InspectionModel(contentsOfFile: path), maxPixels: maxPixels)
+    public convenience init(contentsOf url: URL, maxPixels: Int = Image.defaultMaxPixels, threads: Int? = nil) throws(InspectionModelError) {
+        self.init(model: try InspectionModel(contentsOf: url), maxPixels: maxPixels, threads: threads)
     }
 
-    /// Inspects a decoded image.
-    ///
-    /// - Parameters:
-    ///   - image: any size, grey or colour, 8 or 16 bits.
-    ///   - pool: the worker pool for the kernels (nil: this thread only).
-    public func inspect(_ image: Image, pool: ThreadPool? = .shared) -> InspectionResult {
+    /// ``init(contentsOf:maxPixels:threads:)`` with a path.
+    public convenience init(contentsOfFile path: String, maxPixels: Int = Image.defaultMaxPixels, threads: Int? = nil) throws(InspectionModelError) {
+        self.init(model: try InspectionModel(contentsOfFile: path), maxPixels: maxPixels, threads: threads)
+    }
+
+    /// Inspects a decoded image (any size, grey or colour, 8 or 16 bits), with the
+    /// inspector's threads. Safe to call from several threads at once.
+    public func inspect(_ image: Image) -> InspectionResult {
         inspect(image, startedAt: seconds(), pool: pool)
     }
 
-    /// Reads and inspects an image file (PNG or JPEG).
+    /// Reads and inspects an image file (PNG or JPEG; file URLs only).
     ///
     /// - Throws: ``InspectionError/unreadableImage(_:)`` naming the file and the reason.
-    public func inspect(contentsOfFile path: String, pool: ThreadPool? = .shared) throws(InspectionError) -> InspectionResult {
+    public func inspect(contentsOf url: URL) throws(InspectionError) -> InspectionResult {
+        try inspect(contentsOfFile: url.path, pool: pool)
+    }
+
+    /// ``inspect(contentsOf:)`` with a path.
+    public func inspect(contentsOfFile path: String) throws(InspectionError) -> InspectionResult {
+        try inspect(contentsOfFile: path, pool: pool)
+    }
+
+    /// ``inspect(_:)`` on the given pool instead of the inspector's own.
+    package func inspect(_ image: Image, pool: ThreadPool?) -> InspectionResult {
+        inspect(image, startedAt: seconds(), pool: pool)
+    }
+
+    /// ``inspect(contentsOfFile:)`` on the given pool instead of the inspector's own.
+    package func inspect(contentsOfFile path: String, pool: ThreadPool?) throws(InspectionError) -> InspectionResult {
         let start = seconds()
         let image: Image
         do { image = try Image(contentsOfFile: path, maxPixels: maxPixels) } catch { throw .unreadableImage(error) }
         return inspect(image, startedAt: start, pool: pool)
-    }
-
-    /// Reads and inspects an image file given by URL (file URLs only).
-    public func inspect(contentsOf url: URL, pool: ThreadPool? = .shared) throws(InspectionError) -> InspectionResult {
-        try inspect(contentsOfFile: url.path, pool: pool)
     }
 
     private func inspect(_ image: Image, startedAt start: Double, pool: ThreadPool?) -> InspectionResult {
@@ -521,6 +543,18 @@ public struct InspectionResults: AsyncSequence, Sendable {
             } onCancel: {
                 batch.cancel()
             }
+        }
+    }
+}
+
+extension ThreadPool {
+    /// The pool for a `threads` option: nil -> the shared pool, 1 or less -> none (the
+    /// calling thread), n -> a pool of n threads.
+    package static func forThreads(_ threads: Int?) -> ThreadPool? {
+        switch threads {
+        case nil: return .shared
+        case let count? where count <= 1: return nil
+        case let count?: return ThreadPool(threadCount: count)
         }
     }
 }

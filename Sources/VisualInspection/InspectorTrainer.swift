@@ -38,7 +38,7 @@ public struct TrainingOptions: Sendable {
     /// A projection head for the classifier's embeddings, trained episodically on other
     /// classes (`vinspect fewshot-train`); nil: none. Its input width must match the
     /// embedding's.
-    public var projectionHead: ProjectionHead?
+    package var projectionHead: ProjectionHead?
 
     public init() {}
 }
@@ -56,16 +56,69 @@ public struct LabelledImages: Sendable {
     }
 }
 
+/// Where a model's backbone (feature extractor) comes from.
+public enum TrainingBackbone: Sendable {
+    /// The compact backbone shipped with the library (small, fast; distilled for the demo's
+    /// kind of parts).
+    case shipped
+    /// A backbone file written by `vinspect backbone import` or `vinspect distill`.
+    case file(URL)
+    /// The compact architecture with fixed random weights: for tests and demos on
+    /// generated parts, not for real ones.
+    case untrainedCompact
+}
+
 /// Training entry points: build an ``InspectionModel`` from images, add a defect type to
 /// an existing one.
 ///
 /// ```swift
-/// let backbone = try BackboneStore.load(from: "lite0.vimodel")
-/// let good = try goodFiles.map { try Image(contentsOfFile: $0) }
-/// let model = try InspectorTrainer.train(backbone: backbone, good: good, classes: [])
-/// try model.write(toFile: "line3.vimodel")
+/// let good = try goodFiles.map { try Image(contentsOf: $0) }
+/// let model = try InspectorTrainer.train(good: good, backbone: .file(lite0URL))
+/// try model.write(to: URL(fileURLWithPath: "line3.vimodel"))
 /// ```
 public enum InspectorTrainer {
+    /// Trains a model (see ``train(backbone:backboneSource:good:classes:options:pool:)`` for
+    /// what the images do).
+    ///
+    /// - Parameters:
+    ///   - good: images of good parts, for the anomaly scorer.
+    ///   - classes: a few images per defect type (and optionally `good`), for the classifier.
+    ///   - backbone: the feature extractor: the compact backbone shipped with the library
+    ///     (the default), or a file from `vinspect backbone import` (e.g. the pretrained
+    ///     EfficientNet-Lite0, for real parts).
+    ///   - options: see ``TrainingOptions``; the defaults are what the README's figures use.
+    ///   - threads: threads for the feature extraction (nil: one per core).
+    /// - Throws: ``InspectionModelError`` (``InspectionModelError/backbone(_:)`` when the
+    ///   backbone file cannot be read).
+    public static func train(good: [Image], classes: [LabelledImages] = [], backbone: TrainingBackbone = .shipped,
+                             options: TrainingOptions = TrainingOptions(), threads: Int? = nil) throws(InspectionModelError) -> InspectionModel {
+        try InspectionModelError.checkCPU()
+        let network: any Backbone
+        let source: String?
+        do {
+            switch backbone {
+            case .shipped:
+                network = try DefaultBackbone.load()
+                source = DefaultBackbone.path
+            case .file(let url):
+                network = try BackboneStore.load(from: url.path)
+                source = url.path
+            case .untrainedCompact:
+                network = BackboneArchitecture.compact.make()
+                source = nil
+            }
+        } catch { throw .backbone(error) }
+        return try train(backbone: network, backboneSource: source, good: good, classes: classes, options: options,
+                         pool: ThreadPool.forThreads(threads))
+    }
+
+    /// Adds a defect type to a trained model without retraining (see
+    /// ``addingClass(_:images:to:pool:)``).
+    public static func addingClass(_ name: String, images: [Image], to model: InspectionModel,
+                                   threads: Int? = nil) throws(InspectionModelError) -> InspectionModel {
+        try addingClass(name, images: images, to: model, pool: ThreadPool.forThreads(threads))
+    }
+
     /// Trains a model.
     ///
     /// - Parameters:
@@ -81,7 +134,7 @@ public enum InspectorTrainer {
     /// - Throws: ``InspectionModelError/nothingToTrain(detail:)`` when there is nothing to
     ///   learn; ``InspectionModelError/invalidClassName(name:problem:)`` for a class name
     ///   ``InspectionModel/classNameProblem(_:)`` refuses.
-    public static func train(backbone: any Backbone, backboneSource: String? = nil, good: [Image], classes: [LabelledImages],
+    package static func train(backbone: any Backbone, backboneSource: String? = nil, good: [Image], classes: [LabelledImages],
                              options: TrainingOptions = TrainingOptions(),
                              pool: ThreadPool? = .shared) throws(InspectionModelError) -> InspectionModel {
         try InspectionModelError.checkCPU()
@@ -161,7 +214,7 @@ public enum InspectorTrainer {
     /// engine chose, when it did. The sets' scores go on the good parts' scale (and their
     /// threshold follows ``ThresholdRule/standard``) when there are several or the engine
     /// chose them.
-    public static func scorerSets(good: [Image], options: TrainingOptions, backbone: FrozenBackbone,
+    package static func scorerSets(good: [Image], options: TrainingOptions, backbone: FrozenBackbone,
                                   normalization: (mean: [Float], std: [Float]),
                                   pool: ThreadPool? = .shared) -> ([AnomalyScorerOptions], ScorerChoice?) {
         if let sets = options.scorers { return (sets, nil) }
@@ -197,8 +250,8 @@ public enum InspectorTrainer {
     ///   ``InspectionModel/classNameProblem(_:)`` refuses (empty, only whitespace, with `/` or
     ///   control characters, `unknown`); ``InspectionModelError/nothingToTrain(detail:)``
     ///   without images.
-    public static func addingClass(_ name: String, images: [Image], to model: InspectionModel,
-                                   pool: ThreadPool? = .shared) throws(InspectionModelError) -> InspectionModel {
+    package static func addingClass(_ name: String, images: [Image], to model: InspectionModel,
+                                    pool: ThreadPool?) throws(InspectionModelError) -> InspectionModel {
         try InspectionModelError.checkCPU()
         if let problem = InspectionModel.classNameProblem(name) { throw .invalidClassName(name: name, problem: problem) }
         guard !images.isEmpty else { throw .nothingToTrain(detail: "no readable images for class \(name)") }

@@ -1,5 +1,5 @@
 import Anomaly
-import ImageIO
+@_spi(Engine) import ImageIO
 import NeuralNet
 import TensorCore
 
@@ -68,14 +68,14 @@ public struct Preprocessing: Sendable, Equatable, Codable {
     }
 
     /// The normalised `[height, width, 3]` tensor of an image (``inputSize``).
-    public func tensor(_ image: Image) -> Tensor {
+    package func tensor(_ image: Image) -> Tensor {
         let (width, height) = inputSize
         return cropped(image.droppingAlpha()).resized(width: width, height: height).tensor(channels: 3, mean: mean, std: std)
             .reshaped([height, width, 3])
     }
 
     /// Reads and preprocesses an image file.
-    public func tensor(contentsOfFile path: String) throws(ImageError) -> Tensor {
+    package func tensor(contentsOfFile path: String) throws(ImageError) -> Tensor {
         tensor(try Image(contentsOfFile: path))
     }
 

@@ -1,8 +1,15 @@
+import Anomaly
 import ArgumentParser
+import Distillation
+import Evaluation
+import FewShot
 import Foundation
+@_spi(Engine) import ImageIO
 import ModelFile
 import NeuralNet
-import VisualInspection
+import Synthesis
+import TensorCore
+@_spi(Engine) import VisualInspection
 
 /// `vinspect backbone ...`: pretrained backbones.
 struct BackboneCommand: ParsableCommand {

@@ -1,6 +1,15 @@
+import Anomaly
 import ArgumentParser
+import Distillation
+import Evaluation
+import FewShot
 import Foundation
-import VisualInspection
+@_spi(Engine) import ImageIO
+import ModelFile
+import NeuralNet
+import Synthesis
+import TensorCore
+@_spi(Engine) import VisualInspection
 
 /// `vinspect demo`: train on the shipped fixtures, inspect the rest, write a report and heat maps.
 struct Demo: ParsableCommand {

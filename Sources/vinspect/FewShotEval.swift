@@ -1,10 +1,15 @@
+import Anomaly
 import ArgumentParser
+import Distillation
+import Evaluation
 import FewShot
 import Foundation
+@_spi(Engine) import ImageIO
 import ModelFile
 import NeuralNet
+import Synthesis
 import TensorCore
-import VisualInspection
+@_spi(Engine) import VisualInspection
 
 /// `vinspect fewshot-eval CLASSES_DIR`: episodic evaluation of the prototype classifier.
 struct FewShotEval: ParsableCommand {

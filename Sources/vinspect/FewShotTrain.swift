@@ -1,11 +1,15 @@
+import Anomaly
 import ArgumentParser
+import Distillation
+import Evaluation
 import FewShot
 import Foundation
-import ImageIO
+@_spi(Engine) import ImageIO
 import ModelFile
 import NeuralNet
+import Synthesis
 import TensorCore
-import VisualInspection
+@_spi(Engine) import VisualInspection
 
 /// `vinspect fewshot-train [CLASSES_DIR...]`: episodic training of a projection head.
 struct FewShotTrain: ParsableCommand {

@@ -1,5 +1,14 @@
+import Anomaly
 import ArgumentParser
-import VisualInspection
+import Distillation
+import Evaluation
+import FewShot
+@_spi(Engine) import ImageIO
+import ModelFile
+import NeuralNet
+import Synthesis
+import TensorCore
+@_spi(Engine) import VisualInspection
 
 #if canImport(Glibc)
 import Glibc

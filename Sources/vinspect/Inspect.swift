@@ -1,6 +1,15 @@
+import Anomaly
 import ArgumentParser
+import Distillation
+import Evaluation
+import FewShot
 import Foundation
-import VisualInspection
+@_spi(Engine) import ImageIO
+import ModelFile
+import NeuralNet
+import Synthesis
+import TensorCore
+@_spi(Engine) import VisualInspection
 
 #if canImport(Glibc)
 import Glibc

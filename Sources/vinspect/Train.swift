@@ -1,9 +1,15 @@
 import Anomaly
 import ArgumentParser
+import Distillation
+import Evaluation
 import FewShot
 import Foundation
+@_spi(Engine) import ImageIO
+import ModelFile
 import NeuralNet
-import VisualInspection
+import Synthesis
+import TensorCore
+@_spi(Engine) import VisualInspection
 
 /// `vinspect train`: build a model file from good images and a few images per defect type,
 /// or add a defect type to an existing model.

@@ -1,5 +1,5 @@
 import Foundation
-import ImageIO
+@_spi(Engine) import ImageIO
 import Testing
 
 /// Each hand-made broken file, and the error it must give.

@@ -1,4 +1,4 @@
-import ImageIO
+@_spi(Engine) import ImageIO
 import Testing
 
 @Test func cameraFramesWithPaddedRowsBecomeImagesInEveryFormat() throws {

@@ -1,5 +1,5 @@
 import Foundation
-import ImageIO
+@_spi(Engine) import ImageIO
 import Testing
 
 // The fast PNG encoder (heat maps): its own deflate blocks, so every file must decode

@@ -1,5 +1,5 @@
 import Foundation
-import ImageIO
+@_spi(Engine) import ImageIO
 import Testing
 
 /// One line of Fixtures/golden/codec.json (written by Fixtures/Scripts/golden.py).

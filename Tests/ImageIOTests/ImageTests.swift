@@ -1,5 +1,5 @@
 import Foundation
-import ImageIO
+@_spi(Engine) import ImageIO
 import Testing
 
 @Test(arguments: [1, 2, 3, 4])

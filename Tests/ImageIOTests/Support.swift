@@ -1,5 +1,5 @@
 import Foundation
-import ImageIO
+@_spi(Engine) import ImageIO
 
 /// The repository's Fixtures folder, found from this source file's location.
 let fixturesDirectory: URL = URL(fileURLWithPath: #filePath)

@@ -1,7 +1,14 @@
+import Anomaly
+import Distillation
+import Evaluation
+import FewShot
+@_spi(Engine) import ImageIO
+import ModelFile
 import NeuralNet
+import Synthesis
 import TensorCore
 import Testing
-import VisualInspection
+@_spi(Engine) import VisualInspection
 
 /// A small, fast run: a compact teacher (so no principal axes are needed), tiny images.
 private func tinyOptions(steps: Int, seed: UInt64 = 1) -> DistillationOptions {

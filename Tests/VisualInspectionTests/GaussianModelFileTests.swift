@@ -1,7 +1,15 @@
+import Anomaly
+import Distillation
+import Evaluation
+import FewShot
 import Foundation
+@_spi(Engine) import ImageIO
+import ModelFile
 import NeuralNet
+import Synthesis
+import TensorCore
 import Testing
-import VisualInspection
+@_spi(Engine) import VisualInspection
 
 /// A model whose scorer is in Gaussian mode (untrained compact backbone, 48 px, aligned parts).
 func gaussianModel(channels: Int = 0) throws -> InspectionModel {

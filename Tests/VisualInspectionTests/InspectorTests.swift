@@ -1,7 +1,15 @@
+import Anomaly
+import Distillation
+import Evaluation
+import FewShot
 import Foundation
+@_spi(Engine) import ImageIO
+import ModelFile
 import NeuralNet
+import Synthesis
+import TensorCore
 import Testing
-import VisualInspection
+@_spi(Engine) import VisualInspection
 
 /// A 40x40 RGB part: a disc on stripes; `defect` adds a bright bar.
 func testPart(seed: Int, defect: Bool = false) -> Image {
@@ -376,4 +384,38 @@ func cancellingTheTaskEndsTheAsyncResultsAndStopsTheBatch() async throws {
     let seen = await task.value
     // The sequence ended at the call after the cancel, far from the 300 inputs.
     #expect(seen == 3, "\(seen) records after the cancel")
+}
+
+@Test(.timeLimit(.minutes(2)))
+func theIntegratorsAPITrainsWritesLoadsAndInspectsByURLOnAnyThreadCount() throws {
+    // The entry points of the README's snippet: train with a backbone choice, write and
+    // read by URL, inspect a file by URL; one thread, four, and the shared pool agree.
+    var options = TrainingOptions()
+    options.scorer.imageSize = 48
+    options.scorer.features = .init(layers: [0, 1], aggregation: 3)
+    let model = try InspectorTrainer.train(good: (0..<5).map { testPart(seed: $0) },
+                                           classes: [LabelledImages(name: "bar", images: (0..<3).map { testPart(seed: 30 + $0, defect: true) })],
+                                           backbone: .untrainedCompact, options: options, threads: 1)
+    #expect(model.defectTypes == ["bar"])
+    #expect(model.threshold != nil)
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("api-\(getpid())")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let modelURL = folder.appendingPathComponent("line.vimodel"), partURL = folder.appendingPathComponent("part.png")
+    try model.write(to: modelURL)
+    try testPart(seed: 77, defect: true).write(to: partURL)
+    let part = try Image(contentsOf: partURL)
+    let results = try [nil, 1, 4].map { threads in
+        try Inspector(contentsOf: modelURL, threads: threads).inspect(contentsOf: partURL)
+    }
+    for result in results {
+        #expect(result.verdict == .defect)
+        #expect(result.anomalyScore == results[0].anomalyScore)
+        #expect(result.defectType != nil && result.defectType == results[0].defectType)
+    }
+    #expect(Inspector(model: model, threads: 1).inspect(part).anomalyScore == results[0].anomalyScore)
+    // A missing backbone file is an error naming it, not a crash.
+    #expect(throws: InspectionModelError.self) {
+        _ = try InspectorTrainer.train(good: [part], backbone: .file(folder.appendingPathComponent("missing.vimodel")))
+    }
 }

@@ -1,10 +1,15 @@
 import Anomaly
+import Distillation
+import Evaluation
+import FewShot
 import Foundation
-import ImageIO
+@_spi(Engine) import ImageIO
+import ModelFile
 import NeuralNet
-import Testing
+import Synthesis
 import TensorCore
-import VisualInspection
+import Testing
+@_spi(Engine) import VisualInspection
 
 /// A tall strip like a commutator photographed end to end: 128 x 448 grey pixels, copper
 /// segments 28 pixels high separated by dark 4-pixel gaps, with grain. `crack` adds a faint

@@ -1,11 +1,15 @@
 import Anomaly
+import Distillation
+import Evaluation
 import FewShot
 import Foundation
-import ImageIO
+@_spi(Engine) import ImageIO
+import ModelFile
 import NeuralNet
-import Testing
+import Synthesis
 import TensorCore
-import VisualInspection
+import Testing
+@_spi(Engine) import VisualInspection
 
 @Test func regionWeightsSitOnTheAnomalousCellsAndAFlatMapHasNone() throws {
     // A 64 x 64 map, flat but for a bright 8 x 8 block at (40, 16).

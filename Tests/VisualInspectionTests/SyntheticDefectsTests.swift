@@ -1,6 +1,14 @@
-import ImageIO
+import Anomaly
+import Distillation
+import Evaluation
+import FewShot
+@_spi(Engine) import ImageIO
+import ModelFile
+import NeuralNet
+import Synthesis
+import TensorCore
 import Testing
-import VisualInspection
+@_spi(Engine) import VisualInspection
 
 @Test func generatedClassesCoverEveryCombinationWithUniqueNames() {
     let generator = SyntheticDefects(seed: 1)

@@ -1,6 +1,14 @@
-import ImageIO
+import Anomaly
+import Distillation
+import Evaluation
+import FewShot
+@_spi(Engine) import ImageIO
+import ModelFile
+import NeuralNet
+import Synthesis
+import TensorCore
 import Testing
-import VisualInspection
+@_spi(Engine) import VisualInspection
 
 /// Grey-level statistics of an 8-bit RGB image: mean, mean absolute difference between
 /// horizontal neighbours (how much fine structure), and whether the channels differ.

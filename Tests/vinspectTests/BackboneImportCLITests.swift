@@ -1,8 +1,10 @@
 import Foundation
+@_spi(Engine) import ImageIO
 import ModelFile
 import NeuralNet
+import TensorCore
 import Testing
-import VisualInspection
+@_spi(Engine) import VisualInspection
 
 /// Writes tensors as a safetensors file: F32, or I64 for integer sources (the batch counters).
 func writeSafetensors(_ tensors: [NamedTensor], to path: String) throws {

@@ -1,6 +1,10 @@
 import Foundation
+@_spi(Engine) import ImageIO
+import ModelFile
+import NeuralNet
+import TensorCore
 import Testing
-import VisualInspection
+@_spi(Engine) import VisualInspection
 
 @Test func addClassTwiceWithTheSameImagesChangesNothing() throws {
     let folders = try LineFolders("addtwice")

@@ -1,8 +1,10 @@
 import Foundation
+@_spi(Engine) import ImageIO
 import ModelFile
 import NeuralNet
+import TensorCore
 import Testing
-import VisualInspection
+@_spi(Engine) import VisualInspection
 
 @Test func distillHelpNamesItsOptions() throws {
     let result = try vinspect(["backbone", "distill", "--help"])

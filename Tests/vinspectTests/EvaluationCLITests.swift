@@ -1,6 +1,10 @@
 import Foundation
+@_spi(Engine) import ImageIO
+import ModelFile
+import NeuralNet
+import TensorCore
 import Testing
-import VisualInspection
+@_spi(Engine) import VisualInspection
 
 /// A 48x48 grey "part": a disc on a brushed background; a defect adds a dark scratch.
 func partImage(seed: Int, defect: Bool) -> Image {

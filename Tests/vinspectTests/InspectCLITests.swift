@@ -1,6 +1,10 @@
 import Foundation
+@_spi(Engine) import ImageIO
+import ModelFile
+import NeuralNet
+import TensorCore
 import Testing
-import VisualInspection
+@_spi(Engine) import VisualInspection
 
 /// A training set on disk: good parts, two defect classes, and a mixed folder to inspect.
 struct LineFolders {

@@ -31,7 +31,7 @@ import Foundation
 import ModelFile
 import NeuralNet
 import TensorCore
-import VisualInspection
+@_spi(Engine) import VisualInspection
 
 struct Options {
     var architectures = ["resnet18", "efficientnet-lite0"]

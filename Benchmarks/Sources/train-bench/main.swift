@@ -7,7 +7,7 @@
 import Foundation
 import NeuralNet
 import TensorCore
-import VisualInspection
+@_spi(Engine) import VisualInspection
 
 func now() -> Double {
     var t = timespec()

@@ -7,10 +7,16 @@ import VisualInspection
 
 let fixtures = URL(fileURLWithPath: CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "Fixtures/demo")
 let goodFolder = fixtures.appendingPathComponent("train/good"), line = fixtures.appendingPathComponent("line")
-let goodFiles = try FileManager.default.contentsOfDirectory(atPath: goodFolder.path).filter { $0.hasSuffix(".png") }.sorted()
-let good = try goodFiles.map { try Image(contentsOfFile: goodFolder.appendingPathComponent($0).path) }
-let inspector = Inspector(model: try InspectorTrainer.train(backbone: try DefaultBackbone.load(), good: good, classes: []))
-let part = try FileManager.default.contentsOfDirectory(atPath: line.path).filter { $0.hasSuffix(".png") }.sorted()[0]
-let result = try inspector.inspect(contentsOfFile: line.appendingPathComponent(part).path)
-print("consumer: \(part): \(result.verdict.rawValue), score \(result.score), \(result.milliseconds) ms")
+let goodFiles = try FileManager.default.contentsOfDirectory(at: goodFolder, includingPropertiesForKeys: nil)
+    .filter { $0.pathExtension == "png" }.sorted { $0.path < $1.path }
+let good = try goodFiles.map { try Image(contentsOf: $0) }
+let model = try InspectorTrainer.train(good: good)  // the shipped backbone
+let modelURL = FileManager.default.temporaryDirectory.appendingPathComponent("line-app-\(getpid()).vimodel")
+try model.write(to: modelURL)
+let inspector = try Inspector(contentsOf: modelURL)
+try? FileManager.default.removeItem(at: modelURL)
+let part = try FileManager.default.contentsOfDirectory(at: line, includingPropertiesForKeys: nil)
+    .filter { $0.pathExtension == "png" }.sorted { $0.path < $1.path }[0]
+let result = try inspector.inspect(contentsOf: part)
+print("consumer: \(part.lastPathComponent): \(result.verdict.rawValue), score \(result.score), \(result.milliseconds) ms")
 if result.milliseconds > 1000 { print("consumer: too slow, the CPU flags did not reach the dependency"); exit(1) }

@@ -1,4 +1,5 @@
 // Anomaly-detection data sets on disk: the MVTec AD layout, and the magnetic-tile layout.
+@_spi(Engine) import VisualInspection
 import TensorCore
 
 /// One test image with its ground truth.
@@ -72,19 +73,6 @@ public struct AnomalyDataset: Sendable {
         guard let k, k < trainGood.count else { return trainGood }
         var generator = Xoshiro256(seed: seed)
         return Array(trainGood.shuffled(using: &generator).prefix(k))
-    }
-}
-
-/// A data-set folder that cannot be used.
-public enum DatasetError: Error, CustomStringConvertible, Sendable {
-    case layout(path: String, detail: String)
-    case empty(path: String)
-
-    public var description: String {
-        switch self {
-        case .layout(let path, let detail): return "\(path): unexpected folder layout (\(detail))"
-        case .empty(let path): return "\(path): no images; put the defect-free training images there"
-        }
     }
 }
 

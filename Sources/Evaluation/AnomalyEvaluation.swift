@@ -1,7 +1,8 @@
 // Measuring the anomaly scorer on a labelled data set: K-shot draws over several seeds,
 // image AUROC, pixel AUROC, AUPRO and F1-max, and the time each stage took.
+@_spi(Engine) import VisualInspection
 import Anomaly
-import ImageIO
+@_spi(Engine) import ImageIO
 import NeuralNet
 import TensorCore
 

@@ -22,7 +22,9 @@
 // scale by about the learning rate per step, far too slowly to reach the teacher's 5-30.
 // The exported student has those numbers folded back into its weights
 // (`CompactNet.scaleStageOutputs`), so it reproduces the teacher's own scales.
-import ImageIO
+@_spi(Engine) import VisualInspection
+import Synthesis
+@_spi(Engine) import ImageIO
 import NeuralNet
 import TensorCore
 
