@@ -29,7 +29,8 @@ struct Train: ParsableCommand {
 
             Adding a defect type later, without retraining anything else (images the class
             already has are skipped, so adding the same folder twice changes nothing):
-              vinspect train --add-class new-defects/dent --to line3.vimodel
+              vinspect add-class new-defects/dent --to line3.vimodel
+            (`vinspect train --add-class FOLDER --to MODEL` is the same.)
 
             Examples:
               vinspect train --good line3/good --classes line3/defects --output line3.vimodel
@@ -143,28 +144,84 @@ struct Train: ParsableCommand {
     }
 
     private func runAddClass(folder: String, model path: String) throws {
-        guard isFolder(folder) else { throw ValidationError("--add-class \(folder): not a folder") }
-        let className = name ?? (folder.split(separator: "/").last.map(String.init) ?? folder)
-        if let problem = InspectionModel.classNameProblem(className) {
-            throw ValidationError("--add-class \(folder): \(problem); give the class a name with --name NAME")
-        }
-        try checkModelOutput(output ?? path, option: output == nil ? "--to" : "--output")
-        let model = try InspectionModel(contentsOfFile: path)
-        var unreadable = 0
-        var generator = Xoshiro256(seed: seed)
-        var files = imageFilesBelow(folder)
-        if let shots, shots < files.count { files = Array(files.shuffled(using: &generator).prefix(shots)) }
-        let images = readTrainingImages(files, unreadable: &unreadable, maxPixels: maxPixels)
-        func classShots(_ model: InspectionModel) -> Int { model.classifier?.classifier.classes.first { $0.name == className }?.shots ?? 0 }
-        let extended = try InspectorTrainer.addingClass(className, images: images, to: model)
-        let destination = output ?? path
-        try extended.write(toFile: destination)
-        let added = classShots(extended) - classShots(model), copies = images.count - added
-        print("added \(added) image(s) to class \(className) (now \(classShots(extended)) shots"
-              + (copies > 0 ? "; \(copies) already in the class, skipped" : "") + ") -> \(destination)")
-        if !extended.canPassParts { printError("vinspect: warning: \(cannotPassAnyPart)") }
-        if unreadable > 0 { throw ExitStatus.someInputsUnreadable }
+        try addDefectClass(folder: folder, to: path, name: name, output: output, shots: shots, seed: seed, maxPixels: maxPixels,
+                     folderOption: "--add-class")
     }
+}
+
+/// `vinspect add-class`: a defect type added to a trained model, nothing else retrained.
+struct AddClass: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "add-class",
+        abstract: "Add a defect type to a trained model without retraining anything else.",
+        discussion: """
+            The images of FOLDER (walked recursively) become one more defect type of the model
+            given by --to; the anomaly scorer and the other types stay as they are. Images the
+            class already has are skipped, so adding the same folder twice changes nothing.
+            `vinspect train --add-class FOLDER --to MODEL` does the same.
+
+            Example:
+              vinspect add-class new-defects/dent --to line3.vimodel
+            """)
+
+    @Argument(help: "Folder of images of the new defect type.")
+    var folder: String
+
+    @Option(help: "The model to extend (rewritten in place unless --output is given).")
+    var to: String
+
+    @Option(help: "Class name (default: the folder's name); not empty, no '/' or control characters, not 'unknown'.")
+    var name: String?
+
+    @Option(help: "Where to write the extended model (default: over --to).")
+    var output: String?
+
+    @Option(help: "Use only K images of the folder, drawn with --seed.")
+    var shots: Int?
+
+    @Option(help: "Seed of the --shots draw.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Largest image decoded, in pixels (a guard against decompression bombs); larger images are skipped with a message.")
+    var maxPixels: Int = Image.defaultMaxPixels
+
+    func validate() throws {
+        if maxPixels < 1 { throw ValidationError("--max-pixels must be at least 1 (default \(Image.defaultMaxPixels))") }
+        if let shots, shots < 1 { throw ValidationError("--shots must be at least 1") }
+        if let name, let problem = InspectionModel.classNameProblem(name) { throw ValidationError("--name: \(problem)") }
+    }
+
+    func run() throws {
+        try addDefectClass(folder: folder, to: to, name: name, output: output, shots: shots, seed: seed, maxPixels: maxPixels,
+                     folderOption: "the folder")
+    }
+}
+
+/// What `add-class` and `train --add-class` do: read the folder's images, add them to the
+/// model as one class, write the model (atomically), say what changed.
+func addDefectClass(folder: String, to path: String, name: String?, output: String?, shots: Int?, seed: UInt64, maxPixels: Int,
+              folderOption: String) throws {
+    guard isFolder(folder) else { throw ValidationError("\(folderOption) \(folder): not a folder") }
+    let className = name ?? (folder.split(separator: "/").last.map(String.init) ?? folder)
+    if let problem = InspectionModel.classNameProblem(className) {
+        throw ValidationError("\(folderOption) \(folder): \(problem); give the class a name with --name NAME")
+    }
+    try checkModelOutput(output ?? path, option: output == nil ? "--to" : "--output")
+    let model = try InspectionModel(contentsOfFile: path)
+    var unreadable = 0
+    var generator = Xoshiro256(seed: seed)
+    var files = imageFilesBelow(folder)
+    if let shots, shots < files.count { files = Array(files.shuffled(using: &generator).prefix(shots)) }
+    let images = readTrainingImages(files, unreadable: &unreadable, maxPixels: maxPixels)
+    func classShots(_ model: InspectionModel) -> Int { model.classifier?.classifier.classes.first { $0.name == className }?.shots ?? 0 }
+    let extended = try InspectorTrainer.addingClass(className, images: images, to: model)
+    let destination = output ?? path
+    try extended.write(toFile: destination)
+    let added = classShots(extended) - classShots(model), copies = images.count - added
+    print("added \(added) image(s) to class \(className) (now \(classShots(extended)) shots"
+          + (copies > 0 ? "; \(copies) already in the class, skipped" : "") + ") -> \(destination)")
+    if !extended.canPassParts { printError("vinspect: warning: \(cannotPassAnyPart)") }
+    if unreadable > 0 { throw ExitStatus.someInputsUnreadable }
 }
 
 /// Decodes training images; an unreadable one is reported on standard error, counted and

@@ -30,7 +30,7 @@ struct VInspect: ParsableCommand {
               3  could not run (bad options, unreadable model, unsupported CPU)
             """,
         version: VisualInspectionVersion.string,
-        subcommands: [Train.self, Inspect.self, Evaluate.self, FewShotTrain.self, FewShotEval.self, BackboneCommand.self, Info.self,
+        subcommands: [Train.self, AddClass.self, Inspect.self, Evaluate.self, FewShotTrain.self, FewShotEval.self, BackboneCommand.self, Info.self,
                       Demo.self, Images.self])
 
     /// Parses, checks the CPU, runs, and maps every outcome to the documented exit codes.
@@ -39,7 +39,7 @@ struct VInspect: ParsableCommand {
             try CPUFeatures.check()
         } catch {
             printError("vinspect: \(error)")
-            Glibc.exit(ExitStatus.couldNotRun.rawValue)
+            exit(withError: ExitCode(ExitStatus.couldNotRun.rawValue))
         }
         var command: any ParsableCommand
         do {
@@ -50,17 +50,17 @@ struct VInspect: ParsableCommand {
                 exit(withError: error)  // --help, --version: ArgumentParser prints them
             }
             printError(fullMessage(for: error))
-            Glibc.exit(ExitStatus.couldNotRun.rawValue)
+            exit(withError: ExitCode(ExitStatus.couldNotRun.rawValue))
         }
         do {
             try command.run()
         } catch let status as ExitStatus {
-            Glibc.exit(status.rawValue)
+            exit(withError: ExitCode(status.rawValue))
         } catch {
             if exitCode(for: error) == .success { exit(withError: error) }  // --help: a help command runs
             // A problem found while running belongs to the subcommand: its usage, not the root's.
             printError(message(for: error, in: type(of: command)))
-            Glibc.exit(ExitStatus.couldNotRun.rawValue)
+            exit(withError: ExitCode(ExitStatus.couldNotRun.rawValue))
         }
     }
 

@@ -7,12 +7,14 @@ import Testing
 @_spi(Engine) import VisualInspection
 
 @Test func addClassTwiceWithTheSameImagesChangesNothing() throws {
+    // Once with the add-class subcommand, once with its alias `train --add-class`.
     let folders = try LineFolders("addtwice")
     defer { try? FileManager.default.removeItem(at: folders.root) }
     #expect(try vinspect(["train", "--good", folders.good, "--backbone", "compact", "--image-size", "64", "--layers", "0,1",
                           "--output", folders.model]).status == 0)
     let scratch = folders.classes + "/scratch"
-    let first = try vinspect(["train", "--add-class", scratch, "--to", folders.model])
+    let first = try vinspect(["add-class", scratch, "--to", folders.model])
+    #expect(first.output.contains("added 3 image(s) to class scratch"), "\(first.output)")
     #expect(first.status == 0, "\(first.error)")
     let once = try InspectionModel(contentsOfFile: folders.model)
     let second = try vinspect(["train", "--add-class", scratch, "--to", folders.model])
@@ -33,7 +35,12 @@ import Testing
         #expect(result.status == 3, "--name \(name.debugDescription): \(result.output)")
         #expect(result.error.contains("--name") && result.error.contains("class name"), "\(result.error)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: folders.model)) == before)
+        let direct = try vinspect(["add-class", folders.classes + "/spot", "--to", folders.model, "--name", name])
+        #expect(direct.status == 3 && direct.error.contains("--name"), "add-class --name \(name.debugDescription): \(direct.error)")
+        #expect(direct.error.contains("vinspect add-class"), "usage line of the subcommand: \(direct.error)")
     }
+    #expect(try vinspect(["add-class", folders.root.appendingPathComponent("missing").path, "--to", folders.model]).error.contains("not a folder"))
+    #expect(try Data(contentsOf: URL(fileURLWithPath: folders.model)) == before)
     #expect(!FileManager.default.fileExists(atPath: folders.model + ".partial"))
 }
 
