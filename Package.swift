@@ -64,6 +64,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // `swift package generate-documentation --target VisualInspection` (the DocC catalog
+        // in Sources/VisualInspection/VisualInspection.docc); build-time only.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // System libraries: headers and link flags only.
@@ -73,11 +76,14 @@ let package = Package(
         .systemLibrary(
             name: "CJPEG", pkgConfig: "libjpeg",
             providers: [.apt(["libjpeg-dev"]), .brew(["jpeg-turbo"])]),
+        .systemLibrary(
+            name: "CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
         // The setjmp/longjmp boundary: libpng and libjpeg report errors by longjmp, which
         // must never unwind through Swift frames, so every call into them that can fail
         // happens inside these C functions, which turn failures into error codes.
         // Also the fast PNG encoder for heat maps, which takes zlib's checksums.
-        .target(name: "CCodecs", dependencies: ["CPNG", "CJPEG"], linkerSettings: [.linkedLibrary("z")]),
+        .target(name: "CCodecs", dependencies: ["CPNG", "CJPEG", "CZlib"]),
         // CPUID check: which instruction-set extensions the build assumed and the CPU lacks.
         .target(name: "CCPUFeatures", cSettings: cpuCheckCSettings),
         .target(name: "ImageIO", dependencies: ["CCodecs", "TensorCore"], swiftSettings: simdSwiftSettings),
@@ -89,8 +95,9 @@ let package = Package(
         // projection head (autograd from NeuralNet, storage in model files).
         .target(name: "FewShot", dependencies: ["TensorCore", "NeuralNet", "ModelFile"], swiftSettings: simdSwiftSettings),
         // The model file format and the weight importers (safetensors, PyTorch); standard
-        // library and Glibc only, so loading weights never depends on the compute engine.
-        .target(name: "ModelFile"),
+        // library, Glibc and zlib (CRC-32) only, so loading weights never depends on the
+        // compute engine.
+        .target(name: "ModelFile", dependencies: ["CZlib"]),
         .target(
             name: "VisualInspection", dependencies: ["ImageIO", "TensorCore", "NeuralNet", "ModelFile", "Anomaly", "FewShot"],
             exclude: shippedBackboneExists ? [] : ["Resources"],

@@ -9,8 +9,8 @@ are among them.
 
     swift build -c release && python3 Benchmarks/Scripts/public_symbols.py [REPOSITORY] [--undocumented]
 
-With --undocumented, also lists the symbols that have no doc comment (an enum case or a
-member that inherits its documentation from a protocol counts as documented).
+With --undocumented, also lists the symbols of the project that have no doc comment
+(synthesized and inherited members, which have no source location, are not counted).
 """
 import glob, json, os, re, subprocess, sys, tempfile
 
@@ -25,8 +25,8 @@ flags = ["-I", os.path.join(build, "Modules"), "-target", "x86_64-unknown-linux-
 for target in ("CCPUFeatures", "CCodecs"):
     flags += ["-Xcc", "-fmodule-map-file=%s/%s.build/module.modulemap" % (build, target),
               "-Xcc", "-I%s/Sources/%s/include" % (root, target)]
-for system in ("CPNG", "CJPEG"):
-    flags += ["-Xcc", "-fmodule-map-file=%s/Sources/%s/module.modulemap" % (root, system)]
+for system in sorted(glob.glob(os.path.join(root, "Sources", "*", "module.modulemap"))):  # CPNG, CJPEG, CZlib
+    flags += ["-Xcc", "-fmodule-map-file=" + system]
 out = tempfile.mkdtemp(prefix="symbols-")
 names, counts, undocumented = set(), {}, []
 for module in ["VisualInspection"] + whole + sorted({m for m, _ in scoped}):
@@ -39,7 +39,9 @@ for module in ["VisualInspection"] + whole + sorted({m for m, _ in scoped}):
                 continue
             counts[module] = counts.get(module, 0) + 1
             names.update(c.split("(")[0] for c in components)
-            if not symbol.get("docComment") and symbol["kind"]["identifier"] != "swift.extension":
+            # Symbols without a source location are synthesized (hash(into:)) or inherited
+            # from the standard library's protocol extensions (filter, formatted).
+            if not symbol.get("docComment") and symbol.get("location") and symbol["kind"]["identifier"] != "swift.extension":
                 undocumented.append("%s: %s %s" % (module, symbol["kind"]["identifier"].replace("swift.", ""), ".".join(components)))
     for path in glob.glob(os.path.join(out, "*.json")):
         os.remove(path)

@@ -10,12 +10,14 @@ import Darwin
 /// A per-pixel anomaly map: raw anomaly values (patch distances, upsampled and smoothed),
 /// row-major `[height, width]`.
 public struct AnomalyMap: Sendable, Equatable {
-    /// Map size in pixels.
+    /// Map width in pixels.
     public var width: Int
+    /// Map height in pixels.
     public var height: Int
     /// Raw anomaly values, row-major `[height, width]`.
     public var values: [Float]
 
+    /// A map of `width * height` values, row-major.
     public init(width: Int, height: Int, values: [Float]) {
         precondition(values.count == width * height, "AnomalyMap: \(values.count) values for \(width)x\(height)")
         self.width = width; self.height = height; self.values = values

@@ -31,6 +31,7 @@ public struct ScorerChoice: Sendable, Equatable, Codable {
     /// How many good images the ratio was measured on.
     public var measuredOn: Int
 
+    /// A choice with the facts it was made on.
     public init(family: Family, rotationRatio: Double?, ratioThreshold: Double, measuredOn: Int) {
         self.family = family
         self.rotationRatio = rotationRatio

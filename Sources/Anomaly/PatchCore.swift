@@ -100,6 +100,7 @@ public struct AnomalyScorerOptions: Sendable, Equatable, Codable {
     /// tile, see README).
     public var topFraction: Double = 0
 
+    /// The default settings (what `vinspect train` uses when the engine does not choose).
     public init() {}
 
     private enum CodingKeys: String, CodingKey {

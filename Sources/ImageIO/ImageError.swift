@@ -80,7 +80,9 @@ public enum ImageError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// The image file formats the reader understands.
 public enum ImageFormat: String, Sendable, Equatable, CustomStringConvertible {
+    /// Portable Network Graphics.
     case png = "PNG"
+    /// JPEG (baseline or progressive).
     case jpeg = "JPEG"
 
     public var description: String { rawValue }

@@ -35,6 +35,7 @@ public struct CPUFeatureError: Error, CustomStringConvertible, Sendable {
     /// The missing extensions, e.g. `["avx512f", "avx512bw"]`.
     public let missing: [String]
 
+    /// The error for these missing extensions.
     public init(missing: [String]) { self.missing = missing }
 
     public var description: String {

@@ -48,7 +48,7 @@ public enum EmbeddingSource: String, Sendable, Codable, CaseIterable {
     /// and part-level cues together).
     case multi
     /// `multi`, then the stride-8 and stride-16 maps pooled again over the anomalous region
-    /// only (weighted by the anomaly map, see ``regionWeights(_:gridWidth:gridHeight:)``):
+    /// only (weighted by the anomaly map, weights max(0, z - 1)^2 of the map's cells):
     /// a small defect on a large part is described by itself, not drowned by the part.
     /// Without an anomaly map the region is the whole image.
     case region
@@ -174,7 +174,9 @@ package func viewEmbeddings(of images: [Tensor], views: Int, backbone: FrozenBac
 
 /// A data-set folder that cannot be used.
 public enum DatasetError: Error, CustomStringConvertible, Sendable {
+    /// The folder is not laid out as expected (`detail` says how).
     case layout(path: String, detail: String)
+    /// A folder that should hold images holds none.
     case empty(path: String)
 
     public var description: String {

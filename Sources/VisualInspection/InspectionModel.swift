@@ -211,7 +211,7 @@ public struct InspectionModel: Sendable {
     /// `normalizer` (`mean`, `spread`), its tensors named `anomaly.<i>.bank` (or
     /// `anomaly.<i>.mean`, `anomaly.<i>.inverse_cholesky`), the combined
     /// `anomaly.calibration` (with `scale`) and, when the engine chose the settings,
-    /// `anomaly.choice` (``ScorerChoice``).
+    /// `anomaly.choice` (`ScorerChoice`).
     ///
     /// - Throws: ``InspectionModelError`` naming the file.
     public init(contentsOfFile path: String) throws(InspectionModelError) {

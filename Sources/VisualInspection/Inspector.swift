@@ -16,6 +16,7 @@ public struct DefectRegion: Sendable, Equatable, Codable {
     /// The normalised score of the region's peak.
     public var score: Float
 
+    /// A region with its size, area and score.
     public init(x: Int, y: Int, width: Int, height: Int, area: Int, score: Float) {
         self.x = x; self.y = y; self.width = width; self.height = height; self.area = area; self.score = score
     }
@@ -25,7 +26,9 @@ public struct DefectRegion: Sendable, Equatable, Codable {
 public struct InspectionResult: Sendable {
     /// The decision for the part.
     public enum Verdict: String, Sendable, Codable {
+        /// The part passes.
         case ok
+        /// The part has a defect (or, for a classifier-only model, is not known to be good).
         case defect
     }
 
@@ -116,6 +119,7 @@ public final class Inspector: Sendable {
     /// An inspector for a model in memory.
     ///
     /// - Parameters:
+    ///   - model: the trained model.
     ///   - maxPixels: the largest image, in pixels, that file inspection decodes.
     ///   - threads: how many threads one inspection may use: nil (the default) shares one
     ///     pool of a thread per core among all inspectors; 1 keeps each inspection on the
@@ -242,7 +246,7 @@ public final class Inspector: Sendable {
     /// accuracy by about 10 points); a batch of one defect gains nothing.
     ///
     /// - Parameters:
-    ///   - results: results of ``inspect(_:pool:)`` with this inspector.
+    ///   - results: results of ``inspect(_:)`` with this inspector.
     ///   - steps: soft k-means rounds (0 returns the results unchanged).
     public func refiningTypes(_ results: [InspectionResult], steps: Int = 3) -> [InspectionResult] {
         guard steps > 0, let defectTypes else { return results }
@@ -282,7 +286,7 @@ public final class Inspector: Sendable {
                         jobs: jobs, heatmapDirectory: heatmapDirectory)
     }
 
-    /// The same as ``batch(_:jobs:)`` as an `AsyncSequence`, for Swift concurrency code.
+    /// The same as ``batch(_:jobs:heatmapDirectory:excluding:)`` as an `AsyncSequence`, for Swift concurrency code.
     ///
     /// ```swift
     /// for await record in inspector.results(for: ["incoming/"], jobs: 2) { ... }
@@ -353,6 +357,7 @@ public struct InspectionRecord: Sendable {
     /// `milliseconds`, which is the inspection's own time).
     public var heatmapMilliseconds: Double?
 
+    /// A record without a heat map.
     public init(index: Int, path: String, outcome: Result<InspectionResult, InspectionError>) {
         self.index = index
         self.path = path
@@ -360,7 +365,7 @@ public struct InspectionRecord: Sendable {
     }
 }
 
-/// A running batch inspection (see ``Inspector/batch(_:jobs:)``): a sequence of records in
+/// A running batch inspection (see ``Inspector/batch(_:jobs:heatmapDirectory:excluding:)``): a sequence of records in
 /// input order. Worker threads inspect ahead of the consumer by at most `2 * jobs` images.
 /// Dropping the batch, or calling ``cancel()``, stops the workers after their current image.
 public final class InspectionBatch: Sequence, IteratorProtocol, Sendable {
@@ -508,7 +513,7 @@ private final class BatchState: @unchecked Sendable {
 }
 
 /// Batch inspection as an `AsyncSequence` of records in input order (see
-/// ``Inspector/results(for:jobs:)``).
+/// ``Inspector/results(for:jobs:heatmapDirectory:)``).
 public struct InspectionResults: AsyncSequence, Sendable {
     /// Each element is one input's record.
     public typealias Element = InspectionRecord

@@ -40,6 +40,7 @@ public struct TrainingOptions: Sendable {
     /// embedding's.
     package var projectionHead: ProjectionHead?
 
+    /// The defaults: the engine chooses the scorer's settings, 1 % false rejects.
     public init() {}
 }
 
@@ -50,6 +51,7 @@ public struct LabelledImages: Sendable {
     /// Its example images.
     public var images: [Image]
 
+    /// A class of images under a name.
     public init(name: String, images: [Image]) {
         self.name = name
         self.images = images
@@ -77,8 +79,11 @@ public enum TrainingBackbone: Sendable {
 /// try model.write(to: URL(fileURLWithPath: "line3.vimodel"))
 /// ```
 public enum InspectorTrainer {
-    /// Trains a model (see ``train(backbone:backboneSource:good:classes:options:pool:)`` for
-    /// what the images do).
+    /// Trains a model. Good images teach the anomaly scorer what normal looks like and set
+    /// its threshold; the classes teach the defect classifier (a class named `good` is the
+    /// OK class), and their defect images sharpen the threshold. Without good images and
+    /// without a `good` class the model can only name defect types: it reports every image
+    /// as a defect (``InspectionModel/canPassParts`` is false).
     ///
     /// - Parameters:
     ///   - good: images of good parts, for the anomaly scorer.
@@ -112,8 +117,18 @@ public enum InspectorTrainer {
                          pool: ThreadPool.forThreads(threads))
     }
 
-    /// Adds a defect type to a trained model without retraining (see
-    /// ``addingClass(_:images:to:pool:)``).
+    /// Adds a defect type to a trained model without retraining anything else: the images'
+    /// embeddings become the new class's examples (images the class already has are
+    /// skipped); the anomaly scorer and the other types stay as they are.
+    ///
+    /// - Parameters:
+    ///   - name: the class name (see ``InspectionModel/classNameProblem(_:)``).
+    ///   - images: a few images of the defect type.
+    ///   - model: the model to extend.
+    ///   - threads: threads for the feature extraction (nil: one per core).
+    /// - Returns: the extended model.
+    /// - Throws: ``InspectionModelError/invalidClassName(name:problem:)`` or
+    ///   ``InspectionModelError/nothingToTrain(detail:)``.
     public static func addingClass(_ name: String, images: [Image], to model: InspectionModel,
                                    threads: Int? = nil) throws(InspectionModelError) -> InspectionModel {
         try addingClass(name, images: images, to: model, pool: ThreadPool.forThreads(threads))

@@ -5,8 +5,16 @@ import TensorCore
 
 /// A rectangle of interest in image pixels: only this part of each image is inspected.
 public struct RegionOfInterest: Sendable, Equatable, Codable {
-    public var x: Int, y: Int, width: Int, height: Int
+    /// Left edge, in pixels.
+    public var x: Int
+    /// Top edge, in pixels.
+    public var y: Int
+    /// Width, in pixels.
+    public var width: Int
+    /// Height, in pixels.
+    public var height: Int
 
+    /// The rectangle `x..<x+width`, `y..<y+height`.
     public init(x: Int, y: Int, width: Int, height: Int) {
         self.x = x; self.y = y; self.width = width; self.height = height
     }
@@ -37,10 +45,12 @@ public struct Preprocessing: Sendable, Equatable, Codable {
     public var aspectRatio: Double = 1
     /// The part of each image to inspect; nil: all of it.
     public var regionOfInterest: RegionOfInterest?
-    /// Per-channel mean and standard deviation, in units of the full range.
+    /// Per-channel mean, in units of the full range.
     public var mean: [Float]
+    /// Per-channel standard deviation, in units of the full range.
     public var std: [Float]
 
+    /// Preprocessing to `size` pixels on the short side (see ``inputSize``).
     public init(size: Int, aspectRatio: Double = 1, mean: [Float], std: [Float]) {
         self.size = size; self.aspectRatio = aspectRatio; self.mean = mean; self.std = std
     }

@@ -15,11 +15,13 @@ public struct ReportRecord: Sendable, Equatable {
     public var verdict: String
     /// Normalised anomaly score in [0, 1), 0.5 = threshold; nil for errors.
     public var score: Float?
-    /// Raw anomaly score and threshold; nil for errors and classifier-only models.
+    /// Raw anomaly score; nil for errors and classifier-only models.
     public var anomalyScore: Float?
+    /// Raw anomaly threshold; nil for errors and classifier-only models.
     public var threshold: Float?
     /// Defect type (`unknown` when far from every known type); nil when OK or no classifier.
     public var defectType: String?
+    /// How sure the classifier is of ``defectType``, in [0, 1]; nil with no type.
     public var typeConfidence: Float?
     /// Defect regions in original-image pixels.
     public var boxes: [DefectRegion]
@@ -127,7 +129,9 @@ public enum ReportError: Error, CustomStringConvertible, Sendable {
 public final class ReportWriter {
     /// The two formats.
     public enum Format: String, Sendable {
+        /// One JSON object a line (`.jsonl`).
         case jsonLines = "jsonl"
+        /// Comma-separated values with a header line (`.csv`).
         case csv
     }
 

@@ -18,20 +18,20 @@ public enum VisualInspectionVersion {
     public static let string = "0.1.0"
 }
 
-/// Reads a whole image file, with errors that name it (see ``ImageError``).
+/// Reads a whole image file, with errors that name it (see `ImageError`).
 public func readImageFile(_ path: String) throws(ImageError) -> [UInt8] {
     try ImageIO.readFile(path)
 }
 
 extension Image {
     /// Reads and decodes a PNG or JPEG file (file URLs only); see
-    /// ``Image/init(contentsOfFile:maxPixels:)``.
+    /// `init(contentsOfFile:maxPixels:)`.
     public init(contentsOf url: URL, maxPixels: Int = Image.defaultMaxPixels) throws(ImageError) {
         try self.init(contentsOfFile: url.path, maxPixels: maxPixels)
     }
 
     /// Encodes and writes the image (file URLs only): JPEG for a `.jpg`/`.jpeg` name, PNG
-    /// otherwise; see ``Image/write(toFile:jpegQuality:pngCompressionLevel:fastPNG:)``.
+    /// otherwise; see `write(toFile:jpegQuality:pngCompressionLevel:fastPNG:)`.
     public func write(to url: URL, jpegQuality: Int = 90) throws(ImageError) {
         try write(toFile: url.path, jpegQuality: jpegQuality)
     }

@@ -185,7 +185,7 @@ func expectModelError(_ bytes: [UInt8], kind: String, containing text: String = 
         try ModelFile(contentsOfFile: folder.path)
     }
     let empty = folder.appendingPathComponent("empty.vimodel").path
-    FileManager.default.createFile(atPath: empty, contents: Data())
+    _ = FileManager.default.createFile(atPath: empty, contents: Data())
     #expect(throws: ModelFileError.empty(path: empty)) { try ModelFile(contentsOfFile: empty) }
     #expect(throws: ModelFileError.self) {
         try sampleModel().write(toFile: "/nonexistent/folder/model.vimodel")
