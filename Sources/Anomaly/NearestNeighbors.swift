@@ -432,44 +432,6 @@ private struct PanelSearch: Sendable {
     }
 }
 
-@inline(__always)
-private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
+/// The dot products of 4 queries with 24 bank rows: the shared 4 x 24 register tile.
+private typealias DotTile = Tile4x24
 
-/// 4 rows x 24 columns of dot products in 12 `SIMD8` registers (the GEMM's 4 x 24 shape).
-private struct DotTile {
-    var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c02 = SIMD8<Float>()
-    var c10 = SIMD8<Float>(), c11 = SIMD8<Float>(), c12 = SIMD8<Float>()
-    var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c22 = SIMD8<Float>()
-    var c30 = SIMD8<Float>(), c31 = SIMD8<Float>(), c32 = SIMD8<Float>()
-
-    /// `row i += sum over p < depth of a_i[p] * b[p, 0..<24]`.
-    @inline(__always)
-    mutating func multiply(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>,
-                           _ a3: UnsafePointer<Float>, depth: Int, b: UnsafePointer<Float>) {
-        var pb = b
-        for p in 0..<depth {
-            let b0 = load8(pb), b1 = load8(pb + 8), b2 = load8(pb + 16)
-            var v = SIMD8<Float>(repeating: a0[p])
-            c00 = c00.addingProduct(v, b0); c01 = c01.addingProduct(v, b1); c02 = c02.addingProduct(v, b2)
-            v = SIMD8<Float>(repeating: a1[p])
-            c10 = c10.addingProduct(v, b0); c11 = c11.addingProduct(v, b1); c12 = c12.addingProduct(v, b2)
-            v = SIMD8<Float>(repeating: a2[p])
-            c20 = c20.addingProduct(v, b0); c21 = c21.addingProduct(v, b1); c22 = c22.addingProduct(v, b2)
-            v = SIMD8<Float>(repeating: a3[p])
-            c30 = c30.addingProduct(v, b0); c31 = c31.addingProduct(v, b1); c32 = c32.addingProduct(v, b2)
-            pb += 24
-        }
-    }
-
-    @inline(__always)
-    func row(_ i: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
-        switch i {
-        case 0: return (c00, c01, c02)
-        case 1: return (c10, c11, c12)
-        case 2: return (c20, c21, c22)
-        default: return (c30, c31, c32)
-        }
-    }
-}

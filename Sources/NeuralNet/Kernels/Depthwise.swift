@@ -133,11 +133,6 @@ private struct DepthwiseEpilogue: Sendable {
     }
 }
 
-@inline(__always)
-private func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
-
 /// `y[0..<8] = clamp(acc + r[0..<8], lower, upper)`; small on purpose, so that it inlines.
 @inline(__always)
 private func finish(_ acc: SIMD8<Float>, _ y: UnsafeMutablePointer<Float>, _ r: UnsafeMutablePointer<Float>?,

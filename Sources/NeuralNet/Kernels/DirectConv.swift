@@ -729,10 +729,6 @@ struct TileEpilogue {
     }
 }
 
-@inline(__always)
-private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
 
 /// A register tile of 4 output pixels x `width` output channels: what the convolution's
 /// loops need of the 4 x 24, 4 x 16 and 4 x 8 tiles below.
@@ -843,22 +839,14 @@ struct TileRun {
 }
 
 /// The 4 x 24 register tile.
-struct Accumulators24: RegisterTile {
-    static var width: Int { 24 }
-    var c00: SIMD8<Float>, c01: SIMD8<Float>, c02: SIMD8<Float>
-    var c10: SIMD8<Float>, c11: SIMD8<Float>, c12: SIMD8<Float>
-    var c20: SIMD8<Float>, c21: SIMD8<Float>, c22: SIMD8<Float>
-    var c30: SIMD8<Float>, c31: SIMD8<Float>, c32: SIMD8<Float>
+typealias Accumulators24 = Tile4x24
 
-    init(c00: SIMD8<Float>, c01: SIMD8<Float>, c02: SIMD8<Float>, c10: SIMD8<Float>, c11: SIMD8<Float>,
-         c12: SIMD8<Float>, c20: SIMD8<Float>, c21: SIMD8<Float>, c22: SIMD8<Float>, c30: SIMD8<Float>,
-         c31: SIMD8<Float>, c32: SIMD8<Float>) {
-        self.c00 = c00; self.c01 = c01; self.c02 = c02; self.c10 = c10; self.c11 = c11; self.c12 = c12
-        self.c20 = c20; self.c21 = c21; self.c22 = c22; self.c30 = c30; self.c31 = c31; self.c32 = c32
-    }
+extension Tile4x24: RegisterTile {
+    static var width: Int { 24 }
 
     @inline(__always)
     init(loading out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+        self.init()
         if e.first {
             c00 = .zero; c01 = .zero; c02 = .zero; c10 = .zero; c11 = .zero; c12 = .zero
             c20 = .zero; c21 = .zero; c22 = .zero; c30 = .zero; c31 = .zero; c32 = .zero
@@ -881,25 +869,6 @@ struct Accumulators24: RegisterTile {
         return Accumulators24(c00: piece(0, 0), c01: piece(0, 8), c02: piece(0, 16), c10: piece(1, 0), c11: piece(1, 8),
                               c12: piece(1, 16), c20: piece(2, 0), c21: piece(2, 8), c22: piece(2, 16), c30: piece(3, 0),
                               c31: piece(3, 8), c32: piece(3, 16))
-    }
-
-    /// Adds `sum over p < depth of a_i[p] * b[p, 0..<24]` to row i.
-    @inline(__always)
-    mutating func multiply(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>,
-                           _ a3: UnsafePointer<Float>, depth: Int, b: UnsafePointer<Float>) {
-        var pb = b
-        for p in 0..<depth {
-            let b0 = load8(pb), b1 = load8(pb + 8), b2 = load8(pb + 16)
-            var v = SIMD8<Float>(repeating: a0[p])
-            c00 = c00.addingProduct(v, b0); c01 = c01.addingProduct(v, b1); c02 = c02.addingProduct(v, b2)
-            v = SIMD8<Float>(repeating: a1[p])
-            c10 = c10.addingProduct(v, b0); c11 = c11.addingProduct(v, b1); c12 = c12.addingProduct(v, b2)
-            v = SIMD8<Float>(repeating: a2[p])
-            c20 = c20.addingProduct(v, b0); c21 = c21.addingProduct(v, b1); c22 = c22.addingProduct(v, b2)
-            v = SIMD8<Float>(repeating: a3[p])
-            c30 = c30.addingProduct(v, b0); c31 = c31.addingProduct(v, b1); c32 = c32.addingProduct(v, b2)
-            pb += 24
-        }
     }
 
     @inline(__always)
@@ -1016,21 +985,18 @@ private func clamp8(_ v: SIMD8<Float>, _ lo: SIMD8<Float>, _ hi: SIMD8<Float>) -
     v.replacing(with: lo, where: v .< lo).replacing(with: hi, where: v .> hi)
 }
 
-@inline(__always)
-private func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
-}
 
 /// The 4 x 16 register tile, for a last panel of 9-16 output channels: 8 accumulators, two
 /// weight loads and four broadcasts per eight FMAs (enough independent sums to hide the FMA
 /// latency, unlike the 4 x 8 tile).
-struct Accumulators16: RegisterTile {
+typealias Accumulators16 = Tile4x16
+
+extension Tile4x16: RegisterTile {
     static var width: Int { 16 }
-    var c00: SIMD8<Float>, c01: SIMD8<Float>, c10: SIMD8<Float>, c11: SIMD8<Float>
-    var c20: SIMD8<Float>, c21: SIMD8<Float>, c30: SIMD8<Float>, c31: SIMD8<Float>
 
     @inline(__always)
     init(loading out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+        self.init()
         let p = UnsafePointer(out)
         if e.first {
             c00 = .zero; c01 = .zero; c10 = .zero; c11 = .zero; c20 = .zero; c21 = .zero; c30 = .zero; c31 = .zero
@@ -1043,12 +1009,6 @@ struct Accumulators16: RegisterTile {
         }
     }
 
-    init(c00: SIMD8<Float>, c01: SIMD8<Float>, c10: SIMD8<Float>, c11: SIMD8<Float>,
-         c20: SIMD8<Float>, c21: SIMD8<Float>, c30: SIMD8<Float>, c31: SIMD8<Float>) {
-        self.c00 = c00; self.c01 = c01; self.c10 = c10; self.c11 = c11
-        self.c20 = c20; self.c21 = c21; self.c30 = c30; self.c31 = c31
-    }
-
     /// The partial sums of a tile with missing pixels or channels (zero there); out of line
     /// so that the usual path above inlines into the tile.
     @inline(never)
@@ -1057,24 +1017,6 @@ struct Accumulators16: RegisterTile {
         func piece(_ row: Int, _ column: Int) -> SIMD8<Float> { row < r ? e.load(p, row: row, column: column) : .zero }
         return Accumulators16(c00: piece(0, 0), c01: piece(0, 8), c10: piece(1, 0), c11: piece(1, 8),
                               c20: piece(2, 0), c21: piece(2, 8), c30: piece(3, 0), c31: piece(3, 8))
-    }
-
-    @inline(__always)
-    mutating func multiply(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>,
-                           _ a3: UnsafePointer<Float>, depth: Int, b: UnsafePointer<Float>) {
-        var pb = b
-        for p in 0..<depth {
-            let b0 = load8(pb), b1 = load8(pb + 8)
-            var v = SIMD8<Float>(repeating: a0[p])
-            c00 = c00.addingProduct(v, b0); c01 = c01.addingProduct(v, b1)
-            v = SIMD8<Float>(repeating: a1[p])
-            c10 = c10.addingProduct(v, b0); c11 = c11.addingProduct(v, b1)
-            v = SIMD8<Float>(repeating: a2[p])
-            c20 = c20.addingProduct(v, b0); c21 = c21.addingProduct(v, b1)
-            v = SIMD8<Float>(repeating: a3[p])
-            c30 = c30.addingProduct(v, b0); c31 = c31.addingProduct(v, b1)
-            pb += 16
-        }
     }
 
     @_transparent
@@ -1125,12 +1067,14 @@ struct Accumulators16: RegisterTile {
 }
 
 /// The 4 x 8 register tile, for the last 8 output channels.
-struct Accumulators8: RegisterTile {
+typealias Accumulators8 = Tile4x8
+
+extension Tile4x8: RegisterTile {
     static var width: Int { 8 }
-    var c0: SIMD8<Float>, c1: SIMD8<Float>, c2: SIMD8<Float>, c3: SIMD8<Float>
 
     @inline(__always)
     init(loading out: UnsafeMutablePointer<Float>, _ e: TileEpilogue) {
+        self.init()
         if e.first {
             c0 = .zero; c1 = .zero; c2 = .zero; c3 = .zero
         } else if e.rows == 4 && e.columns == 8 {
@@ -1142,20 +1086,6 @@ struct Accumulators8: RegisterTile {
             c1 = r > 1 ? e.load(p, row: 1, column: 0) : .zero
             c2 = r > 2 ? e.load(p, row: 2, column: 0) : .zero
             c3 = r > 3 ? e.load(p, row: 3, column: 0) : .zero
-        }
-    }
-
-    @inline(__always)
-    mutating func multiply(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>,
-                           _ a3: UnsafePointer<Float>, depth: Int, b: UnsafePointer<Float>) {
-        var pb = b
-        for p in 0..<depth {
-            let b0 = load8(pb)
-            c0 = c0.addingProduct(SIMD8<Float>(repeating: a0[p]), b0)
-            c1 = c1.addingProduct(SIMD8<Float>(repeating: a1[p]), b0)
-            c2 = c2.addingProduct(SIMD8<Float>(repeating: a2[p]), b0)
-            c3 = c3.addingProduct(SIMD8<Float>(repeating: a3[p]), b0)
-            pb += 8
         }
     }
 

@@ -368,15 +368,6 @@ private func winogradParticipant(_ range: Range<Int>, plan: WinogradPlan, shared
     }
 }
 
-@inline(__always)
-private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
-
-@inline(__always)
-private func store8(_ value: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: value, as: SIMD8<Float>.self)
-}
 
 // MARK: - Input transform
 
@@ -479,71 +470,34 @@ private func finish(_ acc: SIMD8<Float>, _ c: UnsafeMutablePointer<Float>, _ acc
 
 private func kernel4x24(kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-    var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c02 = SIMD8<Float>()
-    var c10 = SIMD8<Float>(), c11 = SIMD8<Float>(), c12 = SIMD8<Float>()
-    var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c22 = SIMD8<Float>()
-    var c30 = SIMD8<Float>(), c31 = SIMD8<Float>(), c32 = SIMD8<Float>()
-    let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
-    var pb = b
-    for k in 0..<kc {
-        let b0 = load8(pb), b1 = load8(pb + 8), b2 = load8(pb + 16)
-        var x = a0[k]
-        c00 = c00.addingProduct(x, b0); c01 = c01.addingProduct(x, b1); c02 = c02.addingProduct(x, b2)
-        x = a1[k]
-        c10 = c10.addingProduct(x, b0); c11 = c11.addingProduct(x, b1); c12 = c12.addingProduct(x, b2)
-        x = a2[k]
-        c20 = c20.addingProduct(x, b0); c21 = c21.addingProduct(x, b1); c22 = c22.addingProduct(x, b2)
-        x = a3[k]
-        c30 = c30.addingProduct(x, b0); c31 = c31.addingProduct(x, b1); c32 = c32.addingProduct(x, b2)
-        pb += 24
-    }
+    var t = Tile4x24()
+    t.multiply(a, a + lda, a + 2 * lda, a + 3 * lda, depth: kc, b: b)
     var row = c
-    finish(c00, row, accumulate); finish(c01, row + 8, accumulate); finish(c02, row + 16, accumulate)
+    finish(t.c00, row, accumulate); finish(t.c01, row + 8, accumulate); finish(t.c02, row + 16, accumulate)
     row += ldc
-    finish(c10, row, accumulate); finish(c11, row + 8, accumulate); finish(c12, row + 16, accumulate)
+    finish(t.c10, row, accumulate); finish(t.c11, row + 8, accumulate); finish(t.c12, row + 16, accumulate)
     row += ldc
-    finish(c20, row, accumulate); finish(c21, row + 8, accumulate); finish(c22, row + 16, accumulate)
+    finish(t.c20, row, accumulate); finish(t.c21, row + 8, accumulate); finish(t.c22, row + 16, accumulate)
     row += ldc
-    finish(c30, row, accumulate); finish(c31, row + 8, accumulate); finish(c32, row + 16, accumulate)
+    finish(t.c30, row, accumulate); finish(t.c31, row + 8, accumulate); finish(t.c32, row + 16, accumulate)
 }
 
 private func kernel4x16(kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-    var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
-    var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c30 = SIMD8<Float>(), c31 = SIMD8<Float>()
-    let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
-    var pb = b
-    for k in 0..<kc {
-        let b0 = load8(pb), b1 = load8(pb + 8)
-        var x = a0[k]
-        c00 = c00.addingProduct(x, b0); c01 = c01.addingProduct(x, b1)
-        x = a1[k]
-        c10 = c10.addingProduct(x, b0); c11 = c11.addingProduct(x, b1)
-        x = a2[k]
-        c20 = c20.addingProduct(x, b0); c21 = c21.addingProduct(x, b1)
-        x = a3[k]
-        c30 = c30.addingProduct(x, b0); c31 = c31.addingProduct(x, b1)
-        pb += 16
-    }
-    finish(c00, c, accumulate); finish(c01, c + 8, accumulate)
-    finish(c10, c + ldc, accumulate); finish(c11, c + ldc + 8, accumulate)
-    finish(c20, c + 2 * ldc, accumulate); finish(c21, c + 2 * ldc + 8, accumulate)
-    finish(c30, c + 3 * ldc, accumulate); finish(c31, c + 3 * ldc + 8, accumulate)
+    var t = Tile4x16()
+    t.multiply(a, a + lda, a + 2 * lda, a + 3 * lda, depth: kc, b: b)
+    finish(t.c00, c, accumulate); finish(t.c01, c + 8, accumulate)
+    finish(t.c10, c + ldc, accumulate); finish(t.c11, c + ldc + 8, accumulate)
+    finish(t.c20, c + 2 * ldc, accumulate); finish(t.c21, c + 2 * ldc + 8, accumulate)
+    finish(t.c30, c + 3 * ldc, accumulate); finish(t.c31, c + 3 * ldc + 8, accumulate)
 }
 
 private func kernel4x8(kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
                        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-    var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>(), c3 = SIMD8<Float>()
-    let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
-    var pb = b
-    for k in 0..<kc {
-        let b0 = load8(pb)
-        c0 = c0.addingProduct(a0[k], b0); c1 = c1.addingProduct(a1[k], b0)
-        c2 = c2.addingProduct(a2[k], b0); c3 = c3.addingProduct(a3[k], b0)
-        pb += 8
-    }
-    finish(c0, c, accumulate); finish(c1, c + ldc, accumulate)
-    finish(c2, c + 2 * ldc, accumulate); finish(c3, c + 3 * ldc, accumulate)
+    var t = Tile4x8()
+    t.multiply(a, a + lda, a + 2 * lda, a + 3 * lda, depth: kc, b: b)
+    finish(t.c0, c, accumulate); finish(t.c1, c + ldc, accumulate)
+    finish(t.c2, c + 2 * ldc, accumulate); finish(t.c3, c + 3 * ldc, accumulate)
 }
 
 // MARK: - Output transform and epilogue
