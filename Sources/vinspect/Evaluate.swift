@@ -34,7 +34,7 @@ struct ScorerOptions: ParsableArguments {
     var imageSize: Int?
 
     @Option(help: "Feature maps used, by stride index (0: stride 4, 1: stride 8, 2: stride 16), comma-separated.")
-    var layers: String?
+    var layers: CommaSeparated<Int>?
 
     @Option(help: "Neighbourhood each patch feature is averaged over (1 = none).")
     var aggregation: Int?
@@ -56,7 +56,9 @@ struct ScorerOptions: ParsableArguments {
 
     func validate() throws {
         if let imageSize, imageSize < 32 || imageSize > 2048 { throw ValidationError("--image-size must be between 32 and 2048") }
-        if layers != nil && parsedLayers == nil { throw ValidationError("--layers takes stride indices 0, 1, 2, e.g. 1,2") }
+        if let layers, layers.values.isEmpty || !layers.values.allSatisfy((0...2).contains) {
+            throw ValidationError("--layers takes stride indices 0, 1, 2, e.g. 1,2 (got \(layers))")
+        }
         if let aggregation, aggregation < 1 || aggregation % 2 == 0 { throw ValidationError("--aggregation must be an odd number >= 1") }
         if !(coresetFraction > 0 && coresetFraction <= 1) { throw ValidationError("--coreset-fraction must be in (0, 1]") }
         if maxBank < 1 { throw ValidationError("--max-bank must be positive") }
@@ -65,12 +67,7 @@ struct ScorerOptions: ParsableArguments {
         if let roi, RegionOfInterest(roi) == nil { throw ValidationError("--roi takes x,y,width,height with width and height positive") }
     }
 
-    var parsedLayers: [Int]? {
-        guard let layers else { return nil }
-        let values = layers.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !values.isEmpty, values.allSatisfy({ $0 != nil && (0...2).contains($0!) }) else { return nil }
-        return values.map { $0! }
-    }
+    var parsedLayers: [Int]? { layers?.values }
 
     /// Whether an option that shapes one scorer was given: then the model is that one
     /// scorer, not the engine's own choice.
@@ -130,7 +127,7 @@ struct Evaluate: ParsableCommand {
     var shots: Int?
 
     @Option(help: "Seeds of the K-shot draws, comma-separated.")
-    var seeds: String = "0,1,2"
+    var seeds = CommaSeparated<UInt64>([0, 1, 2])
 
     @OptionGroup var scorer: ScorerOptions
 
@@ -139,14 +136,9 @@ struct Evaluate: ParsableCommand {
 
     func validate() throws {
         if let shots, shots < 1 { throw ValidationError("--shots must be at least 1") }
-        if parsedSeeds == nil { throw ValidationError("--seeds takes comma-separated non-negative integers, e.g. 0,1,2") }
+        if seeds.values.isEmpty { throw ValidationError("--seeds takes comma-separated non-negative integers, e.g. 0,1,2") }
     }
 
-    var parsedSeeds: [UInt64]? {
-        let values = seeds.split(separator: ",").map { UInt64($0.trimmingCharacters(in: .whitespaces)) }
-        guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { return nil }
-        return values.map { $0! }
-    }
 
     /// One data set's measurements, as `--json` prints them.
     struct Report: Codable {
@@ -173,7 +165,7 @@ struct Evaluate: ParsableCommand {
             log("evaluating \(network.architecture) on \(data.root) (\(data.layout) layout), \(shots.map(String.init) ?? "all") shots, seeds \(seeds), \(described)")
             let results = try AnomalyEvaluation.run(
                 dataset: data, backbone: frozen, normalization: network.inputNormalization, options: training,
-                shots: shots, seeds: parsedSeeds!, progress: log)
+                shots: shots, seeds: seeds.values, progress: log)
             let summary: [String: Spread] = [
                 "image_auroc": Spread(results.map(\.imageAUROC)), "pixel_auroc": Spread(results.map(\.pixelAUROC)),
                 "aupro": Spread(results.map(\.aupro)), "f1_max": Spread(results.map(\.f1Max)),

@@ -47,7 +47,7 @@ struct FewShotEval: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Centre embeddings on each episode's support mean before normalising.") var centerOnSupport = true
     @Option(help: "Softmax inverse temperature on cosine similarities.") var scale: Float = 5
     @Option(help: "Soft k-means refinement steps with each episode's queries (0 = none).") var refine: Int = 0
-    @Option(help: "Class sub-folders to leave out, comma-separated (e.g. MT_Free).") var exclude: String = ""
+    @Option(help: "Class sub-folders to leave out, comma-separated (e.g. MT_Free).") var exclude = CommaSeparated<String>([])
     @Option(help: ArgumentHelp("Good images (a folder) for an anomaly scorer, trained with default settings, whose maps give each defect image's region: the embedding becomes `region` (the defect pooled by itself next to the whole image).", valueName: "DIR"))
     var good: String?
     @Option(help: "Good images drawn from --good (with --seed) to train the anomaly scorer.") var goodShots: Int = 16
@@ -70,7 +70,7 @@ struct FewShotEval: ParsableCommand {
     }
 
     func run() throws {
-        let excluded = Set(exclude.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
+        let excluded = Set(exclude.values.filter { !$0.isEmpty })
         let folders = try ClassFolders.load(classesDirectory, excluding: excluded)
         if folders.classes.count < ways {
             throw ValidationError("\(classesDirectory) has \(folders.classes.count) classes, fewer than --ways \(ways)")

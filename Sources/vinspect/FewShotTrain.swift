@@ -37,7 +37,7 @@ struct FewShotTrain: ParsableCommand {
     @Argument(help: "Folders with one sub-folder of images per base class (none: generated classes only).")
     var classesDirectories: [String] = []
 
-    @Option(help: "Class sub-folders to leave out, comma-separated, in every folder (e.g. MT_Free).") var exclude: String = ""
+    @Option(help: "Class sub-folders to leave out, comma-separated, in every folder (e.g. MT_Free).") var exclude = CommaSeparated<String>([])
     @Option(help: "Number of generated synthetic defect classes to add (textures x defect kinds x variants; 54 covers every combination once).")
     var generated: Int = 0
     @Option(help: "Images per generated class.") var generatedImages: Int = 30
@@ -57,7 +57,7 @@ struct FewShotTrain: ParsableCommand {
     var dimension: Int = 16
     @Flag(help: "Train a plain linear projection to --dimension features instead of the residual head that starts as the identity.")
     var plain = false
-    @Option(name: .customLong("lr"), help: "Peak AdamW learning rate (5 % warm-up, then cosine decay to 0).") var learningRate: Float = 3e-4
+    @Option(help: "Peak AdamW learning rate (5 % warm-up, then cosine decay to 0).") var learningRate: Float = 3e-4
     @Option(help: "AdamW weight decay of the head's matrices (pulls a residual head towards the identity).") var weightDecay: Float = 0.01
     @Option(help: "Inverse temperature of the training softmax over cosine similarities.") var temperature: Float = 10
     @Option(help: "Power transform exponent in front of the head (stored in the head; fewshot-eval uses it).") var power: Float = 0.2
@@ -86,14 +86,14 @@ struct FewShotTrain: ParsableCommand {
         if views < 1 || views > 8 { throw ValidationError("--views must be between 1 and 8") }
         if dimension < 0 || (plain && dimension < 1) { throw ValidationError("--dimension must be positive (0 is allowed for the residual head)") }
         if !(learningRate > 0) || weightDecay < 0 || !(temperature > 0) || !(power > 0) {
-            throw ValidationError("--lr, --temperature and --power must be positive, --weight-decay not negative")
+            throw ValidationError("--learning-rate, --temperature and --power must be positive, --weight-decay not negative")
         }
         if imageSize < 32 || imageSize > 2048 { throw ValidationError("--image-size must be between 32 and 2048") }
     }
 
     func run() throws {
         try checkModelOutput(output)
-        let excluded = Set(exclude.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
+        let excluded = Set(exclude.values.filter { !$0.isEmpty })
         let folders = try classesDirectories.map { (root: String) throws -> (String, ClassFolders) in
             (root, try ClassFolders.load(root, excluding: excluded))
         }

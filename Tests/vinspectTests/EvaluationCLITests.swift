@@ -185,3 +185,18 @@ func evaluateWithDefaultSettingsChoosesThemPerDrawAndTabulatesSeveralDataSets() 
     let verdicts = run?["balancedAccuracy"] as? Double ?? -1, best = run?["bestBalancedAccuracy"] as? Double ?? -1
     #expect(verdicts >= 0 && verdicts <= best + 1e-9 && best <= 1)
 }
+
+@Test func listOptionsAreTypedAndRefusedBeforeAnythingRuns() throws {
+    // Comma-separated options are parsed as lists of numbers (or names): a bad element is
+    // refused with the option's name, exit 3, before any data set is read.
+    let folder = try temporaryFolder("lists")
+    defer { try? FileManager.default.removeItem(at: folder) }
+    for (arguments, option) in [(["--seeds", "0,x"], "--seeds"), (["--seeds", "1,,2"], "--seeds"), (["--layers", "1,5"], "--layers"),
+                                (["--layers", "one"], "--layers")] {
+        let result = try vinspect(["evaluate", folder.path] + arguments)
+        #expect(result.status == 3, "\(arguments): \(result.error)")
+        #expect(result.error.contains(option) && result.error.contains("vinspect evaluate"), "\(arguments): \(result.error)")
+    }
+    let bad = try vinspect(["fewshot-train", folder.path, "--lr", "0.1", "--output", folder.appendingPathComponent("h").path])
+    #expect(bad.status == 3 && bad.error.contains("--lr"), "one spelling: --learning-rate (\(bad.error))")
+}
