@@ -129,7 +129,7 @@ let package = Package(
         .testTarget(name: "ModelFileTests", dependencies: ["ModelFile"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "AnomalyTests", dependencies: ["Anomaly", "NeuralNet"], swiftSettings: simdSwiftSettings),
-        .testTarget(name: "FewShotTests", dependencies: ["FewShot", "TensorCore", "ModelFile"], swiftSettings: simdSwiftSettings),
+        .testTarget(name: "FewShotTests", dependencies: ["FewShot", "NeuralNet", "TensorCore", "ModelFile"], swiftSettings: simdSwiftSettings),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "ModelFile"], swiftSettings: simdSwiftSettings),
         .testTarget(
             name: "VisualInspectionTests",

@@ -105,10 +105,6 @@ func activationGradients(_ kind: Activation) {
     checkGradients("squaredDistances", inputs: [a, b]) { v in squaredDistances(v[0], v[1]) }
     checkGradients("classMeans", inputs: [a]) { v in classMeans(v[0], labels: [0, 1, 0, 2, 1], classes: 3) }
     checkGradients("l2Normalized", inputs: [a]) { v in l2Normalized(v[0]) }
-    checkGradients("prototypicalLoss", inputs: [randomTensor([6, 3], seed: 23), randomTensor([4, 3], seed: 24)]) { v in
-        prototypicalLoss(support: v[0], supportLabels: [0, 0, 1, 1, 2, 2], query: v[1], queryLabels: [2, 0, 1, 1],
-                         ways: 3, temperature: 0.5)
-    }
     // The target is a constant: only x gets a gradient. Shapes of a feature map, where the
     // distillation uses it, and of an embedding batch.
     let target = randomTensor([2, 3, 4, 5], seed: 26)
@@ -121,13 +117,6 @@ func activationGradients(_ kind: Activation) {
 @Test func projectionHeadOperationGradients() {
     checkGradients("scaledColumns", inputs: [randomTensor([5, 7], seed: 30), randomTensor([7], seed: 31)]) { v in
         scaledColumns(v[0], v[1])
-    }
-    for center in [false, true] {
-        checkGradients("cosinePrototypicalLoss center \(center)",
-                       inputs: [randomTensor([6, 4], seed: 32), randomTensor([5, 4], seed: 33)]) { v in
-            cosinePrototypicalLoss(support: v[0], supportLabels: [0, 1, 2, 0, 1, 2], query: v[1], queryLabels: [2, 0, 1, 1, 0],
-                                   ways: 3, scale: 3, centerOnSupport: center)
-        }
     }
 }
 
