@@ -73,15 +73,15 @@ public func patchFeatures(fromMaps maps: [Tensor], options: PatchFeatureOptions,
 /// Average over a `size x size` neighbourhood, stride 1, zero padding not counted (so
 /// border cells average what exists), on `[N, H, W, C]`.
 func localAverage(_ x: Tensor, size: Int, pool: ThreadPool?) -> Tensor {
-    avgPool2d(Variable(x), kernel: (size, size), stride: (1, 1), padding: .symmetric(size / 2), countPadding: false).value
+    avgPool2d(x, kernel: (size, size), stride: (1, 1), padding: .symmetric(size / 2), countPadding: false)
 }
 
 /// Bilinear resize of `[N, H, W, C]` (align_corners = false).
 func bilinearResize(_ x: Tensor, height: Int, width: Int) -> Tensor {
-    NeuralNet.bilinearResize(Variable(x), height: height, width: width).value
+    NeuralNet.bilinearResize(x, height: height, width: width)
 }
 
 /// Concatenation of `[N, H, W, C_i]` tensors along channels.
 func concatenateChannels(_ parts: [Tensor]) -> Tensor {
-    concatChannels(parts.map { Variable($0) }).value
+    concatChannels(parts)
 }

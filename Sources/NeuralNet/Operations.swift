@@ -137,11 +137,22 @@ public func maxPool2d(_ input: Variable, kernel: (Int, Int), stride: (Int, Int),
 /// - Parameter countPadding: divide by the whole window even where it covers padding.
 public func avgPool2d(_ input: Variable, kernel: (Int, Int), stride: (Int, Int), padding: Padding = .valid,
                       countPadding: Bool = true) -> Variable {
-    let s = input.shape
-    let g = ConvGeometry(batch: s[0], height: s[1], width: s[2], inChannels: s[3], outChannels: s[3],
-                         kernelHeight: kernel.0, kernelWidth: kernel.1, stride: stride, padding: padding)
+    let g = poolGeometry(input.shape, kernel: kernel, stride: stride, padding: padding)
     let output = avgPoolForward(input.value, geometry: g, countPadding: countPadding)
     return Variable(output, parents: [input]) { grad in [avgPoolBackward(grad, geometry: g, countPadding: countPadding)] }
+}
+
+/// ``avgPool2d(_:kernel:stride:padding:countPadding:)`` on a tensor, for inference: no
+/// autograd graph is built.
+public func avgPool2d(_ input: Tensor, kernel: (Int, Int), stride: (Int, Int), padding: Padding = .valid,
+                      countPadding: Bool = true) -> Tensor {
+    avgPoolForward(input, geometry: poolGeometry(input.shape, kernel: kernel, stride: stride, padding: padding),
+                   countPadding: countPadding)
+}
+
+private func poolGeometry(_ s: [Int], kernel: (Int, Int), stride: (Int, Int), padding: Padding) -> ConvGeometry {
+    ConvGeometry(batch: s[0], height: s[1], width: s[2], inChannels: s[3], outChannels: s[3],
+                 kernelHeight: kernel.0, kernelWidth: kernel.1, stride: stride, padding: padding)
 }
 
 /// Adaptive average pooling of `[N, H, W, C]` to `[N, outHeight, outWidth, C]`.
@@ -157,11 +168,23 @@ public func globalAvgPool(_ input: Variable) -> Variable {
     return adaptiveAvgPool2d(input, outHeight: 1, outWidth: 1).reshaped([s[0], s[3]])
 }
 
+/// ``globalAvgPool(_:)`` on a tensor, for inference: `[N, H, W, C]` to `[N, C]`, no autograd
+/// graph.
+public func globalAvgPool(_ input: Tensor) -> Tensor {
+    let s = input.shape
+    return adaptiveAvgPoolForward(input, outHeight: 1, outWidth: 1).reshaped([s[0], s[3]])
+}
+
 /// Bilinear resize of `[N, H, W, C]` (align_corners = false).
 public func bilinearResize(_ input: Variable, height: Int, width: Int) -> Variable {
     let s = input.shape
     let output = bilinearResizeForward(input.value, outHeight: height, outWidth: width)
     return Variable(output, parents: [input]) { grad in [bilinearResizeBackward(grad, inputShape: s)] }
+}
+
+/// ``bilinearResize(_:height:width:)`` on a tensor, for inference: no autograd graph.
+public func bilinearResize(_ input: Tensor, height: Int, width: Int) -> Tensor {
+    bilinearResizeForward(input, outHeight: height, outWidth: width)
 }
 
 // MARK: - Shape
@@ -182,24 +205,9 @@ extension Variable {
 
 /// Concatenation along the last (channel) axis; all other axes must agree.
 public func concatChannels(_ inputs: [Variable]) -> Variable {
-    precondition(!inputs.isEmpty, "concatChannels: no inputs")
-    let lead = Array(inputs[0].shape.dropLast())
-    for v in inputs {
-        precondition(Array(v.shape.dropLast()) == lead, "concatChannels: shapes \(inputs.map(\.shape)) differ outside the last axis")
-    }
-    let widths = inputs.map { $0.shape.last! }
-    let total = widths.reduce(0, +)
-    let rows = lead.reduce(1, *)
-    var output = Tensor(zeros: lead + [total])
-    output.withUnsafeMutableBufferPointer { out in
-        var offset = 0
-        for (v, width) in zip(inputs, widths) {
-            v.value.withUnsafeBufferPointer { src in
-                for r in 0..<rows { (out.baseAddress! + r * total + offset).update(from: src.baseAddress! + r * width, count: width) }
-            }
-            offset += width
-        }
-    }
+    let output = concatChannels(inputs.map(\.value))
+    let lead = Array(inputs[0].shape.dropLast()), widths = inputs.map { $0.shape.last! }
+    let total = widths.reduce(0, +), rows = lead.reduce(1, *)
     return Variable(output, parents: inputs) { grad in
         var offset = 0
         return widths.map { width in
@@ -213,6 +221,29 @@ public func concatChannels(_ inputs: [Variable]) -> Variable {
             return part
         }
     }
+}
+
+/// `concatChannels(_:)` on tensors, for inference: no autograd graph.
+public func concatChannels(_ inputs: [Tensor]) -> Tensor {
+    precondition(!inputs.isEmpty, "concatChannels: no inputs")
+    let lead = Array(inputs[0].shape.dropLast())
+    for v in inputs {
+        precondition(Array(v.shape.dropLast()) == lead, "concatChannels: shapes \(inputs.map(\.shape)) differ outside the last axis")
+    }
+    let widths = inputs.map { $0.shape.last! }
+    let total = widths.reduce(0, +)
+    let rows = lead.reduce(1, *)
+    var output = Tensor(zeros: lead + [total])
+    output.withUnsafeMutableBufferPointer { out in
+        var offset = 0
+        for (v, width) in zip(inputs, widths) {
+            v.withUnsafeBufferPointer { src in
+                for r in 0..<rows { (out.baseAddress! + r * total + offset).update(from: src.baseAddress! + r * width, count: width) }
+            }
+            offset += width
+        }
+    }
+    return output
 }
 
 // MARK: - Arithmetic

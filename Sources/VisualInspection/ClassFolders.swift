@@ -141,7 +141,7 @@ package func regionWeights(_ map: AnomalyMap, gridWidth w: Int, gridHeight h: In
 
 /// Global average pooling of `[N, H, W, C]` to `[N, C]`.
 func adaptiveAvgPoolForFeatures(_ x: Tensor) -> Tensor {
-    globalAvgPool(Variable(x)).value
+    globalAvgPool(x)
 }
 
 /// The image seen through the `view`-th symmetry of the square, `[H, W, C]`: 0 itself,

@@ -136,3 +136,16 @@ func activationGradients(_ kind: Activation) {
     (x * x + x).sum().backward()
     #expect(x.gradient?.scalars == [6, -6, 14])
 }
+
+@Test func inferenceOperationsOnTensorsEqualTheirAutogradForms() {
+    // Pooling, resizing and concatenation called on tensors (what inference uses, no graph)
+    // give exactly the values of the differentiable forms.
+    let x = randomTensor([2, 7, 5, 3], seed: 40), y = randomTensor([2, 7, 5, 4], seed: 41)
+    #expect(avgPool2d(x, kernel: (3, 3), stride: (1, 1), padding: .symmetric(1), countPadding: false).scalars
+        == avgPool2d(Variable(x), kernel: (3, 3), stride: (1, 1), padding: .symmetric(1), countPadding: false).value.scalars)
+    #expect(avgPool2d(x, kernel: (2, 2), stride: (2, 2)).scalars == avgPool2d(Variable(x), kernel: (2, 2), stride: (2, 2)).value.scalars)
+    #expect(globalAvgPool(x).shape == [2, 3] && globalAvgPool(x).scalars == globalAvgPool(Variable(x)).value.scalars)
+    #expect(bilinearResize(x, height: 11, width: 4).scalars == bilinearResize(Variable(x), height: 11, width: 4).value.scalars)
+    let joined = concatChannels([x, y])
+    #expect(joined.shape == [2, 7, 5, 7] && joined.scalars == concatChannels([Variable(x), Variable(y)]).value.scalars)
+}
