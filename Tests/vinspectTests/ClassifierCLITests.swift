@@ -66,3 +66,11 @@ import Testing
     #expect(try InspectionModel(contentsOfFile: folders.model).canPassParts)
     #expect(!(try vinspect(["info", folders.model])).output.contains("cannot pass"))
 }
+
+@Test func theREADMEsFirstProgramIsTheOneCIBuildsAndRuns() throws {
+    // The README's library program is `.ci/consumer`'s main.swift, which `.ci/run` builds
+    // against a tagged clone and runs: the snippet cannot drift from code that compiles.
+    let readme = try String(contentsOf: repositoryRoot.appendingPathComponent("README.md"), encoding: .utf8)
+    let program = try String(contentsOf: repositoryRoot.appendingPathComponent(".ci/consumer/Sources/LineApp/main.swift"), encoding: .utf8)
+    #expect(readme.contains("```swift\n" + program.trimmingCharacters(in: .whitespacesAndNewlines) + "\n```"))
+}
