@@ -15,6 +15,19 @@ import TensorCore
 let backboneHelp = ArgumentHelp(
     "Backbone: default (the compact network whose weights ship with vinspect), a vinspect backbone file (see `backbone import`), a PyTorch/safetensors checkpoint with --arch, or an architecture name (\(BackboneArchitecture.allCases.map(\.rawValue).joined(separator: ", ")): untrained weights, for tests only).")
 
+/// The backbone options of the commands that train or evaluate: one declaration, one
+/// spelling (`--backbone`, `--arch`), one help text.
+struct BackboneOptions: ParsableArguments {
+    @Option(help: backboneHelp)
+    var backbone: String = "default"
+
+    @Option(name: .customLong("arch"), help: "Architecture of a raw checkpoint given to --backbone.")
+    var architecture: BackboneArchitecture?
+
+    /// The network the options name.
+    func load() throws -> any Backbone { try loadBackbone(backbone, architecture: architecture) }
+}
+
 /// Loads the backbone named on the command line: `default` (the shipped compact weights),
 /// a vinspect backbone file, a raw checkpoint with its architecture, or an architecture
 /// name (untrained weights).

@@ -13,11 +13,9 @@ import TensorCore
 
 /// Options that choose and shape the anomaly scorer, shared by `train` and `evaluate`.
 struct ScorerOptions: ParsableArguments {
-    @Option(help: backboneHelp)
-    var backbone: String = "default"
+    @OptionGroup var backboneOptions: BackboneOptions
 
-    @Option(name: .customLong("arch"), help: "Architecture of a raw checkpoint given to --backbone.")
-    var architecture: BackboneArchitecture?
+    var backbone: String { backboneOptions.backbone }
 
     @Option(help: ArgumentHelp(
         "What the scorer learns from the good patches: bank (memory bank, nearest good patch anywhere) or gaussian (one Gaussian per position, Mahalanobis distance).",
@@ -100,7 +98,7 @@ struct ScorerOptions: ParsableArguments {
 
     /// The backbone named by --backbone.
     func loadBackbone() throws -> any Backbone {
-        try vinspect.loadBackbone(backbone, architecture: architecture)
+        try backboneOptions.load()
     }
 }
 

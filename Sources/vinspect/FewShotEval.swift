@@ -33,10 +33,7 @@ struct FewShotEval: ParsableCommand {
     @Option(help: "Number of episodes.") var episodes: Int = 600
     @Option(help: "Seed of the episode draw.") var seed: UInt64 = 0
 
-    @Option(help: backboneHelp)
-    var backbone: String = "default"
-    @Option(name: .customLong("arch"), help: "Architecture of a raw checkpoint given to --backbone.")
-    var architecture: BackboneArchitecture?
+    @OptionGroup var backboneOptions: BackboneOptions
     @Option(help: "Side of the square images are resized to.") var imageSize: Int = 224
     @Option(help: "Embedding: last (pooled last map) or multi (pooled stride-8, stride-16 and last). Default: the head's, else multi.")
     var embedding: EmbeddingSource?
@@ -95,13 +92,13 @@ struct FewShotEval: ParsableCommand {
         if embedding == .region && good == nil {
             throw ValidationError("--embedding region needs --good DIR: the anomaly scorer trained on those images finds the region")
         }
-        let key = "\(backbone)|\(imageSize)|\(embedding.rawValue)|\(good ?? "")|\(goodShots)|\(seed)|\(folders.classes.map { "\($0.name):\($0.files.count)" }.joined(separator: ","))"
+        let key = "\(backboneOptions.backbone)|\(imageSize)|\(embedding.rawValue)|\(good ?? "")|\(goodShots)|\(seed)|\(folders.classes.map { "\($0.name):\($0.files.count)" }.joined(separator: ","))"
         var data: [(name: String, vectors: [[Float]])] = []
         if let cache, let file = try? ModelFile(contentsOfFile: cache), file.metadata["key"]?.stringValue == key {
             data = file.tensors.map { t in (t.name, (0..<t.shape[0]).map { Array(t.scalars[($0 * t.shape[1])..<(($0 + 1) * t.shape[1])]) }) }
             log("embeddings read from \(cache)")
         } else {
-            let network = try loadBackbone(backbone, architecture: architecture)
+            let network = try backboneOptions.load()
             let frozen = network.frozen()
             var preprocessing = Preprocessing(size: imageSize, mean: network.inputNormalization.mean, std: network.inputNormalization.std)
             var anomaly: AnomalyEnsemble?
