@@ -58,6 +58,90 @@ public struct LabelledImages: Sendable {
     }
 }
 
+/// Training images read when they are needed: images in memory, or image files decoded one
+/// at a time (so that a folder of large camera frames is never all in memory at once: only
+/// the preprocessed tensors, at the model's input size, are kept).
+package struct TrainingImageSource: Sendable {
+    /// Where each image came from (for messages).
+    package let names: [String]
+    /// Each image's size, in pixels.
+    package let sizes: [(width: Int, height: Int)]
+    private let images: [Image]?
+    private let maxPixels: Int
+
+    /// Images already decoded.
+    package init(_ images: [Image]) {
+        self.images = images
+        names = images.indices.map { "image \($0)" }
+        sizes = images.map { ($0.width, $0.height) }
+        maxPixels = Image.defaultMaxPixels
+    }
+
+    /// Image files, each decoded once here to learn its size (and whether it can be read at
+    /// all: the unreadable ones are left out and returned) and again when it is needed.
+    package static func files(_ paths: [String], maxPixels: Int) -> (TrainingImageSource, unreadable: [(path: String, reason: String)]) {
+        var kept: [String] = [], sizes: [(width: Int, height: Int)] = [], unreadable: [(path: String, reason: String)] = []
+        for path in paths {
+            do {
+                let image = try Image(contentsOfFile: path, maxPixels: maxPixels)
+                kept.append(path)
+                sizes.append((image.width, image.height))
+            } catch {
+                unreadable.append((path, error.description))
+            }
+        }
+        return (TrainingImageSource(names: kept, sizes: sizes, maxPixels: maxPixels), unreadable)
+    }
+
+    private init(names: [String], sizes: [(width: Int, height: Int)], maxPixels: Int) {
+        self.names = names
+        self.sizes = sizes
+        self.images = nil
+        self.maxPixels = maxPixels
+    }
+
+    package var count: Int { sizes.count }
+
+    /// The first `count` images only.
+    package func prefix(_ count: Int) -> TrainingImageSource {
+        if let images { return TrainingImageSource(Array(images.prefix(count))) }
+        return TrainingImageSource(names: Array(names.prefix(count)), sizes: Array(sizes.prefix(count)), maxPixels: maxPixels)
+    }
+
+    /// Image `index`, decoded now for a file source.
+    package func image(_ index: Int) throws(InspectionModelError) -> Image {
+        if let images { return images[index] }
+        do { return try Image(contentsOfFile: names[index], maxPixels: maxPixels) } catch {
+            throw .nothingToTrain(detail: "\(names[index]) could be read a moment ago and now cannot: \(error)")
+        }
+    }
+
+    /// The preprocessed tensors of every image, one image decoded at a time.
+    package func tensors(_ preprocessing: Preprocessing) throws(InspectionModelError) -> [Tensor] {
+        var out: [Tensor] = []
+        out.reserveCapacity(count)
+        for index in 0..<count { out.append(preprocessing.tensor(try image(index))) }
+        return out
+    }
+}
+
+/// An image file training left out, and why.
+public struct UnreadableImage: Sendable, Equatable {
+    /// The file.
+    public var path: String
+    /// Why it could not be read (the image reader's message).
+    public var reason: String
+}
+
+/// The outcome of training from folders: the model, and the files left out.
+public struct FolderTraining: Sendable {
+    /// The trained model.
+    public var model: InspectionModel
+    /// Image files that could not be read, in the order met; the model was trained without
+    /// them.
+    public var unreadable: [UnreadableImage]
+}
+
 /// Where a model's backbone (feature extractor) comes from.
 public enum TrainingBackbone: Sendable {
     /// The compact backbone shipped with the library (small, fast; distilled for the demo's
@@ -98,23 +182,64 @@ public enum InspectorTrainer {
     public static func train(good: [Image], classes: [LabelledImages] = [], backbone: TrainingBackbone = .shipped,
                              options: TrainingOptions = TrainingOptions(), threads: Int? = nil) throws(InspectionModelError) -> InspectionModel {
         try InspectionModelError.checkCPU()
-        let network: any Backbone
-        let source: String?
-        do {
-            switch backbone {
-            case .shipped:
-                network = try DefaultBackbone.load()
-                source = DefaultBackbone.path
-            case .file(let url):
-                network = try BackboneStore.load(from: url.path)
-                source = url.path
-            case .untrainedCompact:
-                network = BackboneArchitecture.compact.make()
-                source = nil
-            }
-        } catch { throw .backbone(error) }
+        let (network, source) = try network(backbone)
         return try train(backbone: network, backboneSource: source, good: good, classes: classes, options: options,
                          pool: ThreadPool.forThreads(threads))
+    }
+
+    /// Trains a model from folders of image files, decoding one image at a time: only the
+    /// preprocessed tensors, at the model's input size, stay in memory, not the frames.
+    ///
+    /// - Parameters:
+    ///   - goodFolder: images of good parts (PNG, JPEG; walked recursively), or nil.
+    ///   - classesFolder: one sub-folder of images per defect type (a sub-folder named
+    ///     `good` is the OK class), or nil.
+    ///   - backbone, options, threads: as for ``train(good:classes:backbone:options:threads:)``.
+    ///   - maxPixels: images larger than this are left out as unreadable.
+    /// - Returns: the model, and the files that could not be read (left out).
+    /// - Throws: ``InspectionModelError``: nothing readable to train on, a folder that is
+    ///   not laid out as expected, a class name that cannot name a type, a backbone file
+    ///   that cannot be read.
+    public static func train(goodFolder: URL?, classesFolder: URL? = nil, backbone: TrainingBackbone = .shipped,
+                             options: TrainingOptions = TrainingOptions(), maxPixels: Int = Image.defaultMaxPixels,
+                             threads: Int? = nil) throws(InspectionModelError) -> FolderTraining {
+        try InspectionModelError.checkCPU()
+        var unreadable: [UnreadableImage] = []
+        func source(_ files: [String]) -> TrainingImageSource {
+            let (images, bad) = TrainingImageSource.files(files, maxPixels: maxPixels)
+            unreadable += bad.map { UnreadableImage(path: $0.path, reason: $0.reason) }
+            return images
+        }
+        var good = TrainingImageSource([])
+        if let goodFolder {
+            let files = ClassFolders.imageFiles(below: goodFolder.path)
+            if files.isEmpty { throw .nothingToTrain(detail: "\(goodFolder.path): no PNG or JPEG images in it") }
+            good = source(files)
+            if good.count == 0 { throw .nothingToTrain(detail: "\(goodFolder.path): none of its images could be read") }
+        }
+        var classes: [(name: String, images: TrainingImageSource)] = []
+        if let classesFolder {
+            let folders: ClassFolders
+            do { folders = try ClassFolders.load(classesFolder.path, minimumClasses: 1) } catch {
+                throw .nothingToTrain(detail: error.description)
+            }
+            classes = folders.classes.map { ($0.name, source($0.files)) }
+        }
+        let (network, backboneSource) = try network(backbone)
+        let model = try train(backbone: network, backboneSource: backboneSource, good: good, classes: classes, options: options,
+                              pool: ThreadPool.forThreads(threads))
+        return FolderTraining(model: model, unreadable: unreadable)
+    }
+
+    /// The network of a backbone choice and where it came from.
+    private static func network(_ backbone: TrainingBackbone) throws(InspectionModelError) -> (any Backbone, String?) {
+        do {
+            switch backbone {
+            case .shipped: return (try DefaultBackbone.load(), DefaultBackbone.path)
+            case .file(let url): return (try BackboneStore.load(from: url.path), url.path)
+            case .untrainedCompact: return (BackboneArchitecture.compact.make(), nil)
+            }
+        } catch { throw .backbone(error) }
     }
 
     /// Adds a defect type to a trained model without retraining anything else: the images'
@@ -152,11 +277,20 @@ public enum InspectorTrainer {
     package static func train(backbone: any Backbone, backboneSource: String? = nil, good: [Image], classes: [LabelledImages],
                              options: TrainingOptions = TrainingOptions(),
                              pool: ThreadPool? = .shared) throws(InspectionModelError) -> InspectionModel {
+        try train(backbone: backbone, backboneSource: backboneSource, good: TrainingImageSource(good),
+                  classes: classes.map { ($0.name, TrainingImageSource($0.images)) }, options: options, pool: pool)
+    }
+
+    /// ``train(backbone:backboneSource:good:classes:options:pool:)`` on image sources: every
+    /// image is decoded when it is needed and only its preprocessed tensor is kept.
+    package static func train(backbone: any Backbone, backboneSource: String? = nil, good: TrainingImageSource,
+                              classes: [(name: String, images: TrainingImageSource)], options: TrainingOptions = TrainingOptions(),
+                              pool: ThreadPool? = .shared) throws(InspectionModelError) -> InspectionModel {
         try InspectionModelError.checkCPU()
         for cls in classes {
             if let problem = InspectionModel.classNameProblem(cls.name) { throw .invalidClassName(name: cls.name, problem: problem) }
         }
-        let classes = classes.filter { !$0.images.isEmpty }
+        let classes = classes.filter { $0.images.count > 0 }
         if let sets = options.scorers, sets.isEmpty || Set(sets.map { "\($0.imageSize)/\($0.aspectRatio)" }).count != 1 {
             throw .nothingToTrain(detail: "the scorer option sets must be one or more at one input size (\(sets.map(\.inputSize)))")
         }
@@ -169,21 +303,24 @@ public enum InspectorTrainer {
         let frozen = backbone.frozen()
 
         var goodImages = good
-        if goodImages.isEmpty, let okClass = classes.first(where: { InspectionModel.isOKClass($0.name) }) {
+        if goodImages.count == 0, let okClass = classes.first(where: { InspectionModel.isOKClass($0.name) }) {
             goodImages = okClass.images
         }
         let defectClasses = classes.filter { !InspectionModel.isOKClass($0.name) }
-        if goodImages.isEmpty && classes.count < 2 {
+        if goodImages.count == 0 && classes.count < 2 {
             throw .nothingToTrain(detail: "give good images (--good) or at least two classes (--classes)")
         }
 
-        let (sets, choice) = scorerSets(good: goodImages, options: options, backbone: frozen, normalization: normalization,
-                                        pool: pool)
+        let (sets, choice) = try scorerSets(good: goodImages, options: options, backbone: frozen, normalization: normalization,
+                                            pool: pool)
         let preprocessing = makePreprocessing(size: sets[0].imageSize, aspectRatio: sets[0].aspectRatio)
         var anomaly: AnomalyEnsemble?
-        if !goodImages.isEmpty {
-            let goodTensors = goodImages.map(preprocessing.tensor)
-            let defectTensors = options.sharpenThresholdWithDefects ? defectClasses.flatMap(\.images).map(preprocessing.tensor) : []
+        if goodImages.count > 0 {
+            let goodTensors = try goodImages.tensors(preprocessing)
+            var defectTensors: [Tensor] = []
+            if options.sharpenThresholdWithDefects {
+                for cls in defectClasses { defectTensors += try cls.images.tensors(preprocessing) }
+            }
             // Scores of one scorer the user set up stay on its raw scale with the
             // false-reject-rate threshold; chosen or combined ones go on the good parts' scale.
             anomaly = AnomalyEnsemble.train(goodImages: goodTensors, defectImages: defectTensors, backbone: frozen,
@@ -197,9 +334,11 @@ public enum InspectorTrainer {
             throw .nothingToTrain(detail: "the region embedding needs good images (--good, or a good class): their anomaly scorer finds the region")
         }
         if !classes.isEmpty {
-            let raw = classes.map { embeddings(of: $0.images.map(preprocessing.tensor), backbone: frozen, source: options.embedding,
-                                                anomaly: anomaly,
-                                                pool: pool ?? .shared) }
+            var raw: [[[Float]]] = []
+            for cls in classes {
+                raw.append(embeddings(of: try cls.images.tensors(preprocessing), backbone: frozen, source: options.embedding,
+                                      anomaly: anomaly, pool: pool ?? .shared))
+            }
             if let head = options.projectionHead, let width = raw.first?.first?.count, width != head.inputDimension {
                 throw .nothingToTrain(detail: "the projection head takes \(head.inputDimension) features, the \(options.embedding.rawValue) embeddings of this backbone have \(width)")
             }
@@ -232,18 +371,27 @@ public enum InspectorTrainer {
     package static func scorerSets(good: [Image], options: TrainingOptions, backbone: FrozenBackbone,
                                   normalization: (mean: [Float], std: [Float]),
                                   pool: ThreadPool? = .shared) -> ([AnomalyScorerOptions], ScorerChoice?) {
+        // Images in memory cannot fail to decode.
+        (try? scorerSets(good: TrainingImageSource(good), options: options, backbone: backbone, normalization: normalization,
+                         pool: pool)) ?? ([options.scorer], nil)
+    }
+
+    /// ``scorerSets(good:options:backbone:normalization:pool:)`` on an image source.
+    package static func scorerSets(good: TrainingImageSource, options: TrainingOptions, backbone: FrozenBackbone,
+                                   normalization: (mean: [Float], std: [Float]),
+                                   pool: ThreadPool? = .shared) throws(InspectionModelError) -> ([AnomalyScorerOptions], ScorerChoice?) {
         if let sets = options.scorers { return (sets, nil) }
-        guard options.automaticScorer, !good.isEmpty else { return ([options.scorer], nil) }
+        guard options.automaticScorer, good.count > 0 else { return ([options.scorer], nil) }
         // Frames of one oblong shape keep it (after the region of interest is cut out).
         var template = options.scorer
-        template.aspectRatio = InputGeometry.aspectRatio(ofFrames: good.map { image in
-            let region = options.regionOfInterest?.clipped(width: image.width, height: image.height)
-            return (region?.width ?? image.width, region?.height ?? image.height)
+        template.aspectRatio = InputGeometry.aspectRatio(ofFrames: good.sizes.map { size in
+            let region = options.regionOfInterest?.clipped(width: size.width, height: size.height)
+            return (region?.width ?? size.width, region?.height ?? size.height)
         })
         var measuring = Preprocessing(size: AutomaticSettings.measuringSize, aspectRatio: template.aspectRatio,
                                       mean: normalization.mean, std: normalization.std)
         measuring.regionOfInterest = options.regionOfInterest
-        let measured = good.prefix(AutomaticSettings.measuredImages).map(measuring.tensor)
+        let measured = try good.prefix(AutomaticSettings.measuredImages).tensors(measuring)
         let (sets, choice) = AutomaticSettings.choose(measuringImages: measured, goodImageCount: good.count,
                                                       template: template, backbone: backbone, pool: pool)
         return (sets, choice)

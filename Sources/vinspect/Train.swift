@@ -103,26 +103,32 @@ struct Train: ParsableCommand {
         try checkModelOutput(output!)
         let start = monotonicSeconds()
         var unreadable = 0
-        func load(_ files: [String]) -> [Image] { readTrainingImages(files, unreadable: &unreadable, maxPixels: maxPixels) }
+        // Each file is decoded when training needs it; only its preprocessed tensor is kept.
+        func load(_ files: [String]) -> TrainingImageSource {
+            let (source, bad) = TrainingImageSource.files(files, maxPixels: maxPixels)
+            for file in bad { printError("vinspect: skipped \(file.reason)") }
+            unreadable += bad.count
+            return source
+        }
         var generator = Xoshiro256(seed: seed)
         func draw(_ files: [String]) -> [String] {
             guard let shots, shots < files.count else { return files }
             return Array(files.shuffled(using: &generator).prefix(shots))
         }
 
-        var goodImages: [Image] = []
+        var goodImages = TrainingImageSource([])
         if let good {
             guard isFolder(good) else { throw ValidationError("--good \(good): not a folder") }
             let files = draw(imageFilesBelow(good))
             if files.isEmpty { throw ValidationError("--good \(good): no PNG or JPEG images in it") }
             goodImages = load(files)
         }
-        var labelled: [LabelledImages] = []
+        var labelled: [(name: String, images: TrainingImageSource)] = []
         if let classes {
             let folders = try ClassFolders.load(classes, minimumClasses: 1)
-            for (name, files) in folders.classes { labelled.append(LabelledImages(name: name, images: load(draw(files)))) }
+            for (name, files) in folders.classes { labelled.append((name, load(draw(files)))) }
         }
-        if good != nil && goodImages.isEmpty { throw ValidationError("--good \(good!): none of its images could be read") }
+        if good != nil && goodImages.count == 0 { throw ValidationError("--good \(good!): none of its images could be read") }
 
         let network = try scorer.loadBackbone()
         var options = TrainingOptions()

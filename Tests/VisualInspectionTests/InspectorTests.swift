@@ -419,3 +419,38 @@ func theIntegratorsAPITrainsWritesLoadsAndInspectsByURLOnAnyThreadCount() throws
         _ = try InspectorTrainer.train(good: [part], backbone: .file(folder.appendingPathComponent("missing.vimodel")))
     }
 }
+
+@Test(.timeLimit(.minutes(2)))
+func trainingFromFoldersDecodesAsNeededAndGivesTheSameModelAsImagesInMemory() throws {
+    // Folders read one file at a time give the model the same images in memory give; a
+    // broken file is left out and named; a folder with nothing readable is an error.
+    var options = TrainingOptions()
+    options.scorer.imageSize = 48
+    options.scorer.features = .init(layers: [0, 1], aggregation: 3)
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("folders-\(getpid())")
+    let good = folder.appendingPathComponent("good"), bar = folder.appendingPathComponent("classes/bar")
+    try FileManager.default.createDirectory(at: good, withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(at: bar, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let goodImages = (0..<5).map { testPart(seed: $0) }, barImages = (0..<3).map { testPart(seed: 30 + $0, defect: true) }
+    for (i, image) in goodImages.enumerated() { try image.write(to: good.appendingPathComponent("g\(i).png")) }
+    for (i, image) in barImages.enumerated() { try image.write(to: bar.appendingPathComponent("b\(i).png")) }
+    try Data("not a png".utf8).write(to: good.appendingPathComponent("g9.png"))
+    let fromFolders = try InspectorTrainer.train(goodFolder: good, classesFolder: folder.appendingPathComponent("classes"),
+                                                 backbone: .untrainedCompact, options: options, threads: 1)
+    #expect(fromFolders.unreadable.map { URL(fileURLWithPath: $0.path).lastPathComponent } == ["g9.png"])
+    #expect(fromFolders.unreadable.first?.reason.isEmpty == false)
+    let inMemory = try InspectorTrainer.train(good: goodImages, classes: [LabelledImages(name: "bar", images: barImages)],
+                                              backbone: .untrainedCompact, options: options, threads: 1)
+    #expect(fromFolders.model.goodImageCount == 5 && fromFolders.model.defectTypes == ["bar"])
+    #expect(fromFolders.model.threshold == inMemory.threshold)
+    for seed in [70, 71] {
+        let part = testPart(seed: seed, defect: seed == 71)
+        let a = Inspector(model: fromFolders.model, threads: 1).inspect(part), b = Inspector(model: inMemory, threads: 1).inspect(part)
+        #expect(a.anomalyScore == b.anomalyScore && a.verdict == b.verdict && a.defectType == b.defectType)
+    }
+    let empty = folder.appendingPathComponent("empty")
+    try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+    try Data("x".utf8).write(to: empty.appendingPathComponent("broken.png"))
+    #expect(throws: InspectionModelError.self) { _ = try InspectorTrainer.train(goodFolder: empty, backbone: .untrainedCompact) }
+}
