@@ -58,59 +58,74 @@ public struct LabelledImages: Sendable {
     }
 }
 
-/// Training images read when they are needed: images in memory, or image files decoded one
-/// at a time (so that a folder of large camera frames is never all in memory at once: only
-/// the preprocessed tensors, at the model's input size, are kept).
+/// Training images read when they are needed: images in memory, or image files. Files are
+/// decoded once up front (to learn their sizes and leave out the unreadable ones) and kept
+/// decoded while they fit in `cacheBytes`; beyond that they are decoded again one at a time
+/// when needed, so that a folder of large camera frames is never all in memory at once
+/// (only the preprocessed tensors, at the model's input size, are kept).
 package struct TrainingImageSource: Sendable {
     /// Where each image came from (for messages).
     package let names: [String]
     /// Each image's size, in pixels.
     package let sizes: [(width: Int, height: Int)]
-    private let images: [Image]?
+    /// The images held decoded (all of them for images given in memory).
+    private let held: [Image?]
     private let maxPixels: Int
 
     /// Images already decoded.
     package init(_ images: [Image]) {
-        self.images = images
+        held = images
         names = images.indices.map { "image \($0)" }
         sizes = images.map { ($0.width, $0.height) }
         maxPixels = Image.defaultMaxPixels
     }
 
-    /// Image files, each decoded once here to learn its size (and whether it can be read at
-    /// all: the unreadable ones are left out and returned) and again when it is needed.
-    package static func files(_ paths: [String], maxPixels: Int) -> (TrainingImageSource, unreadable: [(path: String, reason: String)]) {
-        var kept: [String] = [], sizes: [(width: Int, height: Int)] = [], unreadable: [(path: String, reason: String)] = []
+    /// Image files; the unreadable ones are left out and returned with the reason.
+    package static func files(_ paths: [String], maxPixels: Int,
+                              cacheBytes: Int = 512 << 20) -> (TrainingImageSource, unreadable: [(path: String, reason: String)]) {
+        var kept: [String] = [], sizes: [(width: Int, height: Int)] = [], held: [Image?] = []
+        var unreadable: [(path: String, reason: String)] = []
+        var heldBytes = 0
         for path in paths {
             do {
                 let image = try Image(contentsOfFile: path, maxPixels: maxPixels)
                 kept.append(path)
                 sizes.append((image.width, image.height))
+                let bytes = image.width * image.height * image.channels * image.bitDepth / 8
+                if heldBytes + bytes <= cacheBytes {
+                    held.append(image)
+                    heldBytes += bytes
+                } else {
+                    held.append(nil)
+                }
             } catch {
                 unreadable.append((path, error.description))
             }
         }
-        return (TrainingImageSource(names: kept, sizes: sizes, maxPixels: maxPixels), unreadable)
+        return (TrainingImageSource(names: kept, sizes: sizes, held: held, maxPixels: maxPixels), unreadable)
     }
 
-    private init(names: [String], sizes: [(width: Int, height: Int)], maxPixels: Int) {
+    private init(names: [String], sizes: [(width: Int, height: Int)], held: [Image?], maxPixels: Int) {
         self.names = names
         self.sizes = sizes
-        self.images = nil
+        self.held = held
         self.maxPixels = maxPixels
     }
 
     package var count: Int { sizes.count }
 
+    /// The number of images held decoded (the rest are decoded when needed).
+    package var heldCount: Int { held.reduce(0) { $0 + ($1 == nil ? 0 : 1) } }
+
     /// The first `count` images only.
     package func prefix(_ count: Int) -> TrainingImageSource {
-        if let images { return TrainingImageSource(Array(images.prefix(count))) }
-        return TrainingImageSource(names: Array(names.prefix(count)), sizes: Array(sizes.prefix(count)), maxPixels: maxPixels)
+        TrainingImageSource(names: Array(names.prefix(count)), sizes: Array(sizes.prefix(count)), held: Array(held.prefix(count)),
+                            maxPixels: maxPixels)
     }
 
-    /// Image `index`, decoded now for a file source.
+    /// Image `index`, decoded now if it is not held.
     package func image(_ index: Int) throws(InspectionModelError) -> Image {
-        if let images { return images[index] }
+        if let image = held[index] { return image }
         do { return try Image(contentsOfFile: names[index], maxPixels: maxPixels) } catch {
             throw .nothingToTrain(detail: "\(names[index]) could be read a moment ago and now cannot: \(error)")
         }

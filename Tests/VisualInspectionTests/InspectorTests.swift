@@ -449,6 +449,13 @@ func trainingFromFoldersDecodesAsNeededAndGivesTheSameModelAsImagesInMemory() th
         let a = Inspector(model: fromFolders.model, threads: 1).inspect(part), b = Inspector(model: inMemory, threads: 1).inspect(part)
         #expect(a.anomalyScore == b.anomalyScore && a.verdict == b.verdict && a.defectType == b.defectType)
     }
+    // Held decoded (under the budget) or decoded again when needed: the same tensors.
+    let paths = (0..<5).map { good.appendingPathComponent("g\($0).png").path }
+    let (held, _) = TrainingImageSource.files(paths, maxPixels: 1 << 20)
+    let (streamed, _) = TrainingImageSource.files(paths, maxPixels: 1 << 20, cacheBytes: 2 * 40 * 40 * 3)
+    #expect(held.heldCount == 5 && streamed.heldCount == 2)
+    let preprocessing = fromFolders.model.preprocessing
+    #expect(try held.tensors(preprocessing).map(\.scalars) == streamed.tensors(preprocessing).map(\.scalars))
     let empty = folder.appendingPathComponent("empty")
     try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
     try Data("x".utf8).write(to: empty.appendingPathComponent("broken.png"))
