@@ -88,7 +88,9 @@ let package = Package(
         .target(name: "CCPUFeatures", cSettings: cpuCheckCSettings),
         .target(name: "ImageIO", dependencies: ["CCodecs", "TensorCore"], swiftSettings: simdSwiftSettings),
         .target(name: "TensorCore", dependencies: ["CCPUFeatures"], swiftSettings: simdSwiftSettings),
-        .target(name: "NeuralNet", dependencies: ["TensorCore", "ModelFile", "CCPUFeatures"], swiftSettings: simdSwiftSettings),
+        // Intrinsics Swift does not reach (a cache prefetch for the convolution's weights).
+        .target(name: "CIntrinsics"),
+        .target(name: "NeuralNet", dependencies: ["TensorCore", "ModelFile", "CIntrinsics"], swiftSettings: simdSwiftSettings),
         // The anomaly scorer: patch features, memory bank, maps, calibration, metrics.
         .target(name: "Anomaly", dependencies: ["TensorCore", "NeuralNet"], swiftSettings: simdSwiftSettings),
         // The prototype-network few-shot classifier and the episodic training of its

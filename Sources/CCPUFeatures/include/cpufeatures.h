@@ -10,8 +10,4 @@ int vinspect_cpu_missing_features(char *buffer, int capacity);
 /// compiled to use.
 void vinspect_cpu_build_features(char *buffer, int capacity);
 
-/// Asks the CPU to bring the cache line holding `p` towards the core (L2 on this
-/// machine's AMD cores) ahead of use: a hint, never a fault, whatever `p` points to.
-static inline void vinspect_prefetch(const void *p) { __builtin_prefetch(p, 0, 2); }
-
 #endif

@@ -32,7 +32,7 @@
 // tap by tap, channel by channel) whichever thread computes it and whichever tile holds it,
 // and threads own disjoint (pixel tile, weight panel) pieces: the result is bitwise identical
 // for any thread count, and for a pixel computed band by band or over the whole map.
-import CCPUFeatures
+import CIntrinsics
 import TensorCore
 
 /// Convolution weights `[KH, KW, Cin, Cout]` (groups = 1) packed for ``directConvForward``:
