@@ -332,7 +332,8 @@ private func boxBlur(_ field: [Float], size: Int, radius: Int) -> [Float] {
     return out
 }
 
-/// Smoothly interpolated random values on a periodic lattice over the unit square.
+/// Smoothly interpolated random values on a periodic lattice over the unit square (the
+/// shared ``valueNoise(_:_:lattice:)`` on a table drawn from the seed).
 private struct ValueNoise {
     let cells: Int
     let values: [Float]
@@ -344,18 +345,9 @@ private struct ValueNoise {
 
     /// The noise at `(u, v)` (any real coordinates; the lattice repeats every unit).
     func sample(_ u: Float, _ v: Float) -> Float {
-        let x = u * Float(cells), y = v * Float(cells)
-        let fx = x - x.rounded(.down), fy = y - y.rounded(.down)
-        let ix = Int(x.rounded(.down)), iy = Int(y.rounded(.down))
-        func at(_ i: Int, _ j: Int) -> Float {
-            let a = ((i % cells) + cells) % cells, b = ((j % cells) + cells) % cells
-            return values[b * cells + a]
+        valueNoise(u * Float(cells), v * Float(cells)) { i, j in
+            values[(((j % cells) + cells) % cells) * cells + ((i % cells) + cells) % cells]
         }
-        // Smoothstep weights avoid the visible grid of plain bilinear interpolation.
-        let sx = fx * fx * (3 - 2 * fx), sy = fy * fy * (3 - 2 * fy)
-        let top = at(ix, iy) + (at(ix + 1, iy) - at(ix, iy)) * sx
-        let bottom = at(ix, iy + 1) + (at(ix + 1, iy + 1) - at(ix, iy + 1)) * sx
-        return top + (bottom - top) * sy
     }
 
     /// Octaves of the same lattice at doubling frequency and halving weight, in [0, 1].

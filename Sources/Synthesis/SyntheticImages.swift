@@ -652,17 +652,11 @@ private func latticeValue(_ x: Int32, _ y: Int32, salt: UInt64) -> Float {
     return Float(h >> 40) * (1.0 / 16_777_216.0)
 }
 
-/// Value noise: lattice values blended with a smooth (C1) interpolant, in [0, 1).
+/// Value noise on hashed lattice values, in [0, 1).
 @inline(__always)
 private func valueNoise(_ x: Float, _ y: Float, salt: UInt64) -> Float {
-    let fx = floorf(x), fy = floorf(y)
-    // Wrap into Int32: the coordinates stay far below 2^31 for the frequencies used here.
-    let ix = Int32(truncatingIfNeeded: Int(fx)), iy = Int32(truncatingIfNeeded: Int(fy))
-    let tx = x - fx, ty = y - fy
-    let sx = tx * tx * (3 - 2 * tx), sy = ty * ty * (3 - 2 * ty)
-    let a = latticeValue(ix, iy, salt: salt), b = latticeValue(ix &+ 1, iy, salt: salt)
-    let c = latticeValue(ix, iy &+ 1, salt: salt), d = latticeValue(ix &+ 1, iy &+ 1, salt: salt)
-    return (a + (b - a) * sx) + ((c + (d - c) * sx) - (a + (b - a) * sx)) * sy
+    // Lattice coordinates wrap into Int32: they stay far below 2^31 for the frequencies used here.
+    valueNoise(x, y) { i, j in latticeValue(Int32(truncatingIfNeeded: i), Int32(truncatingIfNeeded: j), salt: salt) }
 }
 
 /// Fractal sum of value noise: `octaves` layers, each at twice the frequency and

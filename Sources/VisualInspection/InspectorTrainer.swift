@@ -209,7 +209,9 @@ public enum InspectorTrainer {
     ///   - goodFolder: images of good parts (PNG, JPEG; walked recursively), or nil.
     ///   - classesFolder: one sub-folder of images per defect type (a sub-folder named
     ///     `good` is the OK class), or nil.
-    ///   - backbone, options, threads: as for ``train(good:classes:backbone:options:threads:)``.
+    ///   - backbone: the feature extractor (see ``TrainingBackbone``).
+    ///   - options: see ``TrainingOptions``.
+    ///   - threads: threads for the feature extraction (nil: one per core).
     ///   - maxPixels: images larger than this are left out as unreadable.
     /// - Returns: the model, and the files that could not be read (left out).
     /// - Throws: ``InspectionModelError``: nothing readable to train on, a folder that is
