@@ -22,9 +22,9 @@ source = open(os.path.join(root, "Sources/VisualInspection/VisualInspection.swif
 whole = re.findall(r"^@_exported import (\w+)$", source, re.M)
 scoped = re.findall(r"^@_exported import \w+ (\w+)\.(\w+)$", source, re.M)
 flags = ["-I", os.path.join(build, "Modules"), "-target", "x86_64-unknown-linux-gnu", "-minimum-access-level", "public"]
-for target in ("CCPUFeatures", "CCodecs"):
-    flags += ["-Xcc", "-fmodule-map-file=%s/%s.build/module.modulemap" % (build, target),
-              "-Xcc", "-I%s/Sources/%s/include" % (root, target)]
+for generated in sorted(glob.glob(os.path.join(build, "*.build", "module.modulemap"))):  # the C targets
+    target = os.path.basename(os.path.dirname(generated))[:-len(".build")]
+    flags += ["-Xcc", "-fmodule-map-file=" + generated, "-Xcc", "-I%s/Sources/%s/include" % (root, target)]
 for system in sorted(glob.glob(os.path.join(root, "Sources", "*", "module.modulemap"))):  # CPNG, CJPEG, CZlib
     flags += ["-Xcc", "-fmodule-map-file=" + system]
 out = tempfile.mkdtemp(prefix="symbols-")
