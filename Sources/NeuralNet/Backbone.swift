@@ -41,6 +41,12 @@ public enum BackboneArchitecture: String, Sendable, CaseIterable {
     /// A freshly initialised network of this architecture.
     public func make(classes: Int = 1000, seed: UInt64 = 0) -> any Backbone {
         var generator = Xoshiro256(seed: seed)
+        return make(classes: classes, using: &generator)
+    }
+
+    /// A network of this architecture with its initial weights drawn from `generator`
+    /// (``Xoshiro256/weightsToBeLoaded``: not drawn, for a network about to load weights).
+    public func make(classes: Int = 1000, using generator: inout Xoshiro256) -> any Backbone {
         switch self {
         case .resnet18: return ResNet18(classes: classes, using: &generator)
         case .efficientNetLite0, .efficientNetLite1, .efficientNetLite2:

@@ -44,6 +44,19 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable {
         s0 = mixer.next(); s1 = mixer.next(); s2 = mixer.next(); s3 = mixer.next()
     }
 
+    /// A generator for a network whose weights are about to be loaded from a file: the
+    /// random initialisations drawn from it are skipped (zeros, at the cost of the
+    /// allocation), since the loaded weights replace them all. Half of loading a
+    /// Lite0 model went into drawing 4.6 million normals nobody used.
+    public static var weightsToBeLoaded: Xoshiro256 { Xoshiro256(s0: 0, s1: 0, s2: 0, s3: 0) }
+
+    /// Whether this is ``weightsToBeLoaded`` (the all-zero state, which no seed gives).
+    public var isWeightsToBeLoaded: Bool { s0 | s1 | s2 | s3 == 0 }
+
+    private init(s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64) {
+        self.s0 = s0; self.s1 = s1; self.s2 = s2; self.s3 = s3
+    }
+
     /// Returns the next 64 random bits.
     public mutating func next() -> UInt64 {
         let result = rotateLeft(s1 &* 5, 7) &* 9

@@ -128,6 +128,7 @@ public struct Tensor: Sendable {
         using generator: inout G
     ) {
         self.init(zeros: shape)
+        if let seeded = generator as? Xoshiro256, seeded.isWeightsToBeLoaded { return }
         let base = storage.base
         for i in 0..<count { base[i] = mean + standardDeviation * generator.nextStandardNormal() }
     }
@@ -143,6 +144,7 @@ public struct Tensor: Sendable {
         randomUniform shape: [Int], in range: Range<Float> = 0..<1, using generator: inout G
     ) {
         self.init(zeros: shape)
+        if let seeded = generator as? Xoshiro256, seeded.isWeightsToBeLoaded { return }
         let base = storage.base
         let width = range.upperBound - range.lowerBound
         for i in 0..<count { base[i] = range.lowerBound + width * generator.nextUnitFloat() }

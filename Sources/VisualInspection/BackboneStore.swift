@@ -102,13 +102,15 @@ public enum BackboneError: Error, CustomStringConvertible, Sendable {
             throw .notABackbone(path: path, reason: "unknown architecture \(metadata["architecture"]?.description ?? "none")")
         }
         let classes = tensors.first { $0.name == prefix + "fc.weight" || $0.name == prefix + "_fc.weight" }?.shape.first ?? 1000
-        var generator = Xoshiro256(seed: 0)
+        // Every weight is replaced by the file's (loadState checks that none is missing), so
+        // the network is built without drawing initial weights.
+        var generator = Xoshiro256.weightsToBeLoaded
         let network: any Backbone
         if let variant = architecture.efficientNetLiteVariant {
             network = EfficientNetLite(variant, classes: classes, samePadding: metadata["padding"]?.stringValue != "symmetric",
                                        using: &generator)
         } else {
-            network = architecture.make(classes: classes)
+            network = architecture.make(classes: classes, using: &generator)
         }
         var state: [String: Tensor] = [:]
         for tensor in tensors where tensor.name.hasPrefix(prefix) {

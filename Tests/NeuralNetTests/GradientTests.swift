@@ -149,3 +149,16 @@ func activationGradients(_ kind: Activation) {
     let joined = concatChannels([x, y])
     #expect(joined.shape == [2, 7, 5, 7] && joined.scalars == concatChannels([Variable(x), Variable(y)]).value.scalars)
 }
+
+@Test func aNetworkBuiltForLoadedWeightsDrawsNoneAndLoadsTheSame() throws {
+    // Built with Xoshiro256.weightsToBeLoaded, a network's initial weights are zeros (not
+    // drawn); once the state of a seeded network is loaded, it computes what that one does.
+    var placeholder = Xoshiro256.weightsToBeLoaded
+    #expect(placeholder.isWeightsToBeLoaded && !Xoshiro256(seed: 0).isWeightsToBeLoaded)
+    #expect(Tensor(randomNormal: [3, 4], using: &placeholder).scalars.allSatisfy { $0 == 0 })
+    let seeded = BackboneArchitecture.compact.make(classes: 10, seed: 3)
+    let loaded = BackboneArchitecture.compact.make(classes: 10, using: &placeholder)
+    try loaded.loadState(seeded.stateDictionary())
+    let input = randomTensor([1, 64, 64, 3], seed: 9)
+    #expect(seeded.frozen().features(input, pool: nil).embedding.scalars == loaded.frozen().features(input, pool: nil).embedding.scalars)
+}
