@@ -56,8 +56,8 @@ struct Inspect: ParsableCommand {
     @Option(help: ArgumentHelp("Decide the defect types of the whole run together: the types' prototypes move toward this run's defects by N rounds of soft k-means before every defect is typed (transductive; helps when the run holds several defects of each type). The records are then written when the whole run is done, not one by one.", valueName: "N"))
     var refineTypes: Int = 0
 
-    @Option(help: "Largest image decoded, in pixels (a guard against decompression bombs); larger images become error records.")
-    var maxPixels: Int = Image.defaultMaxPixels
+    @OptionGroup var pixelLimit: PixelLimit
+    var maxPixels: Int { pixelLimit.maxPixels }
 
     @Flag(help: "Exit with status 1 when any part is found defective.")
     var failOnDefect = false
@@ -67,7 +67,6 @@ struct Inspect: ParsableCommand {
 
     func validate() throws {
         if jobs < 1 || jobs > 256 { throw ValidationError("--jobs must be between 1 and 256") }
-        if maxPixels < 1 { throw ValidationError("--max-pixels must be at least 1 (default \(Image.defaultMaxPixels))") }
         if refineTypes < 0 || refineTypes > 100 { throw ValidationError("--refine-types must be between 0 and 100 (0: each image typed on its own)") }
         if paths.isEmpty { throw ValidationError("give at least one image file or folder to inspect") }
     }

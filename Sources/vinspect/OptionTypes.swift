@@ -1,4 +1,5 @@
 import ArgumentParser
+import ImageIO
 
 /// A comma-separated list option (`--layers 1,2`, `--seeds 0,1,2`, `--exclude MT_Free`),
 /// parsed by ArgumentParser like any typed option: a value that does not parse is refused
@@ -25,5 +26,15 @@ struct CommaSeparated<Element: LosslessStringConvertible & Sendable>: Expressibl
 private extension String {
     func trimmingWhitespace() -> String {
         String(drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+    }
+}
+
+/// `--max-pixels`, shared by the commands that decode images: one declaration, one check.
+struct PixelLimit: ParsableArguments {
+    @Option(help: "Largest image decoded, in pixels (a guard against decompression bombs); larger images are refused with a message naming them (an error record when inspecting, skipped when training).")
+    var maxPixels: Int = Image.defaultMaxPixels
+
+    func validate() throws {
+        if maxPixels < 1 { throw ValidationError("--max-pixels must be at least 1 (default \(Image.defaultMaxPixels))") }
     }
 }

@@ -75,13 +75,12 @@ struct Train: ParsableCommand {
     @Option(help: "A projection head for the classifier, from `vinspect fewshot-train` (trained on other classes than these).")
     var head: String?
 
-    @Option(help: "Largest image decoded, in pixels (a guard against decompression bombs); larger images are skipped with a message.")
-    var maxPixels: Int = Image.defaultMaxPixels
+    @OptionGroup var pixelLimit: PixelLimit
+    var maxPixels: Int { pixelLimit.maxPixels }
 
     @OptionGroup var scorer: ScorerOptions
 
     func validate() throws {
-        if maxPixels < 1 { throw ValidationError("--max-pixels must be at least 1 (default \(Image.defaultMaxPixels))") }
         if addClass != nil {
             if to == nil { throw ValidationError("--add-class needs --to MODEL, the model to extend") }
             if let name, let problem = InspectionModel.classNameProblem(name) { throw ValidationError("--name: \(problem)") }
@@ -188,11 +187,10 @@ struct AddClass: ParsableCommand {
     @Option(help: "Seed of the --shots draw.")
     var seed: UInt64 = 0
 
-    @Option(help: "Largest image decoded, in pixels (a guard against decompression bombs); larger images are skipped with a message.")
-    var maxPixels: Int = Image.defaultMaxPixels
+    @OptionGroup var pixelLimit: PixelLimit
+    var maxPixels: Int { pixelLimit.maxPixels }
 
     func validate() throws {
-        if maxPixels < 1 { throw ValidationError("--max-pixels must be at least 1 (default \(Image.defaultMaxPixels))") }
         if let shots, shots < 1 { throw ValidationError("--shots must be at least 1") }
         if let name, let problem = InspectionModel.classNameProblem(name) { throw ValidationError("--name: \(problem)") }
     }
